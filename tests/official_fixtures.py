@@ -41,3 +41,36 @@ def subdict(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]
 
 def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
     return np.transpose(x, (0, 2, 3, 1))
+
+
+def official_init_kwargs(meta: dict) -> tuple[dict, dict]:
+    """The official constructor kwargs the fixture's meta describes."""
+    g = dict(
+        z_dim=meta["z_dim"], c_dim=meta["c_dim"], w_dim=meta["w_dim"],
+        img_resolution=meta["img_resolution"], img_channels=meta["img_channels"],
+        mapping_kwargs=dict(num_layers=meta["mapping_layers"]),
+        synthesis_kwargs=dict(
+            channel_base=meta["channel_base"], channel_max=meta["channel_max"],
+            num_fp16_res=0, conv_clamp=meta["conv_clamp"],
+            architecture=meta["g_architecture"],
+        ),
+    )
+    d = dict(
+        c_dim=meta["c_dim"], img_resolution=meta["img_resolution"],
+        img_channels=meta["img_channels"], architecture=meta["d_architecture"],
+        channel_base=meta["channel_base"], channel_max=meta["channel_max"],
+        num_fp16_res=0, conv_clamp=meta["conv_clamp"],
+        epilogue_kwargs=dict(
+            mbstd_group_size=meta["mbstd_group_size"],
+            mbstd_num_channels=meta.get("mbstd_num_channels", 1),
+        ),
+    )
+    return g, d
+
+
+def assert_close(name, ours, ref, rel):
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape, f"{name}: shape {ours.shape} != {ref.shape}"
+    err = np.max(np.abs(ours - ref))
+    bound = rel * np.max(np.abs(ref))
+    assert err <= bound, f"{name}: max|ours-ref| = {err:.3e} > {bound:.3e}"

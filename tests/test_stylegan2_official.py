@@ -8,47 +8,21 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
-from official_fixtures import DATA, fixture_files, load, nchw_to_nhwc, subdict
+from official_fixtures import (
+    DATA,
+    assert_close,
+    fixture_files,
+    load,
+    nchw_to_nhwc,
+    official_init_kwargs,
+    subdict,
+)
 
 from stylegan_jax.convert import official
 from stylegan_jax.models import stylegan2
 
 FILES = fixture_files("stylegan2_ada", DATA / "official")
-
-
-def official_init_kwargs(meta: dict) -> tuple[dict, dict]:
-    """The official constructor kwargs the fixture's meta describes."""
-    g = dict(
-        z_dim=meta["z_dim"], c_dim=meta["c_dim"], w_dim=meta["w_dim"],
-        img_resolution=meta["img_resolution"], img_channels=meta["img_channels"],
-        mapping_kwargs=dict(num_layers=meta["mapping_layers"]),
-        synthesis_kwargs=dict(
-            channel_base=meta["channel_base"], channel_max=meta["channel_max"],
-            num_fp16_res=0, conv_clamp=meta["conv_clamp"],
-            architecture=meta["g_architecture"],
-        ),
-    )
-    d = dict(
-        c_dim=meta["c_dim"], img_resolution=meta["img_resolution"],
-        img_channels=meta["img_channels"], architecture=meta["d_architecture"],
-        channel_base=meta["channel_base"], channel_max=meta["channel_max"],
-        num_fp16_res=0, conv_clamp=meta["conv_clamp"],
-        epilogue_kwargs=dict(
-            mbstd_group_size=meta["mbstd_group_size"],
-            mbstd_num_channels=meta.get("mbstd_num_channels", 1),
-        ),
-    )
-    return g, d
-
-
-def assert_close(name, ours, ref, rel):
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    assert ours.shape == ref.shape, f"{name}: shape {ours.shape} != {ref.shape}"
-    err = np.max(np.abs(ours - ref))
-    bound = rel * np.max(np.abs(ref))
-    assert err <= bound, f"{name}: max|ours-ref| = {err:.3e} > {bound:.3e}"
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])

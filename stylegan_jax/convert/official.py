@@ -9,7 +9,9 @@ constant input, and NCHW -> NHWC flattening order for the discriminator's `b4.fc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
@@ -18,6 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from stylegan_jax.atomic import new_directory
+from stylegan_jax.convert.pickle_reader import load_official_pickle
+from stylegan_jax.model_store import Network
 from stylegan_jax.models import stylegan2
 from stylegan_jax.nn import ops
 
@@ -232,7 +237,7 @@ def variables_to_state_dict(variables: Mapping, module: nn.Module) -> dict[str, 
         if key[0] not in ("params", "buffers"):
             continue
         name = ".".join(key[1:])
-        out[name] = np.ascontiguousarray(_to_official(module, name, np.asarray(value)))
+        out[name] = np.require(_to_official(module, name, np.asarray(value)), requirements="C")
     for owner in sorted(_filter_owners(out, module)):
         out[f"{owner}.resample_filter"] = filt.copy()
     return out
@@ -250,3 +255,101 @@ def _filter_owners(state: Mapping[str, np.ndarray], module: nn.Module) -> set[st
         if block and block[-1] != "b4" or (block and isinstance(module, stylegan2.Generator)):
             owners.add(".".join(block))
     return owners
+
+
+def official_init_kwargs(module: nn.Module) -> dict[str, Any]:
+    """The official constructor kwargs that rebuild `module` (inverse of *_kwargs above)."""
+    if isinstance(module, stylegan2.Generator):
+        return dict(
+            z_dim=module.z_dim, c_dim=module.c_dim, w_dim=module.w_dim,
+            img_resolution=module.img_resolution, img_channels=module.img_channels,
+            mapping_kwargs=dict(
+                num_layers=module.mapping_layers, lr_multiplier=module.mapping_lr_multiplier,
+                w_avg_beta=module.w_avg_beta,
+            ),
+            synthesis_kwargs=dict(
+                channel_base=module.channel_base, channel_max=module.channel_max,
+                num_fp16_res=0, conv_clamp=module.conv_clamp, architecture=module.architecture,
+            ),
+        )
+    if isinstance(module, stylegan2.Discriminator):
+        return dict(
+            c_dim=module.c_dim, img_resolution=module.img_resolution,
+            img_channels=module.img_channels, architecture=module.architecture,
+            channel_base=module.channel_base, channel_max=module.channel_max, num_fp16_res=0,
+            conv_clamp=module.conv_clamp, cmap_dim=module.cmap_dim,
+            mapping_kwargs=dict(num_layers=module.mapping_layers),
+            epilogue_kwargs=dict(
+                mbstd_group_size=module.mbstd_group_size,
+                mbstd_num_channels=module.mbstd_num_channels,
+            ),
+        )
+    raise TypeError(f"no official counterpart for {type(module).__name__}")
+
+
+_PICKLE_CLASSES = {"G": "Generator", "G_ema": "Generator", "D": "Discriminator"}
+
+
+def networks_from_pickle(path) -> dict[str, Network]:
+    """Official network pickle -> {'G', 'G_ema', 'D': model_store.Network} (those present)."""
+    data = load_official_pickle(path)
+    out = {}
+    for name, class_name in _PICKLE_CLASSES.items():
+        record = data.get(name)
+        if record is None:
+            continue
+        if record.class_name != class_name:
+            raise ConversionError(
+                f"{path}: '{name}' is a {record.class_name}, expected the StyleGAN2 {class_name}"
+            )
+        if record.state.get("_init_args"):
+            raise ConversionError(f"{path}: '{name}' was built with positional arguments")
+        try:
+            if class_name == "Generator":
+                module = stylegan2.Generator(**generator_kwargs(record.init_kwargs))
+            else:
+                module = stylegan2.Discriminator(**discriminator_kwargs(record.init_kwargs))
+        except ValueError as e:
+            raise ConversionError(
+                f"{path}: '{name}' is not a supported StyleGAN2 network: {e}"
+            ) from None
+        variables = state_dict_to_variables(record.state_dict(), module, f"{path}:{name}")
+        out[name] = Network(module, variables)
+    return out
+
+
+def export_official(networks: Mapping[str, Network], dest) -> Path:
+    """Writes `<name>.npz` official state dicts + `init_kwargs.json`, atomically, to `dest`.
+
+    Official code rebuilds each network with `Generator(**init_kwargs['G'])` and loads
+    `{k: torch.from_numpy(v) for k, v in np.load('G.npz').items()}` with load_state_dict.
+    """
+    with new_directory(dest) as tmp:
+        kwargs = {}
+        for name, net in networks.items():
+            state = variables_to_state_dict(net.variables, net.module)
+            np.savez(tmp / f"{name}.npz", **state)
+            kwargs[name] = official_init_kwargs(net.module)
+        (tmp / "init_kwargs.json").write_text(json.dumps(kwargs, indent=2) + "\n")
+    return Path(dest).absolute()
+
+
+def networks_from_state_dicts(src) -> dict[str, Network]:
+    """Reads a directory written by `export_official` (or by hand in that layout)."""
+    src = Path(src)
+    kwargs_path = src / "init_kwargs.json"
+    if not kwargs_path.is_file():
+        raise ConversionError(f"{src} holds no init_kwargs.json")
+    out = {}
+    for name, init in json.loads(kwargs_path.read_text()).items():
+        class_name = _PICKLE_CLASSES.get(name)
+        if class_name is None:
+            raise ConversionError(f"{kwargs_path}: unknown network name {name!r}")
+        if class_name == "Generator":
+            module = stylegan2.Generator(**generator_kwargs(init))
+        else:
+            module = stylegan2.Discriminator(**discriminator_kwargs(init))
+        with np.load(src / f"{name}.npz") as data:
+            state = {k: data[k] for k in data.files}
+        out[name] = Network(module, state_dict_to_variables(state, module, f"{src}/{name}.npz"))
+    return out

@@ -1,0 +1,39 @@
+"""`stylegan-jax`: one entry point, one module per subcommand (each has add_arguments/run)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, help). Modules are imported only when their parser is built, and
+# none imports tensorflow at module level (the GPU machines have none).
+SUBCOMMANDS = {
+    "convert": ("stylegan_jax.convert.command", "convert official networks to/from this project"),
+    "generate": ("stylegan_jax.generate", "generate images from a network directory"),
+    "bench": ("stylegan_jax.benchmarks.networks", "benchmark generator/discriminator throughput"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stylegan-jax", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as e:
+        print(f"stylegan-jax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

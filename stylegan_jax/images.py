@@ -1,0 +1,45 @@
+"""Image conversion and grids: generator output (NHWC, [-1, 1]) -> uint8 PNG files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def to_uint8(images, drange: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """Maps `drange` to [0, 255] with rounding, as the official tools do (NHWC)."""
+    lo, hi = drange
+    x = (np.asarray(images, np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def grid_shape(n: int, max_cols: int | None = None) -> tuple[int, int]:
+    """(rows, cols) of a near-square grid holding n images."""
+    cols = max(1, math.ceil(math.sqrt(n)))
+    if max_cols:
+        cols = min(cols, max_cols)
+    return math.ceil(n / cols), cols
+
+
+def make_grid(images: np.ndarray, cols: int | None = None) -> np.ndarray:
+    """[N, H, W, C] uint8 -> one [rows*H, cols*W, C] uint8 image (blank cells are black)."""
+    n, h, w, c = images.shape
+    rows, cols = grid_shape(n) if cols is None else (math.ceil(n / cols), cols)
+    canvas = np.zeros((rows * cols, h, w, c), images.dtype)
+    canvas[:n] = images
+    canvas = canvas.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
+    return canvas.reshape(rows * h, cols * w, c)
+
+
+def save_image(image: np.ndarray, path: str | Path) -> Path:
+    """Saves one [H, W, C] uint8 image (C = 1 or 3) as PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.shape[-1] == 1:
+        Image.fromarray(image[..., 0], "L").save(path)
+    else:
+        Image.fromarray(image, "RGB").save(path)
+    return path
