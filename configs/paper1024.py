@@ -1,0 +1,15 @@
+"""Official preset `paper1024`: the StyleGAN2-ADA paper's 1024x1024 setup (FFHQ, MetFaces).
+
+Point it at your data with e.g. `--config.data.source=tfrecord --config.data.path=DIR`.
+"""
+
+from configs.stylegan2_base import apply_official_preset, base
+
+
+def get_config():
+    c = base()
+    apply_official_preset(c, res=1024, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2,
+                          ema=10, ramp=None, mapping=8)
+    c.data.source = "tfrecord"
+    c.data.channels = 3
+    return c

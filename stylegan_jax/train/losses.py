@@ -1,0 +1,110 @@
+"""The StyleGAN2 objective, one pure function per training phase (official StyleGAN2Loss).
+
+Every random draw is an explicit input (`PhaseDraws`), so one iteration can be replayed
+on recorded draws. Each function returns the phase loss already multiplied by its
+`gain` (the lazy-regularisation interval) plus auxiliary outputs; the caller
+differentiates it. Inside a per-device program, `axis_name` averages batch statistics
+(w_avg, the path-length mean) over devices so that N devices compute what one device
+would compute on the global batch.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from stylegan_jax.models import stylegan2
+
+
+class PhaseDraws(NamedTuple):
+    """The random inputs of one phase on one device (local batch b)."""
+
+    z: jax.Array  # [b, z_dim]
+    c: jax.Array  # [b, c_dim]
+    mix_z: jax.Array  # [b, z_dim] latents of the second style (style mixing)
+    mix_cutoff: jax.Array  # int32 scalar: ws[cutoff:] come from mix_z; num_ws = no mixing
+    noise_key: jax.Array  # PRNG key of the synthesis noise (noise_mode 'random')
+
+
+class Networks(NamedTuple):
+    G: stylegan2.Generator
+    D: stylegan2.Discriminator
+
+
+def _pmean(x, axis_name):
+    return x if axis_name is None else jax.lax.pmean(x, axis_name)
+
+
+def run_generator(nets: Networks, g_params, g_buffers, d: PhaseDraws, noise_mode: str,
+                  update_w_avg: bool = True):
+    """Mapping (updating w_avg), style mixing, synthesis -> (img, ws, new buffers, synth_fn)."""
+    G = nets.G
+    variables = {"params": g_params, "buffers": g_buffers}
+    ws, updates = G.apply(variables, d.z, d.c, update_w_avg=update_w_avg,
+                          method=G.mapping_fn, mutable=["buffers"])
+    buffers = {**g_buffers, **updates["buffers"]}
+    mixed = G.apply(variables, d.mix_z, d.c, method=G.mapping_fn)
+    layer = jnp.arange(ws.shape[1])[None, :, None]
+    ws = jnp.where(layer >= d.mix_cutoff, mixed, ws)
+
+    def synth_fn(ws):
+        return G.apply({"params": g_params, "buffers": buffers}, ws, noise_mode,
+                       method=G.synthesis_fn, rngs={"noise": d.noise_key})
+
+    return synth_fn(ws), ws, buffers, synth_fn
+
+
+def g_main_loss(g_params, nets: Networks, g_buffers, d_params, d: PhaseDraws, *,
+                gain: float, noise_mode: str):
+    """Gmain: softplus(-D(G(z))), the non-saturating generator loss."""
+    img, _, buffers, _ = run_generator(nets, g_params, g_buffers, d, noise_mode)
+    logits = nets.D.apply({"params": d_params}, img, d.c)
+    loss = jnp.mean(jax.nn.softplus(-logits))
+    return loss * gain, (buffers, {"G/loss": loss, "scores/fake": jnp.mean(logits)})
+
+
+def g_reg_loss(g_params, nets: Networks, g_buffers, d: PhaseDraws, pl_noise, pl_mean, *,
+               gain: float, noise_mode: str, pl_weight: float, pl_decay: float,
+               axis_name: str | None):
+    """Greg: path-length regularisation on the first len(pl_noise) samples of the phase.
+
+    pl_noise is the already scaled noise (randn / sqrt(H * W)). As officially, the
+    penalty is taken against the *updated* running mean, gradient included.
+    """
+    b = pl_noise.shape[0]
+    draws = d._replace(z=d.z[:b], c=d.c[:b], mix_z=d.mix_z[:b])
+    _, ws, buffers, synth_fn = run_generator(nets, g_params, g_buffers, draws, noise_mode)
+    _, vjp = jax.vjp(synth_fn, ws)
+    (pl_grads,) = vjp(pl_noise.astype(jnp.float32))
+    pl_lengths = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(pl_grads), axis=2), axis=1))
+    new_mean = pl_mean + pl_decay * (_pmean(jnp.mean(pl_lengths), axis_name) - pl_mean)
+    penalty = jnp.square(pl_lengths - new_mean)
+    loss = jnp.mean(penalty * pl_weight)
+    stats = {"G/reg": loss, "pl_penalty": jnp.mean(penalty)}
+    return loss * gain, (buffers, jax.lax.stop_gradient(new_mean), stats)
+
+
+def d_main_loss(d_params, nets: Networks, gen_img, gen_c, real, real_c, *, gain: float):
+    """Dmain: softplus(D(fake)) + softplus(-D(real)); `gen_img` comes without gradient."""
+    fake_logits = nets.D.apply({"params": d_params}, gen_img, gen_c)
+    real_logits = nets.D.apply({"params": d_params}, real, real_c)
+    loss_gen = jnp.mean(jax.nn.softplus(fake_logits))
+    loss_real = jnp.mean(jax.nn.softplus(-real_logits))
+    loss = loss_gen + loss_real
+    stats = {"D/loss": loss, "scores/fake": jnp.mean(fake_logits),
+             "scores/real": jnp.mean(real_logits)}
+    return loss * gain, stats
+
+
+def d_reg_loss(d_params, nets: Networks, real, real_c, *, gain: float, r1_gamma: float):
+    """Dreg: R1, the squared gradient norm of D on reals, times gamma / 2."""
+    def d_sum(x):
+        return jnp.sum(nets.D.apply({"params": d_params}, x, real_c))
+
+    r1_grads = jax.grad(d_sum)(real)
+    r1_penalty = jnp.sum(jnp.square(r1_grads), axis=(1, 2, 3))
+    loss = jnp.mean(r1_penalty * (r1_gamma / 2))
+    return loss * gain, {"D/reg": loss, "r1_penalty": jnp.mean(r1_penalty)}
+

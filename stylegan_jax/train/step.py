@@ -1,0 +1,235 @@
+"""One StyleGAN2 training iteration, written per device (collectives over axis 'data').
+
+The iteration runs the official phases in order: Gmain, Greg (every g_reg_interval
+iterations), Dmain, Dreg (every d_reg_interval), then the G EMA update. Which lazy
+phases run is static, so a run compiles at most four programs. Gradients are averaged
+over devices (`pmean`), passed through `nan_to_num` as officially, then fed to one Adam
+per network whose lr and betas carry the lazy-regularisation rescaling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from stylegan_jax.models import stylegan2
+from stylegan_jax.train import losses
+from stylegan_jax.train.losses import Networks, PhaseDraws
+
+AXIS = "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """The static hyperparameters of the step (hashable: part of the compiled program)."""
+
+    batch_size: int  # global batch, all devices
+    g_lr: float = 0.002
+    d_lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    eps: float = 1e-8
+    r1_gamma: float = 10.0
+    pl_weight: float = 2.0
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+    style_mixing_prob: float = 0.9
+    g_reg_interval: int = 4
+    d_reg_interval: int = 16
+    ema_kimg: float = 10.0
+    ema_rampup: float | None = None
+    noise_mode: str = "random"
+
+    def phases(self, step: int) -> tuple[bool, bool]:
+        """(run Greg, run Dreg) at iteration `step`."""
+        greg = self.pl_weight != 0 and step % self.g_reg_interval == 0
+        dreg = self.r1_gamma != 0 and step % self.d_reg_interval == 0
+        return greg, dreg
+
+
+@flax.struct.dataclass
+class TrainState:
+    G: dict  # generator params
+    G_buffers: dict  # w_avg, noise_const
+    D: dict  # discriminator params
+    G_ema: dict
+    G_ema_buffers: dict
+    G_opt: optax.OptState
+    D_opt: optax.OptState
+    pl_mean: jax.Array  # float32 scalar
+    step: jax.Array  # int32: iterations done (official batch_idx)
+    nimg: jax.Array  # int32: images shown (official cur_nimg)
+    rng: jax.Array  # base PRNG key; iteration i draws from fold_in(rng, i)
+
+
+class IterationDraws(NamedTuple):
+    """All random inputs of one iteration on one device."""
+
+    g_main: PhaseDraws
+    g_reg: PhaseDraws
+    d_main: PhaseDraws
+    pl_noise: jax.Array  # [b // pl_batch_shrink, H, W, C], already / sqrt(H * W)
+
+
+def lazy_adam(lr: float, betas, eps: float, interval: int) -> optax.GradientTransformation:
+    """Adam with the official lazy-regularisation rescaling of lr and betas."""
+    ratio = interval / (interval + 1)
+    b1, b2 = (b**ratio for b in betas)
+    return optax.adam(lr * ratio, b1=b1, b2=b2, eps=eps)
+
+
+def optimizers(cfg: StepConfig) -> tuple[optax.GradientTransformation, ...]:
+    return (lazy_adam(cfg.g_lr, cfg.betas, cfg.eps, cfg.g_reg_interval),
+            lazy_adam(cfg.d_lr, cfg.betas, cfg.eps, cfg.d_reg_interval))
+
+
+def init_state(nets: Networks, cfg: StepConfig, seed: int) -> TrainState:
+    """Fresh networks (official initialisation), optimizer states and counters."""
+    G, D = nets
+    key = jax.random.PRNGKey(seed)
+    k_g, k_d, k_run = jax.random.split(key, 3)
+    z = jnp.zeros((1, G.z_dim))
+    c = jnp.zeros((1, G.c_dim))
+    g_vars = G.init({"params": k_g, "noise": k_g}, z, c)
+    img = jnp.zeros((max(D.mbstd_group_size or 1, 1), G.img_resolution, G.img_resolution,
+                     G.img_channels))
+    d_vars = D.init(k_d, img, jnp.zeros((img.shape[0], D.c_dim)))
+    g_opt, d_opt = optimizers(cfg)
+    return TrainState(
+        G=g_vars["params"], G_buffers=g_vars["buffers"], D=d_vars["params"],
+        G_ema=g_vars["params"], G_ema_buffers=g_vars["buffers"],
+        G_opt=g_opt.init(g_vars["params"]), D_opt=d_opt.init(d_vars["params"]),
+        pl_mean=jnp.zeros((), jnp.float32), step=jnp.zeros((), jnp.int32),
+        nimg=jnp.zeros((), jnp.int32), rng=k_run,
+    )
+
+
+def ema_beta(cfg: StepConfig, nimg) -> jax.Array:
+    """Official G_ema decay from the *global* batch: 0.5 ** (batch / ema_nimg), with rampup."""
+    ema_nimg = jnp.float32(cfg.ema_kimg * 1000)
+    if cfg.ema_rampup is not None:
+        ema_nimg = jnp.minimum(ema_nimg, nimg.astype(jnp.float32) * cfg.ema_rampup)
+    return 0.5 ** (cfg.batch_size / jnp.maximum(ema_nimg, 1e-8))
+
+
+def draw_iteration(key, nets: Networks, cfg: StepConfig, local_batch: int,
+                   label_table: jax.Array) -> IterationDraws:
+    """The draws of one iteration on this device (key already specific to the device)."""
+    G = nets.G
+    num_ws = G.num_ws
+    keys = jax.random.split(key, 4)
+
+    def phase(k, b):
+        kz, kc, km, kcut, kp, kn = jax.random.split(k, 6)
+        idx = jax.random.randint(kc, (b,), 0, label_table.shape[0])
+        cutoff = jax.random.randint(kcut, (1,), 1, num_ws)
+        mix = jax.random.uniform(kp, (1,)) < cfg.style_mixing_prob
+        return PhaseDraws(
+            z=jax.random.normal(kz, (b, G.z_dim)),
+            c=label_table[idx],
+            mix_z=jax.random.normal(km, (b, G.z_dim)),
+            mix_cutoff=jnp.where(mix, cutoff, num_ws).astype(jnp.int32),
+            noise_key=kn,
+        )
+
+    res, ch = G.img_resolution, G.img_channels
+    pl_b = local_batch // cfg.pl_batch_shrink
+    pl_noise = jax.random.normal(keys[3], (pl_b, res, res, ch)) / jnp.sqrt(float(res * res))
+    return IterationDraws(phase(keys[0], local_batch), phase(keys[1], local_batch),
+                          phase(keys[2], local_batch), pl_noise)
+
+
+def _clean(grads):
+    grads = jax.lax.pmean(grads, AXIS)
+    return jax.tree_util.tree_map(
+        lambda g: jnp.nan_to_num(g, nan=0.0, posinf=1e5, neginf=-1e5), grads)
+
+
+def _apply(opt: optax.GradientTransformation, grads, opt_state, params):
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def _scalar(draw: PhaseDraws) -> PhaseDraws:
+    # Per-device draws carry the cutoff as shape [1], so that device blocks stack.
+    return draw._replace(mix_cutoff=draw.mix_cutoff.reshape(()))
+
+
+def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets: Networks,
+              cfg: StepConfig, do_greg: bool, do_dreg: bool, return_grads: bool = False):
+    """One official iteration on one device's share of the batch -> (state, stats[, grads])."""
+    real = real_u8.astype(jnp.float32) / 127.5 - 1.0
+    g_opt, d_opt = optimizers(cfg)
+    stats, grads_log = {}, {}
+    G, G_opt, buffers, pl_mean = state.G, state.G_opt, state.G_buffers, state.pl_mean
+
+    g_main = _scalar(draws.g_main)
+    (_, (buffers, st)), grads = jax.value_and_grad(losses.g_main_loss, has_aux=True)(
+        G, nets, buffers, state.D, g_main, gain=1.0, noise_mode=cfg.noise_mode)
+    grads = grads_log["Gmain"] = _clean(grads)
+    G, G_opt = _apply(g_opt, grads, G_opt, G)
+    stats.update(st)
+
+    if do_greg:
+        (_, (buffers, pl_mean, st)), grads = jax.value_and_grad(losses.g_reg_loss, has_aux=True)(
+            G, nets, buffers, _scalar(draws.g_reg), draws.pl_noise, pl_mean,
+            gain=float(cfg.g_reg_interval), noise_mode=cfg.noise_mode,
+            pl_weight=cfg.pl_weight, pl_decay=cfg.pl_decay, axis_name=AXIS)
+        grads = grads_log["Greg"] = _clean(grads)
+        G, G_opt = _apply(g_opt, grads, G_opt, G)
+        stats.update(st)
+
+    D, D_opt = state.D, state.D_opt
+    d_main = _scalar(draws.d_main)
+    gen_img, _, buffers, _ = losses.run_generator(nets, G, buffers, d_main, cfg.noise_mode)
+    (_, st), grads = jax.value_and_grad(losses.d_main_loss, has_aux=True)(
+        D, nets, jax.lax.stop_gradient(gen_img), d_main.c, real, real_c, gain=1.0)
+    grads = grads_log["Dmain"] = _clean(grads)
+    D, D_opt = _apply(d_opt, grads, D_opt, D)
+    stats.update(st)
+
+    if do_dreg:
+        (_, st), grads = jax.value_and_grad(losses.d_reg_loss, has_aux=True)(
+            D, nets, real, real_c, gain=float(cfg.d_reg_interval), r1_gamma=cfg.r1_gamma)
+        grads = grads_log["Dreg"] = _clean(grads)
+        D, D_opt = _apply(d_opt, grads, D_opt, D)
+        stats.update(st)
+
+    beta = ema_beta(cfg, state.nimg)
+    G_ema = jax.tree_util.tree_map(lambda e, p: p + beta * (e - p), state.G_ema, G)
+    stats["ema_beta"] = beta
+    stats["pl_mean"] = pl_mean
+    new_state = state.replace(
+        G=G, G_buffers=buffers, D=D, G_ema=G_ema, G_ema_buffers=buffers, G_opt=G_opt,
+        D_opt=D_opt, pl_mean=pl_mean, step=state.step + 1,
+        nimg=state.nimg + cfg.batch_size)
+    stats = jax.lax.pmean(stats, AXIS)
+    return (new_state, stats, grads_log) if return_grads else (new_state, stats)
+
+
+def iteration_from_key(state: TrainState, real_u8, real_c, label_table, *, nets: Networks,
+                       cfg: StepConfig, do_greg: bool, do_dreg: bool):
+    """`iteration` with draws made on the device from (rng, step, device index)."""
+    key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
+                             jax.lax.axis_index(AXIS))
+    draws = draw_iteration(key, nets, cfg, real_u8.shape[0], label_table)
+    return iteration(state, real_u8, real_c, draws, nets=nets, cfg=cfg, do_greg=do_greg,
+                     do_dreg=do_dreg)
+
+
+def build_networks(model_cfg, img_resolution: int, img_channels: int, c_dim: int) -> Networks:
+    """Generator and discriminator from a config's `model` section."""
+    common = dict(img_resolution=img_resolution, img_channels=img_channels,
+                  channel_base=model_cfg.channel_base, channel_max=model_cfg.channel_max,
+                  conv_clamp=model_cfg.conv_clamp, num_bf16_res=model_cfg.num_bf16_res)
+    G = stylegan2.Generator(z_dim=model_cfg.z_dim, c_dim=c_dim, w_dim=model_cfg.w_dim,
+                            mapping_layers=model_cfg.mapping_layers,
+                            architecture=model_cfg.g_architecture, axis_name=AXIS, **common)
+    D = stylegan2.Discriminator(c_dim=c_dim, architecture=model_cfg.d_architecture,
+                                mbstd_group_size=model_cfg.mbstd_group_size,
+                                mbstd_num_channels=model_cfg.mbstd_num_channels, **common)
+    return Networks(G, D)
