@@ -1,0 +1,386 @@
+"""``stylegan-jax dataset``: images from a folder, a zip or TFDS into TFRecord shards.
+
+    stylegan-jax dataset --source ~/ffhq/images1024x1024 --dest ~/data/ffhq256 \\
+        --resolution 256                      # box filter: the FFHQ-256 the FID numbers use
+    stylegan-jax dataset --source tfds:celeb_a --dest ~/data/celeba64 --resolution 64 \\
+        --transform center-crop --min-resolution 4   # every level down to 4x4 for ProGAN
+
+Images are cropped (none / center-crop / center-crop-wide, as the official tools), resized with
+a named filter (never upscaled), converted to 1 or 3 channels and stored as raw pixels (format:
+``shards.py``). Bad files stop the run with a message naming them, or are skipped and listed
+with --skip-bad. The dataset is built in a hidden directory beside --dest and renamed into place
+only when complete, so an interrupted run never leaves something that looks finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from stylegan_jax.data.images import (
+    FILTERS,
+    TRANSFORMS,
+    BadImage,
+    box_downsample,
+    check_resolution,
+    to_channels,
+    transform_image,
+)
+from stylegan_jax.data.inputs import Input, Listing, open_source
+from stylegan_jax.data.shards import (
+    FORMAT,
+    MANIFEST,
+    DatasetError,
+    LevelWriter,
+    write_manifest,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``stylegan-jax dataset``."""
+    a = parser.add_argument
+    a(
+        "--source",
+        required=True,
+        help="image folder (recursive), .zip file, or tfds:NAME[/CONFIG][:VERSION]",
+    )
+    a("--dest", required=True, help="directory to create; must not exist or be empty")
+    a("--resolution", type=int, required=True, help="output side, a power of two")
+    a(
+        "--transform",
+        choices=TRANSFORMS,
+        default="none",
+        help="none (images must be square), center-crop, or center-crop-wide (letterboxed)",
+    )
+    a(
+        "--wide-height",
+        type=int,
+        default=None,
+        help="content height for center-crop-wide (default: 3/4 of --resolution)",
+    )
+    a(
+        "--filter",
+        choices=sorted(FILTERS),
+        default="box",
+        help="resize filter (default box: exact block averages for integer factors)",
+    )
+    a("--channels", type=int, choices=(1, 3), default=3, help="1 = grayscale, 3 = RGB")
+    a(
+        "--min-resolution",
+        type=int,
+        default=None,
+        help="also write every level down to this side, each the 2x2 box average of the "
+        "one above (progressive growing); default: only --resolution",
+    )
+    a(
+        "--skip-bad",
+        action="store_true",
+        help="skip unusable files (listed in the summary and manifest) instead of stopping",
+    )
+    a("--max-images", type=int, default=None, help="stop after this many images")
+    a("--split", default="train", help="TFDS split, e.g. train or train[:90%%]")
+    a("--data-dir", default=None, help="TFDS data_dir")
+    a("--manual-dir", default=None, help="TFDS manual_dir (celeb_a_hq and other manual sets)")
+    a("--image-key", default="image", help="TFDS image feature")
+    a("--label-key", default=None, help="TFDS ClassLabel feature to keep as labels")
+    a("--shard-mb", type=int, default=256, help="largest shard size in MiB")
+    a(
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="threads decoding and resizing images",
+    )
+    a("--no-progress", action="store_true", help="no progress bar")
+
+
+def _ordered_map(fn: Callable[[Input], Any], items: Iterable[Input], workers: int) -> Iterator:
+    """fn over items on `workers` threads, results in input order, a bounded window ahead."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        window: collections.deque = collections.deque()
+        for item in items:
+            window.append(pool.submit(fn, item))
+            if len(window) >= 4 * workers:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+
+
+def check_dest(dest: Path) -> None:
+    """--dest must not exist, or be an empty directory."""
+    if (dest / MANIFEST).exists():
+        raise DatasetError(
+            f"{dest}: already holds a dataset ({MANIFEST}); choose another "
+            "--dest or delete it first"
+        )
+    if dest.exists() and not dest.is_dir():
+        raise DatasetError(f"{dest}: exists and is not a directory")
+    if dest.is_dir() and any(dest.iterdir()):
+        raise DatasetError(f"{dest}: exists and is not empty")
+
+
+def _prepare_dest(dest: Path) -> Path:
+    """Checks --dest and makes the hidden directory beside it that the dataset is built in."""
+    check_dest(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.partial-{secrets.token_hex(4)}"
+    tmp.mkdir()  # unlike mkdtemp, keeps the umask's permissions for the finished dataset
+    return tmp
+
+
+def _check_options(
+    resolution: int, min_resolution: int | None, wide_height: int | None, max_images: int | None
+) -> list[int]:
+    """Checks the numeric options; returns the levels to write, highest first."""
+    check_resolution(resolution, "--resolution")
+    if max_images is not None and max_images < 1:
+        raise DatasetError(f"--max-images must be >= 1, got {max_images}")
+    if wide_height is not None and not 0 < wide_height <= resolution:
+        raise DatasetError(f"--wide-height must be in 1..{resolution}, got {wide_height}")
+    low = check_resolution(min_resolution or resolution, "--min-resolution")
+    if low > resolution:
+        raise DatasetError(f"--min-resolution {low} exceeds --resolution {resolution}")
+    levels = [resolution]
+    while levels[-1] > low:
+        levels.append(levels[-1] // 2)
+    return levels
+
+
+def write_dataset(
+    dest: str | os.PathLike,
+    listing: Listing,
+    *,
+    resolution: int,
+    channels: int = 3,
+    transform: str = "none",
+    resize_filter: str = "box",
+    wide_height: int | None = None,
+    min_resolution: int | None = None,
+    skip_bad: bool = False,
+    max_images: int | None = None,
+    shard_mb: int = 256,
+    workers: int = 1,
+    progress: bool = False,
+    source: str = "",
+    args: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Converts a listing's images into a finished dataset at dest; returns its manifest."""
+    levels = _check_options(resolution, min_resolution, wide_height, max_images)
+    dest = Path(dest)
+    tmp = _prepare_dest(dest)
+    try:
+        manifest = _convert(
+            tmp,
+            listing,
+            levels,
+            channels,
+            transform,
+            resize_filter,
+            wide_height,
+            skip_bad,
+            max_images,
+            shard_mb,
+            workers,
+            progress,
+            source,
+        )
+        manifest["args"] = args or {}
+        write_manifest(tmp, manifest)
+        if dest.is_dir():
+            dest.rmdir()  # empty, checked above
+        os.rename(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _convert(
+    tmp: Path,
+    listing: Listing,
+    levels: list[int],
+    channels: int,
+    transform: str,
+    resize_filter: str,
+    wide_height: int | None,
+    skip_bad: bool,
+    max_images: int | None,
+    shard_mb: int,
+    workers: int,
+    progress: bool,
+    source: str,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    resolution = levels[0]
+    labels_by_name = listing.labels
+
+    def process(item: Input):
+        if labels_by_name is not None:
+            item.label = labels_by_name.get(item.name)
+            if item.label is None:
+                return item, None, f"no label in {listing.labels_where}"
+        try:
+            image = to_channels(item.load(), channels)
+            top = transform_image(image, resolution, transform, resize_filter, wide_height)
+        except BadImage as e:
+            return item, None, str(e)
+        return item, [box_downsample(top, resolution // r) for r in levels], None
+
+    writers = [LevelWriter(tmp, r, channels, shard_mb << 20) for r in levels]
+    names, labels, skipped, seen = [], [], [], set()
+    total = listing.total if max_images is None else min(listing.total or max_images, max_images)
+    bar = tqdm(total=total, unit="img", desc="dataset", disable=not progress, file=sys.stderr)
+    for item, images, reason in _ordered_map(process, listing.inputs, workers):
+        seen.add(item.name)
+        bar.update(1)
+        if reason is not None:
+            if not skip_bad:
+                raise DatasetError(f"{item.where}: {reason} (--skip-bad skips such files)")
+            skipped.append({"file": item.where, "reason": reason})
+        else:
+            for writer, image in zip(writers, images, strict=True):
+                writer.write(image)
+            names.append(item.name)
+            labels.append(item.label)
+        if max_images is not None and len(names) >= max_images:
+            break
+    bar.close()
+    level_entries = {str(w.resolution): w.close() for w in writers}
+    if not seen:
+        raise DatasetError(
+            f"{source}: no images found (searched recursively by extension; "
+            f"{len(listing.ignored)} other files)"
+        )
+    if not names:
+        raise DatasetError(f"{source}: all {len(seen)} images were bad; nothing to write")
+    unmatched: list[str] = []
+    if labels_by_name is not None and max_images is None:  # a cut-off run sees only some
+        unmatched = sorted(set(labels_by_name) - seen)
+        if unmatched and not skip_bad:
+            raise DatasetError(
+                f"{listing.labels_where}: {len(unmatched)} labels name files that are not "
+                f"images of the source, e.g. {unmatched[:3]} (--skip-bad ignores them)"
+            )
+    has_labels = labels_by_name is not None or listing.num_classes is not None
+    num_classes = listing.num_classes or (max(labels) + 1 if has_labels else 0)
+    return {
+        "format": FORMAT,
+        "count": len(names),
+        "resolution": resolution,
+        "channels": channels,
+        "labels": labels if has_labels else None,
+        "num_classes": num_classes,
+        "levels": level_entries,
+        "source": source,
+        "skipped": skipped,
+        "ignored": listing.ignored,
+        "unmatched_labels": unmatched,
+    }
+
+
+def build_dataset(
+    source: str,
+    dest: str,
+    resolution: int,
+    *,
+    split: str = "train",
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    image_key: str = "image",
+    label_key: str | None = None,
+    **options,
+) -> dict[str, Any]:
+    """Reads `source` (folder, zip or tfds:NAME) and writes the dataset; see write_dataset."""
+    _check_options(
+        resolution,
+        options.get("min_resolution"),
+        options.get("wide_height"),
+        options.get("max_images"),
+    )
+    check_dest(Path(dest))  # before listing a large folder or preparing a TFDS dataset
+    listing = open_source(
+        source,
+        split=split,
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+        image_key=image_key,
+        label_key=label_key,
+    )
+    return write_dataset(dest, listing, resolution=resolution, source=source, **options)
+
+
+def _summary(manifest: dict[str, Any], dest: str) -> str:
+    r, n = manifest["resolution"], manifest["count"]
+    shards = sum(len(v["shards"]) for v in manifest["levels"].values())
+    lines = [
+        f"wrote {n} images ({r}x{r}, {manifest['channels']} channel(s), "
+        f"{manifest['num_classes']} classes, levels {sorted(map(int, manifest['levels']))}) "
+        f"to {dest} in {shards} shards",
+        f"skipped {len(manifest['skipped'])} bad files; ignored "
+        f"{len(manifest['ignored'])} files without an image extension",
+    ]
+    lines += [f"  skipped {s['file']}: {s['reason']}" for s in manifest["skipped"][:20]]
+    if len(manifest["skipped"]) > 20:
+        lines.append(f"  ... and {len(manifest['skipped']) - 20} more (see {MANIFEST})")
+    if manifest["unmatched_labels"]:
+        lines.append(f"{len(manifest['unmatched_labels'])} labels named no image (see {MANIFEST})")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the tool for parsed arguments; prints a summary, or an error and returns 1."""
+    if args.workers < 1 or args.shard_mb < 1:
+        print("error: --workers and --shard-mb must be >= 1", file=sys.stderr)
+        return 1
+    options = {k: v for k, v in vars(args).items() if not callable(v)}
+    try:
+        manifest = build_dataset(
+            args.source,
+            args.dest,
+            args.resolution,
+            split=args.split,
+            data_dir=args.data_dir,
+            manual_dir=args.manual_dir,
+            image_key=args.image_key,
+            label_key=args.label_key,
+            channels=args.channels,
+            transform=args.transform,
+            resize_filter=args.filter,
+            wide_height=args.wide_height,
+            min_resolution=args.min_resolution,
+            skip_bad=args.skip_bad,
+            max_images=args.max_images,
+            shard_mb=args.shard_mb,
+            workers=args.workers,
+            progress=not args.no_progress,
+            args=options,
+        )
+    except (DatasetError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(_summary(manifest, args.dest))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="stylegan-jax dataset",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

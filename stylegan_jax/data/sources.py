@@ -1,0 +1,294 @@
+"""Where images come from: the bundled faces, the dataset tool's shards, or any TFDS dataset.
+
+``SourceConfig`` describes a source in a config; ``open_indexed`` gives random access to the
+two sources that allow it (bundled, tfrecord), ``tfds_builder`` / ``tfds_image_stream`` stream
+a TFDS split through tf.data. Only the TFDS functions import tensorflow, lazily, and keep it
+off every GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stylegan_jax.data import images as image_ops
+from stylegan_jax.data.shards import DatasetError, ShardedImages, read_manifest
+
+KINDS = ("bundled", "tfrecord", "tfds")
+BUNDLED_RESOLUTION = 32
+BUNDLED_CHANNELS = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceConfig:
+    """A data source as a config names it; unused fields stay None.
+
+    kind: 'bundled' (scikit-image's 100 LFW face crops, no download), 'tfrecord' (a directory
+    written by ``stylegan-jax dataset``) or 'tfds' (any TFDS image dataset).
+    path: the tfrecord directory. name / split / data_dir / manual_dir: the TFDS dataset
+    ('celeb_a', 'celeb_a_hq/1024', 'lfw'), e.g. split 'train' or 'train[:90%]'.
+    image_key / label_key: TFDS feature names; label_key must be a ClassLabel (or None).
+    resolution / channels: bundled and tfds output (defaults 32 and 1 for bundled, channels 3
+    for tfds); a tfrecord dataset takes them from its manifest and checks them if given.
+    shuffle_buffer: tfds only, examples held by the tf.data shuffle after the file shuffle.
+    """
+
+    kind: str = "bundled"
+    path: str | None = None
+    name: str | None = None
+    split: str = "train"
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    image_key: str = "image"
+    label_key: str | None = None
+    resolution: int | None = None
+    channels: int | None = None
+    shuffle_buffer: int = 4096
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"source kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "tfrecord" and not self.path:
+            raise ValueError("source kind 'tfrecord' needs path (the dataset tool's --dest)")
+        if self.kind == "tfds" and not self.name:
+            raise ValueError("source kind 'tfds' needs name, e.g. 'celeb_a' or 'lfw'")
+        if self.kind == "tfds" and self.resolution is None:
+            raise ValueError("source kind 'tfds' needs resolution (images are resized to it)")
+        if self.resolution is not None:
+            image_ops.check_resolution(self.resolution, "source resolution")
+        if self.channels not in (None, 1, 3):
+            raise ValueError(f"source channels must be 1 or 3, got {self.channels}")
+
+    @classmethod
+    def from_dict(cls, d: Any) -> SourceConfig:
+        """From a dict or ConfigDict; unknown keys are an error, not silently dropped."""
+        d = dict(d)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown source fields {sorted(unknown)}")
+        return cls(**d)
+
+
+def import_tensorflow():
+    """tensorflow, imported on first use and kept off every GPU (JAX owns their memory)."""
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    return tf
+
+
+@functools.lru_cache(maxsize=8)
+def _bundled(resolution: int, channels: int) -> np.ndarray:
+    import skimage.data
+
+    # lfw_subset(): 100 faces then 100 non-faces, 25x25 grayscale floats in [0, 1].
+    faces = np.rint(np.clip(skimage.data.lfw_subset()[:100], 0, 1) * 255).astype(np.uint8)
+    filt = "bicubic" if resolution > faces.shape[1] else "box"
+    out = np.stack([image_ops.resize(f[..., None], resolution, resolution, filt) for f in faces])
+    out = image_ops.to_channels(out, channels) if channels == 3 else out
+    out.setflags(write=False)
+    return out
+
+
+def bundled_faces(
+    resolution: int = BUNDLED_RESOLUTION, channels: int = BUNDLED_CHANNELS
+) -> np.ndarray:
+    """The 100 LFW face crops scikit-image ships, as read-only uint8 [100, R, R, C].
+
+    The crops are 25x25 grayscale: 32 is the nearest power of two that keeps every pixel
+    (bicubic upsampling; box filter when smaller), and 1 channel keeps what the data has
+    (channels=3 repeats the plane for an RGB model).
+    """
+    image_ops.check_resolution(resolution)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    return _bundled(resolution, channels)
+
+
+class ArrayImages:
+    """Random access to images held in memory, the same interface as ShardedImages."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        self.count, self.resolution, _, self.channels = array.shape
+
+    def read(
+        self, indices: np.ndarray, flips: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        out = np.take(self.array, np.asarray(indices, np.int64), axis=0, out=out)
+        if flips is not None and np.any(flips):
+            out[flips] = out[flips, :, ::-1]
+        return out
+
+
+@dataclasses.dataclass
+class IndexedSource:
+    """A source with random access: count images, labels aligned with them."""
+
+    count: int
+    resolution: int
+    channels: int
+    labels: np.ndarray | None  # int32 [count] or None
+    num_classes: int
+    levels: tuple[int, ...]  # resolutions stored (or computed) without further work
+    images_at: Any  # resolution -> object with .read(indices, flips)
+
+
+def open_indexed(source: SourceConfig) -> IndexedSource:
+    """Opens a bundled or tfrecord source for random access."""
+    if source.kind == "bundled":
+        res = source.resolution or BUNDLED_RESOLUTION
+        faces = bundled_faces(res, source.channels or BUNDLED_CHANNELS)
+        return IndexedSource(
+            count=len(faces),
+            resolution=res,
+            channels=faces.shape[-1],
+            labels=None,
+            num_classes=0,
+            levels=(res,),
+            images_at=lambda r: ArrayImages(faces),
+        )
+    if source.kind != "tfrecord":
+        raise ValueError(f"source kind {source.kind!r} has no random access")
+    root = Path(source.path)
+    manifest = read_manifest(root)
+    for field in ("resolution", "channels"):
+        want = getattr(source, field)
+        if want is not None and want != manifest[field]:
+            raise DatasetError(
+                f"{root}: the dataset has {field} {manifest[field]}, the config asks for {want}"
+            )
+    labels = manifest.get("labels")
+    levels = manifest["levels"]
+
+    def images_at(r: int) -> ShardedImages:
+        return ShardedImages(root, levels[str(r)], r, manifest["channels"])
+
+    return IndexedSource(
+        count=int(manifest["count"]),
+        resolution=int(manifest["resolution"]),
+        channels=int(manifest["channels"]),
+        labels=None if labels is None else np.asarray(labels, np.int32),
+        num_classes=int(manifest.get("num_classes", 0)),
+        levels=tuple(sorted(int(k) for k in levels)),
+        images_at=images_at,
+    )
+
+
+def tfds_builder(name: str, data_dir: str | None = None, manual_dir: str | None = None):
+    """A prepared TFDS builder; prepares it (from manual_dir for manual datasets) if needed.
+
+    Preparing downloads what the dataset's builder downloads; on several hosts prepare once
+    beforehand (or convert with the dataset tool) instead of racing.
+    """
+    import_tensorflow()
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # tfds raises several types for unknown names and configs
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DatasetError(f"TFDS dataset {name!r}: {first} (see tfds.list_builders())") from None
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    builder.download_and_prepare(download_config=config)
+    return builder
+
+
+def tfds_features(builder, image_key: str, label_key: str | None) -> int:
+    """Checks the image and label features; returns the number of classes (0: no labels)."""
+    import tensorflow_datasets as tfds
+
+    features = builder.info.features
+    if image_key not in features or not isinstance(features[image_key], tfds.features.Image):
+        raise DatasetError(
+            f"TFDS dataset {builder.name!r}: no image feature {image_key!r} "
+            f"(features: {sorted(features.keys())})"
+        )
+    if label_key is None:
+        return 0
+    if label_key not in features or not isinstance(features[label_key], tfds.features.ClassLabel):
+        raise DatasetError(
+            f"TFDS dataset {builder.name!r}: {label_key!r} is not a ClassLabel feature "
+            f"(features: {sorted(features.keys())})"
+        )
+    return int(features[label_key].num_classes)
+
+
+def tfds_num_files(builder, split: str) -> int:
+    """Files behind a (sub)split; 0 when TFDS cannot tell (e.g. under mock_data)."""
+    try:
+        return len(builder.info.splits[split].file_instructions)
+    except Exception:  # noqa: BLE001 - unknown means: share by records
+        return 0
+
+
+def tfds_encoded(
+    builder,
+    split: str,
+    image_key: str,
+    label_key: str | None,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    shuffle_files: bool = True,
+):
+    """tf.data of (encoded image bytes, int32 label): this process's share of the split.
+
+    By files when the split has at least one file per process (TFDS's input_context), else
+    by records (every process reads the same seeded file order and keeps every P-th record).
+    """
+    tf = import_tensorflow()
+    import tensorflow_datasets as tfds
+
+    by_files = process_count > 1 and tfds_num_files(builder, split) >= process_count
+    context = None
+    if by_files:
+        context = tf.distribute.InputContext(process_count, process_index, 1)
+    read_config = tfds.ReadConfig(
+        shuffle_seed=seed,
+        shuffle_reshuffle_each_iteration=False,
+        input_context=context,
+        try_autocache=False,
+    )
+    ds = builder.as_dataset(
+        split=split,
+        shuffle_files=shuffle_files,
+        read_config=read_config,
+        decoders={image_key: tfds.decode.SkipDecoding()},
+    )
+    if process_count > 1 and not by_files:
+        ds = ds.shard(process_count, process_index)
+
+    def pick(ex):
+        label = tf.cast(ex[label_key], tf.int32) if label_key else tf.constant(0, tf.int32)
+        return ex[image_key], label
+
+    return ds.map(pick)
+
+
+def tfds_decode_fn(resolution: int, channels: int):
+    """tf function: encoded image -> uint8 [R, R, C], centre-cropped square, area-resized.
+
+    Area resizing is the box filter when shrinking; smaller images are upsampled bicubically.
+    """
+    tf = import_tensorflow()
+
+    def decode(encoded, label):
+        image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+        h, w = tf.shape(image)[0], tf.shape(image)[1]
+        side = tf.minimum(h, w)
+        image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
+        size = [resolution, resolution]
+        image = tf.cond(
+            side >= resolution,
+            lambda: tf.image.resize(image, size, method="area"),
+            lambda: tf.image.resize(image, size, method="bicubic"),
+        )
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        return tf.ensure_shape(image, [resolution, resolution, channels]), label
+
+    return decode
