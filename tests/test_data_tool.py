@@ -337,3 +337,29 @@ def test_interrupted_run_leaves_nothing_that_looks_finished(tmp_path, faces32, m
     with pytest.raises(KeyboardInterrupt):
         dataset_tool.build_dataset(str(src), str(dest), 16)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_a_damaged_dataset_is_refused_by_name(tmp_path, faces32):
+    from stylegan_jax.data.pipeline import make_pipeline
+
+    src = write_folder(tmp_path / "src", {f"{i}.png": img for i, img in enumerate(faces32)})
+    dataset_tool.build_dataset(str(src), str(tmp_path / "out"), 16)
+    shard = tmp_path / "out" / "r16" / "shard-00000.tfrecord"
+    data = bytearray(shard.read_bytes())
+    record = len(data) // 7
+    data[3 * record + 20] ^= 0xFF  # inside the Example prefix of record 3
+    shard.write_bytes(bytes(data))
+    pipe = make_pipeline(
+        {"kind": "tfrecord", "path": str(tmp_path / "out")}, 7, process_index=0, process_count=1
+    )
+    with pytest.raises(shards.DatasetError, match=r"shard-00000.tfrecord: record 3 is corrupt"):
+        next(pipe)
+    shard.write_bytes(bytes(data[:-5]))
+    with pytest.raises(shards.DatasetError, match=r"shard-00000.tfrecord.*truncated"):
+        make_pipeline(
+            {"kind": "tfrecord", "path": str(tmp_path / "out")}, 7, process_index=0, process_count=1
+        )
+    with pytest.raises(shards.DatasetError, match="no manifest.json"):
+        make_pipeline(
+            {"kind": "tfrecord", "path": str(tmp_path / "src")}, 7, process_index=0, process_count=1
+        )

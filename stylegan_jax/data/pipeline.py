@@ -1,0 +1,271 @@
+"""This process's training batches: deterministic, resumable, and placed on the devices.
+
+Usage in a training loop::
+
+    pipe = make_pipeline(SourceConfig(kind="tfrecord", path="/data/ffhq256"),
+                         global_batch=64, seed=0, xflip=True, position=saved_or_None)
+    for batch in pipe:  # Batch(images=uint8 [64/P, R, R, C], labels=int32 [64/P])
+        batch = to_global_array(batch, mesh)  # jax.Arrays sharded over the 'data' axis
+        ...
+        checkpoint["data_position"] = pipe.position()  # {"examples": n}
+
+Labels are class indices (int32; all 0 when num_classes == 0); one-hot them on the device with
+``jax.nn.one_hot(labels, pipe.num_classes)``. Transfers are asynchronous, so calling
+``to_global_array`` before dispatching the step overlaps the copy with the previous step.
+
+Order, for sources with random access (bundled, tfrecord): one global stream of examples,
+epoch e being ``np.random.default_rng([seed, e]).permutation(N)`` and epochs following each
+other without a gap. Global batch b is stream[b*G : (b+1)*G] and process p of P takes the p-th
+slice of G/P, so the processes' shares are disjoint, cover every epoch, and together equal the
+one-process batch for any P. Mirroring is a hash of (seed, stream position). The position is
+the number of global examples consumed, the same on every process: restoring it costs nothing
+and continues exactly, even on another process count (for the same global batch).
+
+TFDS sources stream: each process reads its share (by files when the split has a file per
+process, else by records), epoch e shuffles files and a buffer with seeds drawn from (seed, e).
+Restoring skips the encoded records already consumed in the current epoch (time grows with the
+position in the epoch) and is exact for the same process count.
+
+``resolution`` below the source's serves box-averaged images: the dataset tool's stored level
+when there is one, else the exact box average of a stored level above (progressive growing).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from stylegan_jax.data import sources as src
+from stylegan_jax.data.images import check_resolution
+from stylegan_jax.data.order import Batch, indexed_batches, tfds_batches
+from stylegan_jax.data.shards import DatasetError
+
+__all__ = ["Batch", "Pipeline", "make_pipeline", "to_global_array", "to_pmap_layout"]
+
+
+class _Failure(NamedTuple):
+    error: BaseException
+
+
+class _Prefetcher:
+    """Runs a generator in a daemon thread, `size` items ahead; re-raises its errors."""
+
+    def __init__(self, make_iter: Callable[[], Iterator[Any]], size: int):
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, size))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(make_iter,), daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _run(self, make_iter):
+        try:
+            for item in make_iter():
+                if not self._put(item):
+                    return
+            self._put(_Failure(StopIteration()))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            self._put(_Failure(e))
+
+    def get(self):
+        if self._stop.is_set():
+            raise RuntimeError("the pipeline is closed")
+        item = self._queue.get()
+        if isinstance(item, _Failure):
+            self._queue.put(item)  # every later call fails the same way
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5)
+
+
+class Pipeline:
+    """Iterator of this process's Batch; ``position()`` is what a checkpoint saves."""
+
+    def __init__(
+        self,
+        make_iter,
+        examples: int,
+        *,
+        resolution: int,
+        channels: int,
+        num_classes: int,
+        count: int | None,
+        local_batch: int,
+        prefetch: int,
+    ):
+        self.resolution, self.channels, self.num_classes = resolution, channels, num_classes
+        self.count, self.local_batch = count, local_batch
+        self._examples = examples
+        self._prefetcher = _Prefetcher(make_iter, prefetch)
+
+    def __iter__(self) -> Pipeline:
+        return self
+
+    def __next__(self) -> Batch:
+        batch, examples = self._prefetcher.get()
+        self._examples = examples
+        return batch
+
+    def position(self) -> dict[str, int]:
+        """{'examples': global examples consumed}: pass it back as make_pipeline(position=)."""
+        return {"examples": self._examples}
+
+    def close(self) -> None:
+        self._prefetcher.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - e.g. half-constructed, or interpreter shutdown
+            pass
+
+
+def _serving_resolution(resolution: int | None, top: int) -> int:
+    res = check_resolution(resolution or top, "resolution")
+    if res > top:
+        raise ValueError(f"resolution {res} exceeds the source's {top}")
+    return res
+
+
+def make_pipeline(
+    source: src.SourceConfig | Mapping[str, Any],
+    global_batch: int,
+    seed: int = 0,
+    xflip: bool = False,
+    resolution: int | None = None,
+    position: Mapping[str, int] | None = None,
+    *,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    prefetch: int = 2,
+) -> Pipeline:
+    """Batches of this process's share of `source`; see the module docstring for the order.
+
+    global_batch: examples per step over all processes (divisible by process_count).
+    resolution: serve images at this power of two <= the source's (default: the source's).
+    position: a ``Pipeline.position()`` to continue from (default: the start).
+    process_index / process_count default to jax's; tests pass them to simulate hosts.
+    """
+    if not isinstance(source, src.SourceConfig):
+        source = src.SourceConfig.from_dict(source)
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} outside [0, {process_count})")
+    if global_batch <= 0 or global_batch % process_count:
+        raise ValueError(
+            f"global_batch {global_batch} must be a positive multiple of the process count "
+            f"{process_count}"
+        )
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    examples = 0
+    if position is not None:
+        examples = position.get("examples") if isinstance(position, Mapping) else None
+        if isinstance(examples, np.ndarray | np.integer) and np.ndim(examples) == 0:
+            examples = int(examples)
+        if not isinstance(examples, int) or isinstance(examples, bool) or examples < 0:
+            raise ValueError(f"position must be {{'examples': int >= 0}}, got {position!r}")
+    local_batch = global_batch // process_count
+
+    if source.kind == "tfds":
+        top = source.resolution
+        res = _serving_resolution(resolution, top)
+        channels = source.channels or 3
+        make_iter, num_classes = tfds_batches(
+            source,
+            res,
+            channels,
+            seed,
+            process_index,
+            process_count,
+            local_batch,
+            xflip,
+            examples,
+        )
+        count = None
+    else:
+        indexed = src.open_indexed(source)
+        top, channels, num_classes = indexed.resolution, indexed.channels, indexed.num_classes
+        res = _serving_resolution(resolution, top)
+        count = indexed.count
+        if count == 0:
+            raise DatasetError(f"source {source.path or source.kind!r} holds no images")
+        make_iter = indexed_batches(
+            indexed,
+            res,
+            seed,
+            global_batch,
+            process_index,
+            local_batch,
+            xflip,
+            examples,
+        )
+    return Pipeline(
+        make_iter,
+        examples,
+        resolution=res,
+        channels=channels,
+        num_classes=num_classes,
+        count=count,
+        local_batch=local_batch,
+        prefetch=prefetch,
+    )
+
+
+def to_global_array(local_batch: Any, mesh, axis: str = "data") -> Any:
+    """Assembles every process's local batch into global jax.Arrays sharded over `axis`.
+
+    Leaves keep their dtype (uint8 images cross to the devices at a quarter of float32's size).
+    """
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    sharding = NamedSharding(mesh, PartitionSpec(axis))
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
+    )
+
+
+def to_pmap_layout(local_batch: Any, local_device_count: int) -> Any:
+    """Reshapes each leaf [B, ...] to [devices, B / devices, ...], the layout pmap takes."""
+
+    def split(x):
+        x = np.asarray(x)
+        if x.shape[0] % local_device_count:
+            raise ValueError(
+                f"local batch {x.shape[0]} is not divisible by {local_device_count} devices"
+            )
+        return x.reshape(local_device_count, x.shape[0] // local_device_count, *x.shape[1:])
+
+    import jax
+
+    return jax.tree.map(split, local_batch)
