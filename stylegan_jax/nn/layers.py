@@ -17,6 +17,8 @@ import jax.numpy as jnp
 
 from stylegan_jax.nn import ops
 
+RESAMPLE_MODES = ("fir", "fused", "separate")
+
 
 def _normal_init(scale: float):
     def init(key, shape, dtype=jnp.float32):
@@ -30,7 +32,8 @@ class Dense(nn.Module):
 
     `gain` multiplies the weight's runtime scale (ProGAN / StyleGAN v1 put the
     activation's gain there); `act_gain=None` applies the activation's default gain
-    after it (StyleGAN2's choice).
+    after it (StyleGAN2's choice). `out_shape` reshapes each sample's output (e.g. to
+    (4, 4, C) for ProGAN's dense 4x4 input) before a bias per last-axis channel.
     """
 
     features: int
@@ -40,6 +43,7 @@ class Dense(nn.Module):
     bias_init: float = 0.0
     gain: float = 1.0
     act_gain: float | None = None
+    out_shape: tuple[int, ...] | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -49,11 +53,18 @@ class Dense(nn.Module):
         )
         w = weight * (self.gain * self.lr_multiplier / math.sqrt(fan_in))
         x = jnp.matmul(x, w.astype(x.dtype))
+        bias_shape = (self.features,)
+        if self.out_shape is not None:
+            if math.prod(self.out_shape) != self.features:
+                raise ValueError(
+                    f"Dense: out_shape {tuple(self.out_shape)} does not hold "
+                    f"features={self.features} outputs"
+                )
+            x = x.reshape(x.shape[0], *self.out_shape)
+            bias_shape = (self.out_shape[-1],)
         b = None
         if self.use_bias:
-            bias = self.param(
-                "bias", nn.initializers.constant(self.bias_init), (self.features,)
-            )
+            bias = self.param("bias", nn.initializers.constant(self.bias_init), bias_shape)
             b = bias * self.lr_multiplier
         return ops.bias_act(x, b, self.activation, gain=self.act_gain)
 
@@ -63,6 +74,10 @@ class Conv2d(nn.Module):
 
     Calling with `gain` scales both the activation gain and the clamp, as the
     official layer's `gain` argument does (used by residual blocks with sqrt(0.5)).
+    `resample` picks how `up`/`down` resample: "fir" (StyleGAN2: `resample_filter`),
+    or the TF ProGAN / StyleGAN v1 forms (factor 2 only, before the bias) "fused"
+    (transposed / strided conv with the summed kernel) and "separate" (nearest
+    upscaling before the conv / box downscaling after it); see ops.upscale2d_conv2d.
     """
 
     features: int
@@ -76,6 +91,7 @@ class Conv2d(nn.Module):
     lr_multiplier: float = 1.0
     weight_gain: float = 1.0
     act_gain: float | None = None
+    resample: str = "fir"
 
     @nn.compact
     def __call__(self, x: jax.Array, gain: float = 1.0) -> jax.Array:
@@ -84,11 +100,23 @@ class Conv2d(nn.Module):
             "weight", _normal_init(1.0 / self.lr_multiplier), (k, k, cin, self.features)
         )
         scale = self.weight_gain * self.lr_multiplier / math.sqrt(cin * k * k)
-        f = ops.setup_filter(self.resample_filter)
-        x = ops.conv2d_resample(
-            x, (weight * scale).astype(x.dtype), f, up=self.up, down=self.down,
-            padding=k // 2,
-        )
+        w = (weight * scale).astype(x.dtype)
+        if self.resample not in RESAMPLE_MODES:
+            raise ValueError(
+                f"Conv2d resample must be one of {RESAMPLE_MODES}, got {self.resample!r}"
+            )
+        if self.resample == "fir" or (self.up == 1 and self.down == 1):
+            f = ops.setup_filter(self.resample_filter)
+            x = ops.conv2d_resample(x, w, f, up=self.up, down=self.down, padding=k // 2)
+        elif (self.up, self.down) == (2, 1):
+            x = ops.upscale2d_conv2d(x, w, fused=self.resample == "fused")
+        elif (self.up, self.down) == (1, 2):
+            x = ops.conv2d_downscale2d(x, w, fused=self.resample == "fused")
+        else:
+            raise ValueError(
+                f"Conv2d resample={self.resample!r} supports up=2 or down=2 only, "
+                f"got up={self.up}, down={self.down}"
+            )
         b = None
         if self.use_bias:
             b = self.param("bias", nn.initializers.zeros_init(), (self.features,))

@@ -247,3 +247,105 @@ def minibatch_stddev(x: jax.Array, group_size: int | None, num_channels: int = 1
     y = jnp.tile(y, (g, 1))[:, None, None, :]
     y = jnp.broadcast_to(y, (n, h, w, num_channels)).astype(x.dtype)
     return jnp.concatenate([x, y], axis=-1)
+
+
+# ---------------------------------------------------------------------------------
+# Resampling as NVIDIA's TensorFlow ProGAN / StyleGAN (v1) networks do it: nearest
+# upscaling, box downscaling, an optional [1, 2, 1] blur, and "fused" convolutions
+# that fold the resampling into a transposed or strided convolution.
+
+
+def upscale2d_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
+    """Nearest-neighbour upscaling by an integer factor (official `upscale2d`)."""
+    if factor == 1:
+        return x
+    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+def downscale2d_box(x: jax.Array, factor: int = 2) -> jax.Array:
+    """Box-filter downscaling: the mean of each factor x factor block (official `downscale2d`)."""
+    if factor == 1:
+        return x
+    n, h, w, c = x.shape
+    if h % factor or w % factor:
+        raise ValueError(f"downscale2d_box: {h}x{w} does not divide by {factor}")
+    return jnp.mean(x.reshape(n, h // factor, factor, w // factor, factor, c), axis=(2, 4))
+
+
+def lerp(a: jax.Array, b: jax.Array, t) -> jax.Array:
+    """a + (b - a) * t, written as the official `lerp` so rounding matches."""
+    return a + (b - a) * t
+
+
+def blur2d(x: jax.Array, taps: Sequence[float] = (1, 2, 1), normalize: bool = True,
+           flip: bool = False) -> jax.Array:
+    """StyleGAN v1's low-pass blur: a depthwise correlation with 'SAME' padding.
+
+    The official op correlates (TF depthwise_conv2d) with outer(taps, taps), divided by
+    its sum when `normalize`; `flip` mirrors the filter (its gradient uses the flip).
+    """
+    f = np.asarray(taps, np.float32)
+    if f.ndim != 1 or f.size == 0:
+        raise ValueError(f"blur taps must be a non-empty 1-D sequence, got shape {f.shape}")
+    f = np.outer(f, f)
+    if normalize:
+        f = f / f.sum()
+    if flip:
+        f = f[::-1, ::-1]
+    k = f.shape[0]
+    lo, hi = (k - 1) // 2, k // 2  # TF 'SAME': the odd extra pad goes after
+    # upfirdn2d convolves (flips its filter), so hand it the flipped filter to correlate.
+    return upfirdn2d(x, f[::-1, ::-1], padding=(lo, hi, lo, hi))
+
+
+def instance_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """Per-sample, per-channel normalisation over H, W in float32 (StyleGAN v1's AdaIN input)."""
+    y = x.astype(jnp.float32)
+    y = y - jnp.mean(y, axis=(1, 2), keepdims=True)
+    y = y * jax.lax.rsqrt(jnp.mean(jnp.square(y), axis=(1, 2), keepdims=True) + eps)
+    return y.astype(x.dtype)
+
+
+def _summed_kernel(w: jax.Array) -> jax.Array:
+    """[k, k, I, O] -> [k+1, k+1, I, O]: the sum of the kernel's four one-pixel shifts."""
+    w = jnp.pad(w, ((1, 1), (1, 1), (0, 0), (0, 0)))
+    return w[1:, 1:] + w[:-1, 1:] + w[1:, :-1] + w[:-1, :-1]
+
+
+def _conv_same(x: jax.Array, w: jax.Array) -> jax.Array:
+    p = w.shape[0] // 2
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def upscale2d_conv2d(x: jax.Array, w: jax.Array, fused: bool) -> jax.Array:
+    """2x upscaling conv of the TF networks (w: HWIO, odd k); the two forms differ.
+
+    `fused=False`: nearest upscaling, then a 'SAME' correlation with w. `fused=True`:
+    the official `conv2d_transpose` (stride 2, 'SAME') with the summed (k+1)x(k+1)
+    kernel, which equals the separate form with w flipped spatially, so weights trained
+    with one form do not carry over to the other (exactly as in the official code).
+    """
+    if not fused:
+        return _conv_same(upscale2d_nearest(x), w)
+    w = _summed_kernel(w)
+    big = w.shape[0]
+    before = (big - 2) // 2  # padding of the stride-2 'SAME' conv this op transposes
+    pads = (big - 1 - before, before + 1)
+    return jax.lax.conv_general_dilated(
+        x, w[::-1, ::-1], (1, 1), (pads, pads), lhs_dilation=(2, 2),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def conv2d_downscale2d(x: jax.Array, w: jax.Array, fused: bool) -> jax.Array:
+    """A 'SAME' conv (w: HWIO, odd k) followed by 2x box downscaling, as the TF networks do.
+
+    `fused=True` is the official single-op form: a stride-2 conv with the summed kernel / 4.
+    """
+    if not fused:
+        return downscale2d_box(_conv_same(x, w))
+    w = _summed_kernel(w) * 0.25
+    big = w.shape[0]
+    pads = ((big - 2) // 2, big - 2 - (big - 2) // 2)  # TF 'SAME' for stride 2, even input
+    return jax.lax.conv_general_dilated(
+        x, w, (2, 2), (pads, pads), dimension_numbers=("NHWC", "HWIO", "NHWC"))
