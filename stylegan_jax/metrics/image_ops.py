@@ -1,0 +1,73 @@
+"""Resampling as the reference feature networks do it, as separable matrices (NHWC).
+
+`F.interpolate(mode='bilinear', align_corners=False)` (no antialiasing: pytorch-fid
+resizes to 299 with it, downscaling included) and adaptive average pooling, which is
+also `F.interpolate(mode='area')`. Each is a fixed [out, in] matrix per axis, built in
+NumPy from static shapes, so a resize is two small matmuls.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+@functools.cache
+def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """[out, in] weights of torch's bilinear resize with align_corners=False."""
+    m = np.zeros((out_size, in_size), np.float64)
+    scale = in_size / out_size
+    for i in range(out_size):
+        src = max((i + 0.5) * scale - 0.5, 0.0)  # torch clamps negative source coordinates
+        i0 = min(int(np.floor(src)), in_size - 1)
+        i1 = min(i0 + 1, in_size - 1)
+        frac = src - i0
+        m[i, i0] += 1.0 - frac
+        m[i, i1] += frac
+    return m.astype(np.float32)
+
+
+@functools.cache
+def area_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """[out, in] weights of adaptive average pooling (torch's bins: floor/ceil edges)."""
+    m = np.zeros((out_size, in_size), np.float64)
+    for i in range(out_size):
+        lo = (i * in_size) // out_size
+        hi = -((-(i + 1) * in_size) // out_size)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m.astype(np.float32)
+
+
+def _apply(x: jax.Array, mh: np.ndarray, mw: np.ndarray) -> jax.Array:
+    x = jnp.einsum("oh,nhwc->nowc", mh, x, precision=HIGHEST)
+    return jnp.einsum("pw,nowc->nopc", mw, x, precision=HIGHEST)
+
+
+def resize_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """[N, H, W, C] -> [N, size[0], size[1], C]; identity when the size already matches."""
+    h, w = x.shape[1:3]
+    if (h, w) == tuple(size):
+        return x
+    return _apply(x, bilinear_matrix(h, size[0]), bilinear_matrix(w, size[1]))
+
+
+def resize_area(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Adaptive average pooling to `size` (= torch `F.interpolate(mode='area')`)."""
+    h, w = x.shape[1:3]
+    if (h, w) == tuple(size):
+        return x
+    return _apply(x, area_matrix(h, size[0]), area_matrix(w, size[1]))
+
+
+def to_rgb(x: jax.Array) -> jax.Array:
+    """Grayscale [N, H, W, 1] -> 3 equal channels (as the official metrics repeat them)."""
+    if x.shape[-1] == 3:
+        return x
+    if x.shape[-1] != 1:
+        raise ValueError(f"images must have 1 or 3 channels, got shape {x.shape}")
+    return jnp.repeat(x, 3, axis=-1)
