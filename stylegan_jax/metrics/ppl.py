@@ -1,0 +1,122 @@
+"""Perceptual path length (StyleGAN, Karras et al. 2019), as stylegan2-ada-pytorch measures it.
+
+For random pairs of latents, t ~ U[0, 1) ('full') or t = 0 ('end'), the images at
+t and t + ε along the path (`lerp` of the mapped w in W, `slerp` of z in Z) are
+compared with LPIPS; the path length is LPIPS / ε². The two images of a pair share
+their noise (the official code randomises the stored `noise_const` buffers and runs
+noise mode 'const'); here each pair draws its own buffers. Images are optionally
+centre-cropped (the official face crop: rows 3/8…7/8, cols 2/8…6/8), box-downsampled
+by `img_resolution // 256`, and the mean is taken between the 1st ('lower') and 99th
+('higher') percentiles of the lengths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+SPACES = ("z", "w")
+SAMPLINGS = ("full", "end")
+
+
+def slerp(a: jax.Array, b: jax.Array, t: jax.Array) -> jax.Array:
+    """Spherical interpolation between the directions of a and b ([N, D], t [N, 1])."""
+    a = a / jnp.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / jnp.linalg.norm(b, axis=-1, keepdims=True)
+    d = jnp.sum(a * b, axis=-1, keepdims=True)
+    p = t * jnp.arccos(d)
+    c = b - d * a
+    c = c / jnp.linalg.norm(c, axis=-1, keepdims=True)
+    out = a * jnp.cos(p) + c * jnp.sin(p)
+    return out / jnp.linalg.norm(out, axis=-1, keepdims=True)
+
+
+def lengths_between(z0: jax.Array, z1: jax.Array, t: jax.Array, c: jax.Array, key: jax.Array,
+                    *, mapping: Callable, synthesize_pairs: Callable, distance: Callable,
+                    space: str, epsilon: float) -> jax.Array:
+    """[N] path lengths at t [N] on the paths z0 -> z1 ([N, z_dim]) with labels c.
+
+    mapping(z, c) -> ws [N, num_ws, w_dim]; synthesize_pairs(ws0, ws1, key) -> the two
+    image batches, each pair with its own noise; distance(img0, img1) -> [N].
+    """
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+    n = z0.shape[0]
+    cc = jnp.concatenate([c, c])
+    if space == "w":
+        w = mapping(jnp.concatenate([z0, z1]), cc)
+        w0, w1 = w[:n], w[n:]
+        wt0 = w0 + (w1 - w0) * t[:, None, None]
+        wt1 = w0 + (w1 - w0) * (t[:, None, None] + epsilon)
+    else:
+        zt0 = slerp(z0, z1, t[:, None])
+        zt1 = slerp(z0, z1, t[:, None] + epsilon)
+        w = mapping(jnp.concatenate([zt0, zt1]), cc)
+        wt0, wt1 = w[:n], w[n:]
+    img0, img1 = synthesize_pairs(wt0, wt1, key)
+    return distance(img0, img1) / epsilon**2
+
+
+def path_lengths(key: jax.Array, c: jax.Array, *, z_dim: int, sampling: str, **kwargs) -> jax.Array:
+    """[N] path lengths of N random pairs z0, z1 ~ N(0, I), t ~ U[0, 1) ('full') or 0 ('end');
+    `kwargs` as for `lengths_between`."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    kt, kz, kn = jax.random.split(key, 3)
+    n = c.shape[0]
+    t = jax.random.uniform(kt, (n,)) * (1.0 if sampling == "full" else 0.0)
+    z = jax.random.normal(kz, (2 * n, z_dim))
+    return lengths_between(z[:n], z[n:], t, c, kn, **kwargs)
+
+
+def crop_and_downsample(img: jax.Array, crop: bool, img_resolution: int) -> jax.Array:
+    """The official PPL image preparation (NHWC): face crop, box-downsample to ~256."""
+    if crop:
+        if img.shape[1] != img.shape[2]:
+            raise ValueError(f"crop needs square images, got {img.shape}")
+        c = img.shape[1] // 8
+        img = img[:, c * 3 : c * 7, c * 2 : c * 6]
+    factor = img_resolution // 256  # of the full image, as the official code does
+    if factor > 1:
+        n, h, w, ch = img.shape
+        img = img.reshape(n, h // factor, factor, w // factor, factor, ch).mean(axis=(2, 4))
+    if img.shape[-1] == 1:
+        img = jnp.repeat(img, 3, axis=-1)
+    return img
+
+
+def stylegan_pair_synthesis(module, variables: dict) -> Callable:
+    """synthesize_pairs for a stylegan2.Generator: noise mode 'const' with freshly drawn
+    `noise_const` buffers per pair, in float32 (the official `force_fp32=True`)."""
+    if getattr(module, "num_bf16_res", 0):
+        module = module.clone(num_bf16_res=0)
+    flat = traverse_util.flatten_dict(variables.get("buffers", {}))
+    noise_keys = [k for k in flat if k[-1] == "noise_const"]
+
+    def one_pair(ws2, noise):
+        buffers = dict(flat)
+        buffers.update(zip(noise_keys, noise, strict=True))
+        v = {**variables, "buffers": traverse_util.unflatten_dict(buffers)}
+        return module.apply(v, ws2, "const", method=module.synthesis_fn)
+
+    def synthesize_pairs(ws0, ws1, key):
+        n = ws0.shape[0]
+        keys = jax.random.split(key, max(len(noise_keys), 1))
+        noise = [jax.random.normal(k, (n, *flat[name].shape))
+                 for k, name in zip(keys, noise_keys, strict=False)]
+        imgs = jax.vmap(one_pair)(jnp.stack([ws0, ws1], axis=1), noise)  # [n, 2, H, W, C]
+        return imgs[:, 0], imgs[:, 1]
+
+    return synthesize_pairs
+
+
+def aggregate(lengths: np.ndarray) -> float:
+    """Mean of the lengths between the 1st ('lower') and 99th ('higher') percentiles."""
+    lengths = np.asarray(lengths, np.float64)
+    lo = np.percentile(lengths, 1, method="lower")
+    hi = np.percentile(lengths, 99, method="higher")
+    return float(np.mean(lengths[(lengths >= lo) & (lengths <= hi)]))

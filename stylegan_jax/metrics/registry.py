@@ -1,0 +1,111 @@
+"""Metric names and definitions, as stylegan2-ada-pytorch's `metric_main.py` registers them.
+
+Official names: fid50k_full, kid50k_full, pr50k3_full, ppl2_wend, is50k (primary);
+fid50k, kid50k, pr50k3, ppl_zfull, ppl_wfull, ppl_zend, ppl_wend (legacy). The same
+patterns with other sample counts give quick variants: `fid10k_full`, `kid1k`,
+`pr5k3_full`, `is1k`, and `ppl_wend_1k` (PPL's count as a `_<N>k` suffix).
+`_full` compares against the whole dataset (KID: up to 1M images, PR: up to 200k);
+without it, against the first N images, N the generated count.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+KINDS = ("fid", "kid", "pr", "is", "ppl")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric's definition; `num_gen` is the generated (for PPL: path) sample count."""
+
+    name: str
+    kind: str
+    num_gen: int
+    max_real: int | None = None  # real images compared against; None = the whole dataset
+    num_subsets: int = 100  # KID
+    max_subset_size: int = 1000  # KID
+    nhood_size: int = 3  # PR
+    row_batch_size: int = 10000  # PR
+    col_batch_size: int = 10000  # PR
+    num_splits: int = 10  # IS
+    space: str = "w"  # PPL
+    sampling: str = "end"  # PPL
+    crop: bool = True  # PPL
+    epsilon: float = 1e-4  # PPL
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"metric {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.num_gen < 1:
+            raise ValueError(f"metric {self.name!r}: num_gen must be >= 1, got {self.num_gen}")
+
+    @property
+    def detector(self) -> str:
+        """The weight file its features come from: inception, vgg16 or lpips."""
+        return {"fid": "inception", "kid": "inception", "is": "inception",
+                "pr": "vgg16", "ppl": "lpips"}[self.kind]
+
+    @property
+    def needs_real(self) -> bool:
+        return self.kind in ("fid", "kid", "pr")
+
+    @property
+    def result_keys(self) -> tuple[str, ...]:
+        if self.kind == "pr":
+            return (f"{self.name}_precision", f"{self.name}_recall")
+        if self.kind == "is":
+            return (f"{self.name}_mean", f"{self.name}_std")
+        return (self.name,)
+
+
+def higher_is_better(result_key: str) -> bool:
+    """Direction of a result (for keeping the best checkpoint): FID, KID, PPL, IS std fall."""
+    return result_key.endswith(("_precision", "_recall", "_mean"))
+
+
+_PATTERNS = [
+    (re.compile(r"^fid(\d+)k(_full)?$"), "fid"),
+    (re.compile(r"^kid(\d+)k(_full)?$"), "kid"),
+    (re.compile(r"^pr(\d+)k(\d+)(_full)?$"), "pr"),
+    (re.compile(r"^is(\d+)k$"), "is"),
+    (re.compile(r"^ppl(2?)_([zw])(full|end)(?:_(\d+)k)?$"), "ppl"),
+]
+
+OFFICIAL = ("fid50k_full", "kid50k_full", "pr50k3_full", "ppl2_wend", "is50k",
+            "fid50k", "kid50k", "pr50k3", "ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
+
+
+def parse_metric(name: str) -> MetricSpec:
+    """A metric's definition from its name; ValueError listing the valid forms."""
+    for pattern, kind in _PATTERNS:
+        m = pattern.match(name)
+        if not m:
+            continue
+        if kind in ("fid", "kid"):
+            n, full = int(m.group(1)) * 1000, bool(m.group(2))
+            if kind == "fid":
+                return MetricSpec(name, "fid", n, None if full else n)
+            return MetricSpec(name, "kid", n, 1_000_000 if full else n)
+        if kind == "pr":
+            n, k, full = int(m.group(1)) * 1000, int(m.group(2)), bool(m.group(3))
+            return MetricSpec(name, "pr", n, 200_000 if full else n, nhood_size=k)
+        if kind == "is":
+            return MetricSpec(name, "is", int(m.group(1)) * 1000)
+        v2, space, sampling, count = m.groups()
+        n = int(count) * 1000 if count else 50_000
+        return MetricSpec(name, "ppl", n, space=space, sampling=sampling, crop=not v2)
+    raise ValueError(
+        f"unknown metric {name!r}: expected one of {', '.join(OFFICIAL)}, or the same with "
+        "another sample count (fid10k_full, kid1k, pr5k3_full, is1k, ppl_wend_1k)")
+
+
+def parse_metrics(names: str | list[str]) -> list[MetricSpec]:
+    """'fid50k_full,kid50k_full' (or a list) -> specs, duplicates dropped."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if not names:
+        raise ValueError("no metrics given")
+    return [parse_metric(n) for n in dict.fromkeys(names)]
