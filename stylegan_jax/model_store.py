@@ -18,12 +18,16 @@ import numpy as np
 from flax import serialization
 
 from stylegan_jax.atomic import new_directory
-from stylegan_jax.models import stylegan2
+from stylegan_jax.models import progan, stylegan, stylegan2
 
 FORMAT = "stylegan_jax.networks/1"
 _CLASSES: dict[str, type[nn.Module]] = {
     "stylegan2.Generator": stylegan2.Generator,
     "stylegan2.Discriminator": stylegan2.Discriminator,
+    "stylegan.Generator": stylegan.Generator,
+    "stylegan.Discriminator": stylegan.Discriminator,
+    "progan.Generator": progan.Generator,
+    "progan.Discriminator": progan.Discriminator,
 }
 
 
@@ -59,7 +63,8 @@ def build_module(class_key: str, kwargs: dict[str, Any]) -> nn.Module:
     unknown = set(kwargs) - known
     if unknown:
         raise ValueError(f"{class_key}: unknown kwargs {sorted(unknown)}")
-    return cls(**kwargs)
+    # JSON turns tuples (e.g. filter taps) into lists; modules need hashable fields.
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
 
 
 def save_networks(

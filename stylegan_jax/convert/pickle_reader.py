@@ -1,4 +1,4 @@
-"""Reads NVIDIA's official network pickles (stylegan2-ada-pytorch / stylegan3) without torch.
+"""Reads NVIDIA's official network pickles (PyTorch and TensorFlow) without running their code.
 
 An official `.pkl` is a plain pickle of {'G', 'D', 'G_ema', ...}; each network is a
 `torch_utils.persistence` object whose pickle carries the *source code* of its class,
@@ -7,6 +7,9 @@ way executes that source. Here a restricted unpickler resolves only a fixed set 
 names to inert stand-ins: networks become `PersistentObject` records (class name,
 constructor kwargs, parameters, buffers, children) and tensors become NumPy arrays.
 Anything else in the file is refused with the offending `module.name`.
+
+The TensorFlow pickles (ProGAN, StyleGAN v1) go through the same unpickler with their
+own allow-list (`load_tf_pickle`, below).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ _STORAGE_DTYPES = {
 
 class UnsafePickleError(pickle.UnpicklingError):
     """The pickle asks for something outside the official network format."""
+
+    def __init__(self, message: str, module: str | None = None, name: str | None = None):
+        super().__init__(message)
+        self.module, self.name = module, name
 
 
 @dataclass
@@ -150,6 +157,8 @@ def _load_from_bytes(blob: bytes) -> _TypedStorage:
 
 
 def _numpy_scalar(dtype, data=None):
+    if isinstance(data, str):  # a Python 2 pickle read with encoding='latin1'
+        data = data.encode("latin1")
     return np.frombuffer(data, dtype=dtype)[0] if data is not None else dtype.type(0)
 
 
@@ -186,17 +195,21 @@ _SAFE = _safe_names()
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, storage_loader=None):
-        super().__init__(file)
+    """Resolves only the names of one allow-list (`safe`) to inert stand-ins."""
+
+    def __init__(self, file, storage_loader=None, safe=None, encoding="ASCII"):
+        super().__init__(file, encoding=encoding)
         self._storage_loader = storage_loader
+        self._safe = _SAFE if safe is None else safe
 
     def find_class(self, module: str, name: str):
         try:
-            return _SAFE[(module, name)]
+            return self._safe[(module, name)]
         except KeyError:
             raise UnsafePickleError(
                 f"refusing to load {module}.{name}: not part of the official network format "
-                "(the pickle may execute code or is not an official StyleGAN network)"
+                "(the pickle may execute code or is not an official StyleGAN network)",
+                module, name,
             ) from None
 
     def persistent_load(self, pid):
@@ -225,4 +238,199 @@ def load_official_pickle(path: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"{path}: expected a dict with official networks under 'G', 'D', 'G_ema'"
         )
+    return data
+
+
+# ---------------------------------------------------------------------------------
+# NVIDIA's TensorFlow pickles (ProGAN, StyleGAN v1): a (G, D, Gs) tuple of
+# `dnnlib.tflib.network.Network` objects (or `tfutil.Network` from the original ProGAN
+# code), each pickled as its `__getstate__` dict: version, name, static_kwargs,
+# components (sub-networks, version 3), build_module_src, build_func_name and
+# variables [(name, array)]. Loading it normally executes build_module_src; here the
+# state is kept as data and the source is never run.
+
+TF_NETWORK_CLASSES = (("dnnlib.tflib.network", "Network"), ("tfutil", "Network"))
+
+
+class TFNetwork:
+    """An official TF `Network`, reconstructed as its pickled state (inert data)."""
+
+    class_name = "Network"
+
+    def __setstate__(self, state):
+        if not isinstance(state, dict):
+            raise UnsafePickleError(f"{self.class_name} state is a {type(state).__name__}, "
+                                    "expected a dict")
+        self.state = dict(state)
+
+    @property
+    def name(self) -> str:
+        return self.state["name"]
+
+    @property
+    def build_func_name(self) -> str:
+        return self.state["build_func_name"]
+
+    @property
+    def static_kwargs(self) -> dict[str, Any]:
+        return dict(self.state["static_kwargs"])
+
+    @property
+    def components(self) -> dict[str, TFNetwork]:
+        return dict(self.state.get("components") or {})
+
+    @property
+    def is_legacy(self) -> bool:
+        """True for the original ProGAN code's `tfutil.Network`."""
+        return self.class_name == "tfutil.Network"
+
+    def variables(self) -> dict[str, np.ndarray]:
+        """All variables by official name, sub-networks' as `<component name>/<name>`."""
+        out = {name: np.asarray(value) for name, value in self.state["variables"]}
+        for comp in self.components.values():
+            out.update({f"{comp.name}/{k}": v for k, v in comp.variables().items()})
+        return out
+
+    def validate(self, where: str) -> None:
+        """Raises ValueError naming `where` unless the state has the official layout."""
+        st = getattr(self, "state", None)
+        if st is None:
+            raise ValueError(f"{where}: {self.class_name} without a pickled state")
+        if st.get("version") not in (2, 3):
+            raise ValueError(f"{where}: state version {st.get('version')!r}, expected 2 or 3")
+        for key, kind in (("name", str), ("build_func_name", str), ("static_kwargs", dict),
+                          ("variables", list)):
+            if not isinstance(st.get(key), kind):
+                raise ValueError(f"{where}: state field {key!r} is "
+                                 f"{type(st.get(key)).__name__}, expected {kind.__name__}")
+        for item in st["variables"]:
+            if not (isinstance(item, tuple | list) and len(item) == 2
+                    and isinstance(item[0], str)
+                    and isinstance(item[1], np.ndarray | np.generic | float)):
+                raise ValueError(f"{where}: variables must be (name, array) pairs, "
+                                 f"got {str(item)[:80]!r}")
+        comps = st.get("components") or {}
+        if not isinstance(comps, dict):
+            raise ValueError(f"{where}: components is a {type(comps).__name__}, expected a dict")
+        for key, comp in comps.items():
+            if not isinstance(comp, TFNetwork):
+                raise ValueError(f"{where}: component {key!r} is a {type(comp).__name__}, "
+                                 "expected a Network")
+            comp.validate(f"{where}/{key}")
+
+
+class _DnnlibNetwork(TFNetwork):
+    class_name = "dnnlib.tflib.network.Network"
+
+
+class _TfutilNetwork(TFNetwork):
+    class_name = "tfutil.Network"
+
+
+def _numpy_reconstruct(subtype, shape, dtype):
+    # numpy pickles arrays as _reconstruct(ndarray, (0,), b'b') + ndarray.__setstate__.
+    if subtype is not np.ndarray:
+        raise UnsafePickleError(f"refusing to reconstruct an array of type {subtype!r}")
+    if isinstance(dtype, str):
+        dtype = dtype.encode("latin1")
+    return np.ndarray.__new__(np.ndarray, shape, np.dtype(dtype))
+
+
+def _copyreg_reconstructor(cls, base, state):
+    # Protocol 0/1 pickles build instances through copyreg._reconstructor.
+    if isinstance(cls, type) and issubclass(cls, TFNetwork) and base is object and state is None:
+        return cls.__new__(cls)
+    if cls is _EasyDict and base is dict:
+        return _EasyDict(state or {})
+    raise UnsafePickleError(f"refusing to reconstruct {cls!r} from {base!r}")
+
+
+def _latin1_bytes(text, encoding="latin1"):
+    # Protocol 2 writes bytes as _codecs.encode(str, 'latin1') (Python 2 had no bytes).
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"refusing _codecs.encode({type(text).__name__}, {encoding!r})")
+    return text.encode("latin1")
+
+
+_TF_SAFE: dict[tuple[str, str], Any] = {
+    ("dnnlib.tflib.network", "Network"): _DnnlibNetwork,
+    ("tfutil", "Network"): _TfutilNetwork,
+    ("dnnlib.util", "EasyDict"): _EasyDict,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("copyreg", "_reconstructor"): _copyreg_reconstructor,
+    ("copy_reg", "_reconstructor"): _copyreg_reconstructor,
+    ("_codecs", "encode"): _latin1_bytes,
+    ("builtins", "object"): object,  # only as _reconstructor's base class
+    ("__builtin__", "object"): object,
+}
+
+
+def _inert(*_args):
+    return None
+
+
+class _FirstGlobal(Exception):
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+
+class _SniffingUnpickler(pickle.Unpickler):
+    _PASS = {("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._PASS:  # protocol 0/1: the class comes as its argument
+            return _inert
+        raise _FirstGlobal(module, name)
+
+    def persistent_load(self, pid):
+        raise _FirstGlobal("<persistent id>", "")
+
+
+def first_global(path: str | Path) -> tuple[str, str] | None:
+    """The first class or function a pickle names (past copyreg's), building nothing."""
+    try:
+        with open(path, "rb") as f:
+            _SniffingUnpickler(f, encoding="latin1").load()
+    except _FirstGlobal as found:
+        return found.module, found.name
+    except Exception:  # unreadable: let the real loader report it
+        return None
+    return None
+
+
+def is_tf_pickle(path: str | Path) -> bool:
+    """True when the file is a pickle of NVIDIA's TensorFlow networks."""
+    return first_global(path) in TF_NETWORK_CLASSES
+
+
+def load_tf_pickle(path: str | Path) -> tuple[TFNetwork, TFNetwork, TFNetwork]:
+    """Loads an official TF network pickle; returns its (G, D, Gs) as inert records.
+
+    Raises UnsafePickleError for anything outside the expected classes, and ValueError
+    when the file is not the official (G, D, Gs) tuple of well-formed network states.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = _RestrictedUnpickler(f, safe=_TF_SAFE, encoding="latin1").load()
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{path}: {e}", e.module, e.name) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, struct.error) as e:
+        raise ValueError(f"{path}: not a readable network pickle ({e})") from None
+    if not (isinstance(data, tuple) and len(data) == 3
+            and all(isinstance(x, TFNetwork) for x in data)):
+        got = type(data).__name__ if not isinstance(data, tuple) else (
+            f"a tuple of {len(data)}: " + ", ".join(type(x).__name__ for x in data))
+        raise ValueError(f"{path}: expected the official (G, D, Gs) tuple of TF networks, "
+                         f"got {got}")
+    for label, net in zip(("G", "D", "Gs"), data, strict=True):
+        net.validate(f"{path}:{label}")
     return data
