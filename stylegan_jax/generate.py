@@ -12,7 +12,7 @@ import numpy as np
 
 from stylegan_jax import images
 from stylegan_jax.model_store import Network, load_networks
-from stylegan_jax.models import stylegan2
+from stylegan_jax.models import progan, stylegan, stylegan2
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -56,6 +56,17 @@ def _run(module, variables, z, c, psi, cutoff, noise_mode, key):
     )
 
 
+@functools.partial(jax.jit, static_argnums=(0, 5, 6, 7))
+def _run_progressive(module, variables, z, c, lod, psi, cutoff, noise_mode, key):
+    # ProGAN / StyleGAN v1: lod is data (one compile for every level of detail).
+    if isinstance(module, progan.Generator):
+        return module.apply(variables, z, c, lod)
+    return module.apply(variables, z, c, lod, psi, cutoff, noise_mode, rngs={"noise": key})
+
+
+GENERATORS = (stylegan2.Generator, stylegan.Generator, progan.Generator)
+
+
 def generate_images(
     net: Network,
     seeds: list[int],
@@ -64,19 +75,34 @@ def generate_images(
     class_idx: int | None = None,
     noise_mode: str = "const",
     batch_size: int = 16,
+    lod: float = 0.0,
 ) -> np.ndarray:
-    """uint8 NHWC images, one per seed."""
+    """uint8 NHWC images, one per seed.
+
+    `lod` (level of detail, 0 = full resolution) applies to ProGAN and StyleGAN v1
+    generators; ProGAN has no truncation and no noise inputs.
+    """
     G = net.module
-    if not isinstance(G, stylegan2.Generator):
+    if not isinstance(G, GENERATORS):
         raise TypeError(f"expected a generator, got {type(G).__name__}")
+    if isinstance(G, stylegan2.Generator) and lod != 0:
+        raise ValueError(f"--lod {lod}: StyleGAN2 generators have no level of detail")
+    if isinstance(G, progan.Generator) and (truncation_psi != 1 or truncation_cutoff is not None):
+        raise ValueError("ProGAN generators have no truncation (--trunc must be 1)")
+    if not isinstance(G, stylegan2.Generator) and not 0 <= lod <= G.max_lod:
+        raise ValueError(f"--lod must be in [0, {G.max_lod}] for this generator, got {lod}")
     z = latents_for_seeds(seeds, G.z_dim)
     c = labels_for(class_idx, G.c_dim, len(seeds))
     out = []
     for i in range(0, len(seeds), batch_size):
         key = jax.random.PRNGKey(seeds[i])
-        img = _run(G, net.variables, jnp.asarray(z[i : i + batch_size]),
-                   jnp.asarray(c[i : i + batch_size]), float(truncation_psi),
-                   truncation_cutoff, noise_mode, key)
+        zb, cb = jnp.asarray(z[i : i + batch_size]), jnp.asarray(c[i : i + batch_size])
+        if isinstance(G, stylegan2.Generator):
+            img = _run(G, net.variables, zb, cb, float(truncation_psi), truncation_cutoff,
+                       noise_mode, key)
+        else:
+            img = _run_progressive(G, net.variables, zb, cb, jnp.float32(lod),
+                                   float(truncation_psi), truncation_cutoff, noise_mode, key)
         out.append(images.to_uint8(img))
     return np.concatenate(out)
 
@@ -106,6 +132,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class", dest="class_idx", type=int, default=None,
                    help="class index for conditional generators")
     p.add_argument("--noise-mode", choices=stylegan2.NOISE_MODES, default="const")
+    p.add_argument("--lod", type=float, default=0.0,
+                   help="level of detail for ProGAN / StyleGAN v1 generators (0 = full "
+                   "resolution, 1 = half, fractional = fade-in)")
     p.add_argument("--outdir", type=Path, required=True)
     p.add_argument("--resolution", type=int, default=32, help="with --random-init")
     p.add_argument("--no-grid", action="store_true", help="skip grid.png")
@@ -122,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"{args.network} has no network {which!r}; it has {sorted(nets)}")
         net = nets[which]
     imgs = generate_images(net, seeds, args.trunc, args.trunc_cutoff, args.class_idx,
-                           args.noise_mode)
+                           args.noise_mode, lod=args.lod)
     for seed, img in zip(seeds, imgs, strict=True):
         images.save_image(img, args.outdir / f"seed{seed:04d}.png")
     if not args.no_grid:

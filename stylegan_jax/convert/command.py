@@ -1,32 +1,59 @@
-"""`stylegan-jax convert`: official pickles / state dicts <-> this project's network directories."""
+"""`stylegan-jax convert`: official pickles / state dicts <-> this project's network directories.
+
+Reads NVIDIA's PyTorch pickles (StyleGAN2-ADA / StyleGAN3 format) and TensorFlow
+pickles (ProGAN `karras2018iclr-*.pkl`, StyleGAN `karras2019stylegan-*.pkl`); the
+format is told by the first class the file names, read without building anything.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from stylegan_jax.convert import official
+from stylegan_jax.convert import official, tf_official
+from stylegan_jax.convert.pickle_reader import UnsafePickleError, is_tf_pickle
 from stylegan_jax.model_store import load_networks, save_networks
+from stylegan_jax.models import stylegan2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", type=Path, help="--to jax: an official .pkl, or a directory from "
-                   "--to official; --to official: a directory from --to jax")
+    p.add_argument("source", type=Path, help="--to jax: an official .pkl (PyTorch or "
+                   "TensorFlow), or a directory from --to official; --to official: a "
+                   "directory from --to jax")
     p.add_argument("dest", type=Path, help="a new directory (never overwritten)")
     p.add_argument("--to", choices=("jax", "official"), default="jax",
                    help="jax: write this project's format (default); official: write the "
-                   "official state dicts (<name>.npz) and constructor kwargs")
+                   "official state dicts (<name>.npz) and constructor kwargs (StyleGAN2 only)")
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except UnsafePickleError as e:  # reported like every other bad input (exit status 2)
+        raise ValueError(str(e)) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     src: Path = args.source
     if not src.exists():
         raise SystemExit(f"{src} does not exist")
     if args.to == "jax":
-        nets = (official.networks_from_state_dicts(src) if src.is_dir()
-                else official.networks_from_pickle(src))
-        dest = save_networks(args.dest, nets, info={"source": str(src.absolute())})
+        info = {"source": str(src.absolute())}
+        if src.is_dir():
+            nets = official.networks_from_state_dicts(src)
+        elif is_tf_pickle(src):
+            nets = tf_official.networks_from_tf_pickle(src)
+            info["official_names"] = {ours: theirs for theirs, ours in tf_official.PICKLE_NAMES}
+        else:
+            nets = official.networks_from_pickle(src)
+        dest = save_networks(args.dest, nets, info=info)
     else:
-        dest = official.export_official(load_networks(src), args.dest)
+        nets = load_networks(src)
+        others = sorted(name for name, net in nets.items() if not isinstance(
+            net.module, stylegan2.Generator | stylegan2.Discriminator))
+        if others:
+            raise ValueError(f"{src}: --to official writes StyleGAN2 networks only; "
+                             f"{others} are not")
+        dest = official.export_official(nets, args.dest)
     print(f"wrote {dest}")
     return 0
