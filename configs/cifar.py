@@ -16,7 +16,7 @@ def get_config():
     c.data.path = "cifar10"
     c.data.use_labels = True
     c.data.xflip = False
-    c.train.total_kimg = 100000
+    c.train.total_kimg = 100000.0
     c.train.pl_weight = 0.0  # official cifar: no path length regularization,
     c.train.style_mixing_prob = 0.0  # no style mixing,
     c.model.d_architecture = "orig"  # and the orig discriminator

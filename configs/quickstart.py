@@ -18,7 +18,7 @@ def get_config():
     c.model.num_bf16_res = 0
     c.model.mbstd_group_size = 4
     c.train.batch_size = 16
-    c.train.total_kimg = 30
+    c.train.total_kimg = 30.0
     c.train.g_lr = c.train.d_lr = 0.0025
     c.train.r1_gamma = 1.0
     c.train.ema_kimg = 1.0

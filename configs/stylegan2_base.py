@@ -38,7 +38,7 @@ def base() -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 32  # global batch (all devices, all processes)
-    c.train.total_kimg = 25000
+    c.train.total_kimg = 25000.0
     c.train.g_lr = 0.002
     c.train.d_lr = 0.002
     c.train.betas = (0.0, 0.99)

@@ -9,9 +9,14 @@ import sys
 # name -> (module, help). Modules are imported only when their parser is built, and
 # none imports tensorflow at module level (the GPU machines have none).
 SUBCOMMANDS = {
+    "train": ("stylegan_jax.train.command", "train a config (default: the quickstart)"),
     "convert": ("stylegan_jax.convert.command", "convert official networks to/from this project"),
     "generate": ("stylegan_jax.generate", "generate images from a network directory"),
-    "bench": ("stylegan_jax.benchmarks.networks", "benchmark generator/discriminator throughput"),
+    "dataset": ("stylegan_jax.data.dataset_tool", "convert images / a zip / TFDS into a dataset"),
+    "bench": ("stylegan_jax.benchmarks.train", "benchmark the training step of a config"),
+    "bench-networks": ("stylegan_jax.benchmarks.networks",
+                       "benchmark generator/discriminator forward throughput"),
+    "bench-data": ("stylegan_jax.data.benchmark", "benchmark the input pipeline (img/s)"),
 }
 
 
@@ -27,7 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in ("train", "bench"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    bad = [e for e in extra if not e.startswith("--config.")]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.overrides = extra
     try:
         return args.run(args)
     except (ValueError, FileExistsError, FileNotFoundError) as e:

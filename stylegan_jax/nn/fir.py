@@ -1,0 +1,90 @@
+"""FIR up/down-sampling (the official `upfirdn2d`) as shifted multiply-adds.
+
+A depthwise convolution is the textbook way to apply a 4x4 FIR filter, but XLA's CPU
+backend runs it ~50x slower than the same arithmetic written as shifted slices, which
+XLA fuses into one elementwise loop on every backend. Separable filters (all of the
+official ones) take two 1-D passes; the strided slice of the last pass does the
+downsampling, so nothing is computed at positions that are thrown away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _separate(f: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(vertical taps, horizontal taps) if f is their outer product, else None."""
+    f = np.asarray(f, np.float64)
+    total = f.sum()
+    if total == 0:
+        return None
+    rows, cols = f.sum(axis=1), f.sum(axis=0) / total
+    return (rows, cols) if np.allclose(np.outer(rows, cols), f, rtol=1e-6, atol=1e-9) else None
+
+
+def _zero_insert(x: jax.Array, up: int, axis: int) -> jax.Array:
+    """Places x at every up-th position along axis, zeros between (length n * up)."""
+    if up == 1:
+        return x
+    zeros = jnp.zeros_like(x)
+    stacked = jnp.stack([x] + [zeros] * (up - 1), axis=axis + 1)
+    shape = list(x.shape)
+    shape[axis] *= up
+    return stacked.reshape(shape)
+
+
+def _taps_pass(x: jax.Array, taps: np.ndarray, axis: int, down: int) -> jax.Array:
+    """Valid correlation with `taps` along axis, keeping every down-th output."""
+    k = len(taps)
+    n_out = (x.shape[axis] - k) // down + 1
+    out = None
+    for i, tap in enumerate(taps):
+        if tap == 0:
+            continue
+        sl = [slice(None)] * x.ndim
+        sl[axis] = slice(i, i + down * (n_out - 1) + 1, down)
+        term = x[tuple(sl)] * jnp.asarray(tap, x.dtype)
+        out = term if out is None else out + term
+    return out
+
+
+def upfirdn2d(
+    x: jax.Array,
+    f: np.ndarray,
+    up: int = 1,
+    down: int = 1,
+    padding: Sequence[int] | int = 0,
+    gain: float = 1.0,
+) -> jax.Array:
+    """Upsample by zero insertion, pad, convolve with f, downsample (NHWC; official semantics).
+
+    `padding` is (x0, x1, y0, y1) or one int, on the upsampled image; negative values crop.
+    """
+    if isinstance(padding, int):
+        padding = (padding,) * 4
+    px0, px1, py0, py1 = padding
+    x = _zero_insert(_zero_insert(x, up, 1), up, 2)
+    x = jax.lax.pad(x, jnp.zeros((), x.dtype),
+                    ((0, 0, 0), (py0, py1, 0), (px0, px1, 0), (0, 0, 0)))
+    # upfirdn2d convolves (flipped filter); correlation with the flipped taps is the same.
+    f = np.asarray(f, np.float64)[::-1, ::-1] * gain
+    sep = _separate(f)
+    if sep is not None:
+        x = _taps_pass(x, sep[0], 1, down)
+        return _taps_pass(x, sep[1], 2, down)
+    kh, kw = f.shape
+    oh = (x.shape[1] - kh) // down + 1
+    ow = (x.shape[2] - kw) // down + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            if f[i, j] == 0:
+                continue
+            term = x[:, i : i + down * (oh - 1) + 1 : down, j : j + down * (ow - 1) + 1 : down]
+            term = term * jnp.asarray(f[i, j], x.dtype)
+            out = term if out is None else out + term
+    return out

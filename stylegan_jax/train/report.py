@@ -1,0 +1,81 @@
+"""Progress reporting on process 0: the official tick line, stats.jsonl, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+
+def device_memory_gib() -> tuple[float | None, float | None]:
+    """(in use, peak) GiB on the first local device, where the backend reports them."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    in_use, peak = stats.get("bytes_in_use"), stats.get("peak_bytes_in_use")
+    return (None if in_use is None else in_use / 2**30, None if peak is None else peak / 2**30)
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(s)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s // 60 % 60:02d}m"
+    return f"{s // 86400}d {s // 3600 % 24:02d}h"
+
+
+def tick_line(tick: int, kimg: float, total_kimg: float, tick_s: float, tick_kimg: float,
+              elapsed_s: float, stats: dict[str, float]) -> str:
+    """The official tick line: tick, kimg, time, sec/tick, sec/kimg, losses, memory, ETA."""
+    sec_per_kimg = tick_s / max(tick_kimg, 1e-8)
+    img_s = tick_kimg * 1000 / max(tick_s, 1e-8)
+    eta = (total_kimg - kimg) * sec_per_kimg
+    parts = [f"tick {tick:<5d}", f"kimg {kimg:<8.1f}", f"time {_fmt_seconds(elapsed_s):<9s}",
+             f"sec/tick {tick_s:<7.1f}", f"sec/kimg {sec_per_kimg:<7.2f}", f"img/s {img_s:<7.1f}"]
+    for name in ("G/loss", "D/loss", "G/reg", "D/reg", "pl_mean"):
+        if name in stats:
+            parts.append(f"{name} {stats[name]:<7.3f}")
+    in_use, peak = device_memory_gib()
+    if peak is not None:
+        parts.append(f"gpumem {in_use:<5.2f} peak {peak:<5.2f}")
+    parts.append(f"eta {_fmt_seconds(eta)}")
+    return " ".join(parts)
+
+
+class StatsWriter:
+    """stats.jsonl (one JSON object per tick) and TensorBoard scalars and images."""
+
+    def __init__(self, workdir: Path, tensorboard: bool):
+        self.jsonl = open(workdir / "stats.jsonl", "a")  # noqa: SIM115 - kept open for the run
+        self.tb = None
+        if tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:  # pragma: no cover - tensorboardX is a dependency
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.tb = SummaryWriter(str(workdir))
+
+    def scalars(self, kimg: float, values: dict[str, float]) -> None:
+        record = {"kimg": round(kimg, 3), "timestamp": time.time(), **values}
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
+        if self.tb is not None:
+            step = int(kimg * 1000)
+            for name, value in values.items():
+                self.tb.add_scalar(name, value, global_step=step)
+            self.tb.flush()
+
+    def image(self, name: str, kimg: float, image_hwc: np.ndarray) -> None:
+        if self.tb is not None:
+            self.tb.add_image(name, image_hwc, global_step=int(kimg * 1000), dataformats="HWC")
+            self.tb.flush()
+
+    def close(self) -> None:
+        self.jsonl.close()
+        if self.tb is not None:
+            self.tb.close()

@@ -1,0 +1,168 @@
+"""The training loop: exact resume, signals, bad configs, non-finite losses, outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from stylegan_jax.train import config as config_lib
+from stylegan_jax.train import loop
+from stylegan_jax.train.checkpoint import Checkpoints
+
+
+def tiny_config(**train):
+    c = config_lib.load_config("quickstart")
+    c.data.resolution = 16
+    c.model.z_dim = c.model.w_dim = 16
+    c.model.channel_base = 128
+    c.model.channel_max = 8
+    c.model.mbstd_group_size = 2
+    c.train.batch_size = 16  # 2 per fake device
+    c.train.g_reg_interval = 2
+    c.train.d_reg_interval = 3
+    c.train.total_kimg = 1.0
+    c.log.tick_kimg = 0.032
+    c.log.snapshot_kimg = 0.032
+    c.log.checkpoint_kimg = 0.032  # every 2 iterations
+    c.log.grid_seeds = 4
+    c.log.tensorboard = False
+    for k, v in train.items():
+        c.train[k] = v
+    return c
+
+
+def saved(workdir, step):
+    ckpts = Checkpoints(workdir / "checkpoints", keep_last=10, keep_every=None)
+    config = tiny_config()
+    from stylegan_jax.train import step as step_lib
+    nets = step_lib.build_networks(config.model, 16, 1, 0)
+    template = step_lib.init_state(nets, config_lib.step_config(config), seed=0)
+    state, data, meta = ckpts.restore(step, template)
+    ckpts.close()
+    return state, data
+
+
+def assert_trees_equal(a, b):
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves(b),
+                            strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
+                                      err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("straight")
+    lines = []
+    summary = loop.train(tiny_config(), workdir, stop_at_step=6, log=lines.append)
+    return workdir, summary, lines
+
+
+def test_outputs_of_a_run(straight):
+    workdir, summary, lines = straight
+    assert summary == {"step": 6, "kimg": 0.096, "checkpoint": 6, "reason": "stop_at_step"}
+    assert (workdir / "config.json").is_file()
+    assert (workdir / "samples" / "reals.png").is_file()
+    assert sorted(p.name for p in (workdir / "samples").glob("fakes*.png"))
+    records = [json.loads(x) for x in (workdir / "stats.jsonl").read_text().splitlines()]
+    assert records and {"kimg", "Loss/G/loss", "Loss/D/loss"} <= set(records[0])
+    tick_lines = [x for x in lines if x.startswith("tick ")]
+    assert tick_lines and all("sec/kimg" in x and "eta" in x for x in tick_lines)
+
+
+def test_resume_is_bitwise_exact(straight, tmp_path):
+    workdir, _, _ = straight
+    first = loop.train(tiny_config(), tmp_path, stop_at_step=3, log=lambda _: None)
+    assert first["checkpoint"] == 3
+    second = loop.train(tiny_config(), tmp_path, stop_at_step=6, log=lambda _: None)
+    assert second["step"] == 6
+    a_state, a_data = saved(workdir, 6)
+    b_state, b_data = saved(tmp_path, 6)
+    assert a_data == b_data
+    assert_trees_equal(a_state, b_state)
+
+
+def test_sigterm_saves_and_stops(tmp_path):
+    def log(line):
+        if line.startswith("tick 0 "):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    summary = loop.train(tiny_config(), tmp_path, stop_at_step=50, log=log)
+    assert summary["reason"] == "SIGTERM"
+    assert summary["checkpoint"] == summary["step"] < 50
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_non_finite_loss_stops_and_keeps_good_checkpoint(tmp_path):
+    loop.train(tiny_config(), tmp_path, stop_at_step=2, log=lambda _: None)
+    with pytest.raises(loop.NonFiniteError, match="non-finite"):
+        loop.train(tiny_config(g_lr=float("inf")), tmp_path, stop_at_step=8,
+                   log=lambda _: None)
+    ckpts = Checkpoints(tmp_path / "checkpoints", keep_last=10, keep_every=None)
+    assert ckpts.latest_step() == 2
+    ckpts.close()
+
+
+def test_incompatible_workdir_is_refused(straight):
+    workdir, _, _ = straight
+    config = tiny_config()
+    config.model.channel_max = 16
+    with pytest.raises(config_lib.ConfigError, match="different model"):
+        loop.train(config, workdir, stop_at_step=7)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("train.batch_size", 12, "multiple of the 8 devices"),
+    ("model.g_architecture", "fancy", "expected one of"),
+    ("train.d_reg_interval", -1, "integer >= 1"),
+    ("data.resolution", 48, "power of two"),
+    ("train.backend", "pjit", "pmap"),
+    ("model.mbstd_group_size", 3, "divide the per-device batch"),
+])
+def test_bad_configs_name_the_field(field, value, match):
+    config = tiny_config()
+    config.train.batch_size = 32  # 4 per device: a group of 3 cannot split it
+    section, key = field.split(".")
+    config[section][key] = value
+    with pytest.raises(config_lib.ConfigError, match=match) as e:
+        config_lib.validate(config, num_devices=8)
+    assert field in str(e.value)
+
+
+def test_overrides_are_typed():
+    config = config_lib.load_config("quickstart", ["--config.train.batch_size=64",
+                                                   "--config.train.r1_gamma=2"])
+    assert config.train.batch_size == 64 and config.train.r1_gamma == 2.0
+    with pytest.raises(config_lib.ConfigError, match="no field"):
+        config_lib.load_config("quickstart", ["--config.train.bogus=1"])
+    with pytest.raises(config_lib.ConfigError, match="expected a int"):
+        config_lib.load_config("quickstart", ["--config.train.batch_size=big"])
+    with pytest.raises(config_lib.ConfigError, match="known configs"):
+        config_lib.load_config("nonexistent")
+
+
+def test_data_resolution_must_match(tmp_path):
+    """A 16x16 dataset cannot feed a 32x32 config: the error comes before any compilation."""
+    from PIL import Image
+
+    from stylegan_jax import cli
+
+    src = tmp_path / "images"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(src / f"{i}.png")
+    assert cli.main(["dataset", "--source", str(src), "--dest", str(tmp_path / "ds"),
+                     "--resolution", "16", "--channels", "1", "--no-progress"]) == 0
+    config = tiny_config()
+    config.data.source = "tfrecord"
+    config.data.path = str(tmp_path / "ds")
+    config.data.resolution = 32
+    with pytest.raises(Exception, match="32"):
+        loop.train(config, tmp_path / "run", stop_at_step=1)
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any(
+        (tmp_path / "run" / "checkpoints").iterdir())
