@@ -42,7 +42,10 @@ def generator_fn(G, meta: dict):
     """jit(variables, z, labels, lod) -> images, as the fixture's G was run (one compile)."""
     if meta["family"] == "progan":
         return jax.jit(lambda v, z, c, lod: G.apply(v, z, c, lod))
-    psi, cutoff = meta["truncation_psi"], meta["truncation_cutoff"]
+    psi, cutoff = meta.get("truncation_psi"), meta.get("truncation_cutoff")
+    if psi is None or cutoff is None or cutoff <= 0:
+        # G_style truncates only when both are given (our cutoff=None means all layers).
+        psi, cutoff = 1.0, None
     return jax.jit(lambda v, z, c, lod: G.apply(v, z, c, lod, psi, cutoff, "const"))
 
 

@@ -202,3 +202,12 @@ def test_torch_pickles_are_not_taken_for_tf(tmp_path):
     path = tmp_path / "plain.pkl"
     path.write_bytes(b"not a pickle")
     assert not is_tf_pickle(path)
+
+
+def test_export_to_the_official_pytorch_format_is_refused(references, tmp_path, capsys):
+    pkl = write_pickle(references, "progan", tmp_path / "net.pkl")
+    ours = tmp_path / "ours"
+    assert cli.main(["convert", str(pkl), str(ours)]) == 0
+    assert cli.main(["convert", str(ours), str(tmp_path / "back"), "--to", "official"]) == 2
+    assert "writes StyleGAN2 networks only" in capsys.readouterr().err
+    assert not (tmp_path / "back").exists()
