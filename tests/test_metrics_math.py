@@ -252,10 +252,14 @@ def test_official_metric_names():
             space, sampling, crop, 50000, 1e-4)
     assert registry.parse_metric("ppl_wend_2k").num_gen == 2000
     assert registry.parse_metric("fid1k_full").num_gen == 1000
+    assert registry.parse_metric("fid64").max_real == 64  # counts without k: images
+    assert registry.parse_metric("ppl_zend_16").num_gen == 16
     with pytest.raises(ValueError, match="unknown metric 'fid'.*fid50k_full"):
         registry.parse_metric("fid")
     assert not registry.higher_is_better("fid50k_full")
     assert registry.higher_is_better("pr50k3_full_recall")
+    assert registry.improved("fid50k_full", 3.0, 4.0) and not registry.improved("is50k_mean", 3, 4)
+    assert registry.improved("kid50k_full", 1.0, None)
 
 
 def test_process_shares_add_up():

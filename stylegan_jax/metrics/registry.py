@@ -3,7 +3,8 @@
 Official names: fid50k_full, kid50k_full, pr50k3_full, ppl2_wend, is50k (primary);
 fid50k, kid50k, pr50k3, ppl_zfull, ppl_wfull, ppl_zend, ppl_wend (legacy). The same
 patterns with other sample counts give quick variants: `fid10k_full`, `kid1k`,
-`pr5k3_full`, `is1k`, and `ppl_wend_1k` (PPL's count as a `_<N>k` suffix).
+`pr5k3_full`, `is1k`, and `ppl_wend_1k` (PPL's count as a `_<N>k` suffix); without
+the `k` a count is in images (`fid64_full`, `is100`, `ppl_wend_64`: smoke tests).
 `_full` compares against the whole dataset (KID: up to 1M images, PR: up to 200k);
 without it, against the first N images, N the generated count.
 """
@@ -66,13 +67,24 @@ def higher_is_better(result_key: str) -> bool:
     return result_key.endswith(("_precision", "_recall", "_mean"))
 
 
+def improved(result_key: str, value: float, best: float | None) -> bool:
+    """Whether `value` beats `best` (None: nothing yet) for this result key."""
+    if best is None:
+        return True
+    return value > best if higher_is_better(result_key) else value < best
+
+
 _PATTERNS = [
-    (re.compile(r"^fid(\d+)k(_full)?$"), "fid"),
-    (re.compile(r"^kid(\d+)k(_full)?$"), "kid"),
+    (re.compile(r"^fid(\d+k?)(_full)?$"), "fid"),
+    (re.compile(r"^kid(\d+k?)(_full)?$"), "kid"),
     (re.compile(r"^pr(\d+)k(\d+)(_full)?$"), "pr"),
-    (re.compile(r"^is(\d+)k$"), "is"),
-    (re.compile(r"^ppl(2?)_([zw])(full|end)(?:_(\d+)k)?$"), "ppl"),
+    (re.compile(r"^is(\d+k?)$"), "is"),
+    (re.compile(r"^ppl(2?)_([zw])(full|end)(?:_(\d+k?))?$"), "ppl"),
 ]
+
+
+def _count(text: str) -> int:
+    return int(text[:-1]) * 1000 if text.endswith("k") else int(text)
 
 OFFICIAL = ("fid50k_full", "kid50k_full", "pr50k3_full", "ppl2_wend", "is50k",
             "fid50k", "kid50k", "pr50k3", "ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
@@ -85,7 +97,7 @@ def parse_metric(name: str) -> MetricSpec:
         if not m:
             continue
         if kind in ("fid", "kid"):
-            n, full = int(m.group(1)) * 1000, bool(m.group(2))
+            n, full = _count(m.group(1)), bool(m.group(2))
             if kind == "fid":
                 return MetricSpec(name, "fid", n, None if full else n)
             return MetricSpec(name, "kid", n, 1_000_000 if full else n)
@@ -93,9 +105,9 @@ def parse_metric(name: str) -> MetricSpec:
             n, k, full = int(m.group(1)) * 1000, int(m.group(2)), bool(m.group(3))
             return MetricSpec(name, "pr", n, 200_000 if full else n, nhood_size=k)
         if kind == "is":
-            return MetricSpec(name, "is", int(m.group(1)) * 1000)
+            return MetricSpec(name, "is", _count(m.group(1)))
         v2, space, sampling, count = m.groups()
-        n = int(count) * 1000 if count else 50_000
+        n = _count(count) if count else 50_000
         return MetricSpec(name, "ppl", n, space=space, sampling=sampling, crop=not v2)
     raise ValueError(
         f"unknown metric {name!r}: expected one of {', '.join(OFFICIAL)}, or the same with "

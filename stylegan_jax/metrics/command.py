@@ -1,0 +1,102 @@
+"""Computes the official GAN metrics of a generator: FID, KID, precision/recall, IS, PPL.
+
+  stylegan-jax metrics --metrics fid50k_full,kid50k_full --network nets/ffhq --data ffhq/
+  stylegan-jax metrics --metrics pr50k3_full,ppl2_wend --workdir runs/00001 --data ffhq.npz
+
+Prints one JSON line per metric (NVIDIA's `metric-<name>.jsonl` format) and, with
+--workdir or --run-dir, appends it to `metric-<name>.jsonl` there. Real-image
+statistics are cached in --cache-dir. Feature-network weights: see --*-weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from stylegan_jax.metrics import image_source, registry, weight_files
+from stylegan_jax.metrics.detectors import Detectors
+from stylegan_jax.metrics.runner import compute_metrics, report_metric
+
+DEFAULT_CACHE = Path("~/.cache/stylegan_jax/gan-metrics")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", default="fid50k_full",
+                   help="comma-separated names: " + ", ".join(registry.OFFICIAL)
+                   + " (or another count: fid10k_full, kid1k, pr5k3_full, is1k, ppl_wend_1k)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--network", type=Path, help="a network directory (stylegan-jax convert)")
+    src.add_argument("--workdir", type=Path,
+                     help="a training workdir: its newest exported network directory; results "
+                     "are appended to its metric-<name>.jsonl")
+    p.add_argument("--which", default=None, help="network in the directory (default G_ema, else G)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="real images: a folder of PNG/JPEG (optional dataset.json labels) or an "
+                   ".npz with 'images' (uint8) and optional 'labels'; not needed for PPL and IS")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="also append results to <run-dir>/metric-<name>.jsonl")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="real-image statistics cache "
+                   f"(default $SGJ_METRICS_CACHE or {DEFAULT_CACHE})")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    for name, spec in weight_files.FILES.items():
+        p.add_argument(f"--{name}-weights", dest=f"{name}_weights", type=Path, default=None,
+                       help=f"{spec.url.rsplit('/', 1)[-1]} (default: ${spec.env}, or in "
+                       f"${weight_files.DIR_ENV})")
+    p.add_argument("--batch", type=int, default=64, help="images per step on this process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (official: 1)")
+    p.add_argument("--noise-mode", default="random", choices=("random", "const", "none"))
+    p.add_argument("--no-progress", action="store_true")
+
+
+def find_network_dir(workdir: Path) -> Path:
+    """The workdir itself if it holds networks.json, else its newest exported network
+    directory (`*/networks.json`, the last by name: network-snapshot-<kimg> sorts by time)."""
+    if (workdir / "networks.json").is_file():
+        return workdir
+    found = sorted(p.parent for p in workdir.glob("*/networks.json"))
+    if not found:
+        raise FileNotFoundError(f"{workdir}: no exported network directory (*/networks.json); "
+                                "pass one with --network")
+    return found[-1]
+
+
+def run(args: argparse.Namespace) -> int:
+    from stylegan_jax.model_store import load_networks
+
+    specs = registry.parse_metrics(args.metrics)
+    net_dir = args.network if args.network is not None else find_network_dir(args.workdir)
+    nets = load_networks(net_dir)
+    which = args.which or ("G_ema" if "G_ema" in nets else "G")
+    if which not in nets:
+        raise ValueError(f"{net_dir} has no network {which!r}; it has {sorted(nets)}")
+    G = nets[which]
+
+    data = None
+    if args.data is not None:
+        data = image_source.open_images(args.data)
+    elif any(s.needs_real for s in specs) or G.module.c_dim:
+        raise ValueError("--data is needed for " + ", ".join(
+            s.name for s in specs if s.needs_real) + " (and for a conditional generator's labels)")
+    cache_dir = None
+    if not args.no_cache:
+        cache_dir = (args.cache_dir or Path(os.environ.get("SGJ_METRICS_CACHE") or DEFAULT_CACHE)
+                     ).expanduser()
+    detectors = Detectors(weights={n: getattr(args, f"{n}_weights") for n in weight_files.FILES})
+    results = compute_metrics(
+        specs, G,
+        None if data is None else (lambda: data.batches(args.batch)),
+        cache_dir,
+        dataset_key=None if data is None else data.key,
+        num_real=None if data is None else data.count,
+        label_fn=None if data is None else data.label_fn(G.module.c_dim),
+        detectors=detectors, batch_size=args.batch, seed=args.seed,
+        truncation_psi=args.trunc, noise_mode=args.noise_mode, progress=not args.no_progress,
+    )
+    run_dir = args.run_dir or args.workdir
+    snapshot = str(net_dir if run_dir is None else os.path.relpath(net_dir, run_dir))
+    for result in results.values():
+        report_metric(result, run_dir, snapshot)
+    return 0

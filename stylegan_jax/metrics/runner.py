@@ -1,0 +1,374 @@
+"""Runs metrics for a generator: feature passes over real and generated images, then the maths.
+
+`compute_metrics` takes the generator `Network`, a factory of real-image iterators
+(uint8 NHWC NumPy batches; this process's share when several processes run) and a
+cache directory. Passes are shared: one generator pass per feature network serves
+every metric that needs it (FID, KID and IS use the same Inception features), and
+real-image statistics are cached on disk by dataset, network and image count. As in
+the official code, generated images are quantised to uint8 before the feature
+network (`floor(clip(x * 127.5 + 128, 0, 255))`) and grayscale is repeated to RGB.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from stylegan_jax.metrics import fid, inception_score, kid, ppl, precision_recall
+from stylegan_jax.metrics.detectors import PRIMARY, Detectors
+from stylegan_jax.metrics.feature_stats import FeatureStats, cache_path
+from stylegan_jax.metrics.parallel import (
+    LocalDevices,
+    broadcast_flag,
+    gather_rows,
+    process_share,
+)
+from stylegan_jax.metrics.registry import MetricSpec, parse_metric
+
+RealIterFactory = Callable[[], Iterable[np.ndarray]]
+LabelFn = Callable[[np.random.Generator, int], np.ndarray]
+
+
+@dataclass
+class MetricResult:
+    metric: str
+    results: dict[str, float]
+    total_time: float
+    num_devices: int
+
+    def to_json(self, snapshot: str | None = None) -> str:
+        """One line in the official `metric-<name>.jsonl` format."""
+        return json.dumps(dict(results=self.results, metric=self.metric,
+                               total_time=self.total_time,
+                               total_time_str=f"{self.total_time:.1f}s",
+                               num_gpus=self.num_devices, snapshot_pkl=snapshot,
+                               timestamp=time.time()))
+
+
+def report_metric(result: MetricResult, run_dir: str | Path | None = None,
+                  snapshot: str | None = None) -> str:
+    """Prints the JSON line (process 0) and appends it to `<run_dir>/metric-<name>.jsonl`."""
+    line = result.to_json(snapshot)
+    if jax.process_index() == 0:
+        print(line, flush=True)
+        if run_dir is not None:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            with open(Path(run_dir) / f"metric-{result.metric}.jsonl", "a") as f:
+                f.write(line + "\n")
+    return line
+
+
+def quantize(img: jax.Array) -> jax.Array:
+    """Generator output in [-1, 1] -> uint8, the official metrics' conversion."""
+    return jnp.clip(jnp.floor(img * 127.5 + 128.0), 0, 255).astype(jnp.uint8)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _real_step(features, det_vars, images):
+    return features(det_vars, images)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _gen_step(features, module, psi, noise_mode, det_vars, g_vars, z, c, key):
+    img = module.apply(g_vars, z, c, psi, None, noise_mode, rngs={"noise": key})
+    return features(det_vars, quantize(img))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
+def _ppl_step(distance_fn, module, space, sampling, crop, epsilon, g_vars, lpips_vars, key, c):
+    def mapping(z, cc):
+        return module.apply(g_vars, z, cc, method=module.mapping_fn)
+
+    pairs = ppl.stylegan_pair_synthesis(module, g_vars)
+
+    def synthesize(ws0, ws1, k):
+        a, b = pairs(ws0, ws1, k)
+        prep = functools.partial(ppl.crop_and_downsample, crop=crop,
+                                 img_resolution=module.img_resolution)
+        return prep(a), prep(b)
+
+    def distance(a, b):
+        return distance_fn(lpips_vars, a, b)
+
+    return ppl.path_lengths(key, c, z_dim=module.z_dim, mapping=mapping,
+                            synthesize_pairs=synthesize, distance=distance, space=space,
+                            sampling=sampling, epsilon=epsilon)
+
+
+def _stats_from_rows(rows: np.ndarray, capture_all: bool, capture_mean_cov: bool) -> FeatureStats:
+    stats = FeatureStats(capture_all, capture_mean_cov, max_items=rows.shape[0])
+    for i in range(0, rows.shape[0], 4096):
+        stats.append(rows[i : i + 4096])
+    if rows.shape[0] == 0:
+        raise ValueError("no features were collected: the image source is empty")
+    return stats
+
+
+class _Collector:
+    """Per-output FeatureStats of this process; merged over processes at the end."""
+
+    def __init__(self, needs: Mapping[str, tuple[bool, bool]], total: int | None):
+        self.needs = dict(needs)
+        multi = jax.process_count() > 1
+        # Several processes: keep rows, gather them, then build the statistics.
+        self.stats = {k: FeatureStats(a or multi, m and not multi, total)
+                      for k, (a, m) in self.needs.items()}
+
+    def add(self, feats: Mapping[str, jax.Array], n: int) -> None:
+        for k, stats in self.stats.items():
+            stats.append(np.asarray(feats[k])[:n])
+
+    def finish(self) -> dict[str, FeatureStats]:
+        if jax.process_count() == 1:
+            return self.stats
+        return {k: _stats_from_rows(gather_rows(s.get_all()), *self.needs[k])
+                for k, s in self.stats.items()}
+
+
+class MetricRunner:
+    """Computes metrics for one generator; shares passes between them (see module doc)."""
+
+    def __init__(self, G, real_iter_factory: RealIterFactory | None = None,
+                 cache_dir: str | Path | None = None, *, dataset_key: str | None = None,
+                 num_real: int | None = None, label_fn: LabelFn | None = None,
+                 detectors: Detectors | None = None, batch_size: int = 64, seed: int = 0,
+                 truncation_psi: float = 1.0, noise_mode: str = "random",
+                 progress: bool = True, devices: LocalDevices | None = None):
+        self.G = G
+        self.real_iter_factory = real_iter_factory
+        self.cache_dir = cache_dir
+        self.dataset_key = dataset_key
+        self.num_real = num_real
+        self.label_fn = label_fn
+        self.detectors = detectors or Detectors()
+        self.devices = devices or LocalDevices()
+        self.batch_size = self.devices.round_batch(batch_size)
+        self.seed = seed
+        self.psi = float(truncation_psi)
+        self.noise_mode = noise_mode
+        self.progress = progress and jax.process_index() == 0
+        self._gen: dict[str, dict[str, FeatureStats]] = {}
+        self._real: dict[tuple[str, int | None], FeatureStats] = {}
+        self._plan_gen: dict[str, tuple[int, dict[str, tuple[bool, bool]]]] = {}
+        self._plan_real: dict[tuple[str, int | None], tuple[bool, bool]] = {}
+
+    # --- planning ----------------------------------------------------------------------
+    def real_count(self, spec: MetricSpec) -> int | None:
+        """The number of real images the metric compares with (None: all, count unknown)."""
+        if self.num_real is None:
+            return spec.max_real
+        return self.num_real if spec.max_real is None else min(spec.max_real, self.num_real)
+
+    def plan(self, specs: Sequence[MetricSpec]) -> None:
+        """Decides the passes (and what each keeps) for all `specs` before any runs."""
+        gen: dict[str, tuple[int, dict[str, tuple[bool, bool]]]] = {}
+        for s in specs:
+            if s.kind == "ppl":
+                continue
+            out = "probs" if s.kind == "is" else PRIMARY[s.detector]
+            num, outs = gen.get(s.detector, (0, {}))
+            keep_all, mean_cov = outs.get(out, (False, False))
+            outs[out] = (keep_all or s.kind != "fid", mean_cov or s.kind == "fid")
+            gen[s.detector] = (max(num, s.num_gen), outs)
+            if s.needs_real:
+                key = (s.detector, self.real_count(s))
+                a, m = self._plan_real.get(key, (False, False))
+                self._plan_real[key] = (a or s.kind != "fid", m or s.kind == "fid")
+        for det, (num, outs) in gen.items():
+            fid_counts = {s.num_gen for s in specs if s.kind == "fid" and s.detector == det}
+            if fid_counts and fid_counts != {num}:  # FID of a prefix needs every row
+                outs["pool3"] = (True, outs["pool3"][1])
+            self._plan_gen[det] = (num, outs)
+
+    # --- passes ------------------------------------------------------------------------
+    def labels(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        c_dim = self.G.module.c_dim
+        if c_dim == 0:
+            return np.zeros((n, 0), np.float32)
+        if self.label_fn is None:
+            raise ValueError(f"the generator is conditional (c_dim={c_dim}): metrics need "
+                             "label_fn to draw labels as the dataset has them")
+        c = np.asarray(self.label_fn(rng, n), np.float32)
+        if c.shape != (n, c_dim):
+            raise ValueError(f"label_fn returned shape {c.shape}, expected {(n, c_dim)}")
+        return c
+
+    def generated(self, detector: str) -> dict[str, FeatureStats]:
+        if detector not in self._gen:
+            num, outs = self._plan_gen[detector]
+            det_vars = self.devices.replicate(self.detectors.variables(detector))
+            features = self.detectors.function(detector)
+            g_vars = self.devices.replicate(self.G.variables)
+            module = self.G.module
+            count = process_share(num)
+            collector = _Collector(outs, count)
+            rng = np.random.default_rng([self.seed, jax.process_index()])
+            key = jax.random.fold_in(jax.random.PRNGKey(self.seed), jax.process_index())
+            bar = tqdm(total=num, desc=f"generated {detector}", unit="img",
+                       disable=not self.progress)
+            for i in range(math.ceil(count / self.batch_size)):
+                z = rng.standard_normal((self.batch_size, module.z_dim)).astype(np.float32)
+                (z, c), _ = self.devices.shard(z, self.labels(rng, self.batch_size))
+                feats = _gen_step(features, module, self.psi, self.noise_mode, det_vars,
+                                  g_vars, z, c, jax.random.fold_in(key, i))
+                n = min(self.batch_size, count - i * self.batch_size)
+                collector.add(feats, n)
+                bar.update(n * jax.process_count())
+            bar.close()
+            self._gen[detector] = collector.finish()
+        return self._gen[detector]
+
+    def real(self, detector: str, count: int | None) -> FeatureStats:
+        key = (detector, count)
+        if key in self._real:
+            return self._real[key]
+        capture_all, mean_cov = self._plan_real[key]
+        path = None
+        if self.cache_dir is not None and self.dataset_key is not None:
+            path = cache_path(self.cache_dir, self.dataset_key,
+                              self.detectors.identity(detector), count)
+            if broadcast_flag(jax.process_index() == 0 and path.is_file()):
+                stats = FeatureStats.load(path)
+                if stats.capture_all or not capture_all:
+                    self._real[key] = stats
+                    return stats
+        if self.real_iter_factory is None:
+            raise ValueError("these metrics compare with real images: give real_iter_factory "
+                             "(the CLI's --data)")
+        det_vars = self.devices.replicate(self.detectors.variables(detector))
+        out = PRIMARY[detector]
+        mine = None if count is None else process_share(count)
+        collector = _Collector({out: (capture_all, mean_cov)}, mine)
+        bar = tqdm(total=count, desc=f"dataset {detector}", unit="img",
+                   disable=not self.progress)
+        features = self.detectors.function(detector)
+        for images in _rebatch(self.real_iter_factory(), self.batch_size):
+            n = images.shape[0]
+            if n < self.batch_size:  # one compiled shape: pad the last batch
+                images = np.concatenate([images, np.repeat(images[-1:], self.batch_size - n, 0)])
+            (x,), _ = self.devices.shard(images)
+            collector.add(_real_step(features, det_vars, x), n)
+            bar.update(n * jax.process_count())
+            if collector.stats[out].is_full():
+                break
+        bar.close()
+        stats = collector.finish()[out]
+        if stats.num_items == 0:
+            raise ValueError("the real-image source yielded no images")
+        if path is not None and jax.process_index() == 0:
+            stats.save(path)
+        self._real[key] = stats
+        return stats
+
+    def path_lengths(self, spec: MetricSpec) -> np.ndarray:
+        lpips_vars = self.devices.replicate(self.detectors.variables("lpips"))
+        distance = self.detectors.function("lpips")
+        g_vars = self.devices.replicate(self.G.variables)
+        count = process_share(spec.num_gen)
+        pairs = self.devices.round_batch(max(self.batch_size // 2, 1))
+        rng = np.random.default_rng([self.seed, jax.process_index(), 1])
+        key = jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), jax.process_index())
+        out = []
+        bar = tqdm(total=spec.num_gen, desc=f"{spec.name} paths", unit="path",
+                   disable=not self.progress)
+        for i in range(math.ceil(count / pairs)):
+            (c,), _ = self.devices.shard(self.labels(rng, pairs))
+            d = _ppl_step(distance, self.G.module, spec.space, spec.sampling, spec.crop,
+                          spec.epsilon, g_vars, lpips_vars, jax.random.fold_in(key, i), c)
+            n = min(pairs, count - i * pairs)
+            out.append(np.asarray(d)[:n])
+            bar.update(n * jax.process_count())
+        bar.close()
+        return gather_rows(np.concatenate(out))
+
+    # --- metrics -----------------------------------------------------------------------
+    def compute(self, spec: MetricSpec) -> dict[str, float]:
+        if spec.kind == "ppl":
+            return {spec.name: ppl.aggregate(self.path_lengths(spec))}
+        gen = self.generated(spec.detector)
+        if spec.kind == "is":
+            mean, std = inception_score.inception_score(
+                gen["probs"].get_all()[: spec.num_gen], spec.num_splits)
+            return {spec.result_keys[0]: mean, spec.result_keys[1]: std}
+        g = gen[PRIMARY[spec.detector]]
+        r = self.real(spec.detector, self.real_count(spec))
+        if spec.kind == "fid":
+            mu_g, sigma_g = g.get_mean_cov(spec.num_gen)
+            mu_r, sigma_r = r.get_mean_cov()
+            return {spec.name: fid.frechet_distance(mu_g, sigma_g, mu_r, sigma_r)}
+        if spec.kind == "kid":
+            value = kid.kernel_inception_distance(
+                r.get_all(), g.get_all()[: spec.num_gen], spec.num_subsets,
+                spec.max_subset_size, np.random.default_rng(self.seed))
+            return {spec.name: value}
+        precision, recall = precision_recall.precision_recall(
+            r.get_all(), g.get_all()[: spec.num_gen], spec.nhood_size, spec.row_batch_size,
+            spec.col_batch_size, self.devices)
+        return {spec.result_keys[0]: precision, spec.result_keys[1]: recall}
+
+
+def _rebatch(batches: Iterable, size: int) -> Iterator[np.ndarray]:
+    """Batches of any sizes -> batches of exactly `size` (the last may be smaller)."""
+    pending: list[np.ndarray] = []
+    held = 0
+    for batch in batches:
+        images = _check_images(batch)
+        pending.append(images)
+        held += images.shape[0]
+        while held >= size:
+            joined = np.concatenate(pending)
+            yield joined[:size]
+            pending, held = [joined[size:]], held - size
+    if held:
+        yield np.concatenate(pending)
+
+
+def _check_images(batch) -> np.ndarray:
+    if isinstance(batch, tuple | list):  # (images, labels) batches
+        batch = batch[0]
+    images = np.asarray(batch)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError("real-image batches must be uint8 [N, H, W, 1 or 3], got "
+                         f"{images.dtype} {images.shape}")
+    return images
+
+
+def compute_metrics(
+    metrics: Sequence[str | MetricSpec],
+    G,
+    real_iter_factory: RealIterFactory | None,
+    cache_dir: str | Path | None,
+    **kwargs,
+) -> dict[str, MetricResult]:
+    """Metric name -> MetricResult for generator `G` (a model_store.Network).
+
+    `real_iter_factory()` yields uint8 [N, H, W, C] batches (or (images, labels)) of
+    this process's share of the dataset; `cache_dir` + `dataset_key` enable the
+    real-statistics cache. Other keyword arguments: see MetricRunner (num_real,
+    label_fn, detectors, batch_size, seed, truncation_psi, noise_mode, progress, devices).
+    """
+    specs = [m if isinstance(m, MetricSpec) else parse_metric(m) for m in metrics]
+    runner = MetricRunner(G, real_iter_factory, cache_dir, **kwargs)
+    runner.plan(specs)
+    out = {}
+    for spec in specs:
+        start = time.time()
+        results = runner.compute(spec)
+        out[spec.name] = MetricResult(spec.name, results, time.time() - start,
+                                      jax.device_count())
+    return out
+
+
+def scalars(results: Mapping[str, MetricResult]) -> dict[str, float]:
+    """Flattens results to {result key: value} (for logs, TensorBoard, best-checkpoint)."""
+    return {k: v for r in results.values() for k, v in r.results.items()}
