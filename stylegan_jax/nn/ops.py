@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylegan_jax.nn.fir import upfirdn2d  # noqa: F401 - part of this module's API
+
 # Activation name -> (function, default gain), as in the official bias_act.
 _ACTIVATIONS = {
     "linear": (lambda x: x, 1.0),
@@ -74,43 +76,6 @@ def setup_filter(taps: Sequence[float] = DEFAULT_FILTER) -> np.ndarray:
         raise ValueError(f"filter taps must be a non-empty 1-D sequence, got shape {f.shape}")
     f = np.outer(f, f)
     return f / f.sum()
-
-
-def _fir_kernel(f: np.ndarray, channels: int, gain: float, dtype) -> jax.Array:
-    # upfirdn2d convolves (not correlates) with f, so flip it; depthwise HWIO kernel.
-    k = np.asarray(f, np.float32)[::-1, ::-1] * gain
-    k = np.tile(k[:, :, None, None], (1, 1, 1, channels))
-    return jnp.asarray(k, dtype)
-
-
-def upfirdn2d(
-    x: jax.Array,
-    f: np.ndarray,
-    up: int = 1,
-    down: int = 1,
-    padding: Sequence[int] | int = 0,
-    gain: float = 1.0,
-) -> jax.Array:
-    """Upsample by zero insertion, pad, FIR-filter, downsample (NHWC).
-
-    `padding` is (x0, x1, y0, y1) or one int, measured on the upsampled image exactly
-    as the official op measures it (whose upsampled image has up-1 trailing zeros).
-    """
-    if isinstance(padding, int):
-        padding = (padding,) * 4
-    px0, px1, py0, py1 = padding
-    channels = x.shape[-1]
-    # lhs_dilation leaves out the official op's up-1 trailing zeros: pad them back.
-    pads = ((py0, py1 + up - 1), (px0, px1 + up - 1))
-    return jax.lax.conv_general_dilated(
-        x,
-        _fir_kernel(f, channels, gain, x.dtype),
-        window_strides=(down, down),
-        padding=pads,
-        lhs_dilation=(up, up),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=channels,
-    )
 
 
 def upsample2d(x: jax.Array, f: np.ndarray, up: int = 2) -> jax.Array:

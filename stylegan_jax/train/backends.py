@@ -47,9 +47,19 @@ class Backend:
             state)
 
     def host_state(self, state):
-        """The replicated state -> one copy (device 0's, identical on all devices)."""
+        """The replicated state -> one copy as global arrays replicated over all devices.
+
+        Every process can save it (Orbax needs global arrays in multi-process runs).
+        """
         if self.kind == "pmap":
-            return jax.tree_util.tree_map(lambda x: x[0], state)
+            replicated = NamedSharding(self.mesh, P())
+
+            def one_copy(x):
+                local = np.asarray(x.addressable_shards[0].data)[0]
+                return jax.make_array_from_callback(local.shape, replicated,
+                                                    lambda idx: local[idx])
+
+            return jax.tree_util.tree_map(one_copy, state)
         return state
 
     def put_batch(self, local):

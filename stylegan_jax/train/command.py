@@ -20,21 +20,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run directory (default: runs/<config name>); reruns resume from it")
     p.add_argument("--stop-at-step", type=int, default=None,
                    help="stop (with a checkpoint) after this many iterations")
+    g = p.add_argument_group("multi-process (see launch/ and the README)")
+    g.add_argument("--processes", type=int, default=1,
+                   help="start N processes on this machine with a 127.0.0.1 coordinator")
+    g.add_argument("--devices-per-process", type=int, default=None,
+                   help="with --processes on CPU: fake devices per process")
+    g.add_argument("--coordinator", default=None, help="host:port of process 0 "
+                   "(not needed on SLURM, Open MPI, Cloud TPU pods, Kubernetes JobSets)")
+    g.add_argument("--num-processes", type=int, default=None)
+    g.add_argument("--process-id", type=int, default=None)
+    g.add_argument("--heartbeat-timeout", type=int, default=60,
+                   help="seconds after which the others give up on a silent process")
 
 
 def run(args: argparse.Namespace) -> int:
+    from stylegan_jax import distributed
+
+    name = Path(args.config.partition(":")[0]).stem
+    workdir = args.workdir or Path("runs") / name
+    overrides = getattr(args, "overrides", [])
+    if args.processes > 1:
+        argv = ["train", "--config", args.config, "--workdir", str(Path(workdir).absolute()),
+                "--heartbeat-timeout", str(args.heartbeat_timeout), *overrides]
+        if args.stop_at_step is not None:
+            argv += ["--stop-at-step", str(args.stop_at_step)]
+        return distributed.launch_local(args.processes, argv, args.devices_per_process)
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                           args.heartbeat_timeout)
+
     from stylegan_jax.train import config as config_lib
     from stylegan_jax.train.loop import NonFiniteError, train
 
-    config = config_lib.load_config(args.config, getattr(args, "overrides", []))
-    name = Path(args.config.partition(":")[0]).stem
-    workdir = args.workdir or Path("runs") / name
+    config = config_lib.load_config(args.config, overrides)
     try:
         summary = train(config, workdir, stop_at_step=args.stop_at_step)
     except NonFiniteError as e:
         print(f"stylegan-jax train: {e}", file=sys.stderr)
         return 3
-    print(f"Finished: {summary['kimg']:.1f} kimg, {summary['step']} iterations, "
-          f"checkpoint {summary['checkpoint']} in {Path(workdir).absolute() / 'checkpoints'}"
-          f" ({summary['reason']})")
+    import jax
+
+    if jax.process_index() == 0:
+        print(f"Finished: {summary['kimg']:.1f} kimg, {summary['step']} iterations, "
+              f"checkpoint {summary['checkpoint']} in {Path(workdir).absolute() / 'checkpoints'}"
+              f" ({summary['reason']})")
     return 0
