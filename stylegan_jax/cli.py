@@ -13,9 +13,12 @@ SUBCOMMANDS = {
     "convert": ("stylegan_jax.convert.command", "convert official networks to/from this project"),
     "generate": ("stylegan_jax.generate", "generate images from a network directory"),
     "dataset": ("stylegan_jax.data.dataset_tool", "convert images / a zip / TFDS into a dataset"),
+    "metrics": ("stylegan_jax.metrics.command", "compute FID, KID, precision/recall, IS, PPL"),
     "bench": ("stylegan_jax.benchmarks.train", "benchmark the training step of a config"),
     "bench-networks": ("stylegan_jax.benchmarks.networks",
                        "benchmark generator/discriminator forward throughput"),
+    "bench-metrics": ("stylegan_jax.metrics.benchmark",
+                      "throughput of the metrics' feature networks"),
     "bench-data": ("stylegan_jax.data.benchmark", "benchmark the input pipeline (img/s)"),
 }
 

@@ -29,6 +29,7 @@ def tiny_config(**train):
     c.log.tick_kimg = 0.032
     c.log.snapshot_kimg = 0.032
     c.log.checkpoint_kimg = 0.032  # every 2 iterations
+    c.log.keep_last = 2
     c.log.grid_seeds = 4
     c.log.tensorboard = False
     for k, v in train.items():
@@ -64,7 +65,8 @@ def straight(tmp_path_factory):
 
 def test_outputs_of_a_run(straight):
     workdir, summary, lines = straight
-    assert summary == {"step": 6, "kimg": 0.096, "checkpoint": 6, "reason": "stop_at_step"}
+    assert summary == {"step": 6, "kimg": 0.096, "checkpoint": 96, "reason": "stop_at_step"}
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [64, 96]
     assert (workdir / "config.json").is_file()
     assert (workdir / "samples" / "reals.png").is_file()
     assert sorted(p.name for p in (workdir / "samples").glob("fakes*.png"))
@@ -77,11 +79,11 @@ def test_outputs_of_a_run(straight):
 def test_resume_is_bitwise_exact(straight, tmp_path):
     workdir, _, _ = straight
     first = loop.train(tiny_config(), tmp_path, stop_at_step=3, log=lambda _: None)
-    assert first["checkpoint"] == 3
+    assert first["checkpoint"] == 48
     second = loop.train(tiny_config(), tmp_path, stop_at_step=6, log=lambda _: None)
     assert second["step"] == 6
-    a_state, a_data = saved(workdir, 6)
-    b_state, b_data = saved(tmp_path, 6)
+    a_state, a_data = saved(workdir, 96)
+    b_state, b_data = saved(tmp_path, 96)
     assert a_data == b_data
     assert_trees_equal(a_state, b_state)
 
@@ -93,7 +95,7 @@ def test_sigterm_saves_and_stops(tmp_path):
 
     summary = loop.train(tiny_config(), tmp_path, stop_at_step=50, log=log)
     assert summary["reason"] == "SIGTERM"
-    assert summary["checkpoint"] == summary["step"] < 50
+    assert summary["step"] < 50 and summary["checkpoint"] == summary["step"] * 16
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
 
 
@@ -103,7 +105,7 @@ def test_non_finite_loss_stops_and_keeps_good_checkpoint(tmp_path):
         loop.train(tiny_config(g_lr=float("inf")), tmp_path, stop_at_step=8,
                    log=lambda _: None)
     ckpts = Checkpoints(tmp_path / "checkpoints", keep_last=10, keep_every=None)
-    assert ckpts.latest_step() == 2
+    assert ckpts.latest_step() == 32
     ckpts.close()
 
 

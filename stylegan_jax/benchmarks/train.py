@@ -19,7 +19,7 @@ import numpy as np
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import step as step_lib
 from stylegan_jax.train.backends import Backend
-from stylegan_jax.train.loop import compiled_iteration
+from stylegan_jax.train.trainers import compiled_iteration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,10 +1,11 @@
 """Orbax checkpoints of a run: train state (global arrays), data position, run metadata.
 
-Checkpoints are numbered by iteration and written asynchronously; Orbax writes each
-into a temporary directory and renames it when complete, so a killed process never
-leaves a checkpoint that looks finished. Retention keeps the newest `keep_last` plus
-every `keep_every`-th iteration. The state is saved as one copy of plain arrays and
-restored as NumPy, so it can be placed onto any device count and either backend.
+Checkpoints are numbered by images shown (so `checkpoints/120000` is 120 kimg) and
+written asynchronously; Orbax writes each into a temporary directory and renames it
+when complete, so a killed process never leaves a checkpoint that looks finished.
+Retention keeps the newest `keep_last` plus one checkpoint per `keep_every` images.
+The state is saved as one copy of plain arrays and restored as NumPy, so it can be
+placed onto any device count and either backend.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Checkpoints:
         directory = Path(directory).absolute()  # Orbax needs absolute paths
         preserve = [policies.LatestN(max(1, keep_last))]
         if keep_every:
-            preserve.append(policies.EveryNSteps(keep_every))
+            preserve.append(policies.EveryNSteps(keep_every, exact_interval=False))
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policies.AnyPreservationPolicy(preserve),
             enable_async_checkpointing=async_save,

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import math
 import sys
 from pathlib import Path
 
 import ml_collections
 
-from stylegan_jax.models import stylegan2
 from stylegan_jax.train.backends import BACKENDS
 from stylegan_jax.train.step import StepConfig
 
@@ -78,48 +76,28 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
-    """Raises ConfigError naming the first impossible field."""
+    """Raises ConfigError naming the first impossible field (common, then family checks)."""
+    from stylegan_jax.train.trainers import trainer_class
+
     def fail(field, msg):
         raise ConfigError(f"config.{field}={_get(config, field)!r}: {msg}")
 
-    if config.family != "stylegan2":
-        fail("family", "this trainer runs 'stylegan2'")
+    try:
+        family = trainer_class(config.family)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     res = config.data.resolution
     if not isinstance(res, int) or res < 8 or res & (res - 1):
         fail("data.resolution", "expected a power of two >= 8")
     if config.data.channels not in (1, 3):
         fail("data.channels", "expected 1 or 3")
-    m, t, lg = config.model, config.train, config.log
-    for field in ("g_architecture", "d_architecture"):
-        if m[field] not in stylegan2.ARCHITECTURES:
-            fail(f"model.{field}", f"expected one of {stylegan2.ARCHITECTURES}")
-    for field in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max"):
-        if m[field] < 1:
-            fail(f"model.{field}", "expected a positive integer")
+    t, lg = config.train, config.log
     if t.backend not in BACKENDS:
         fail("train.backend", f"expected one of {BACKENDS}")
-    if t.noise_mode not in stylegan2.NOISE_MODES:
-        fail("train.noise_mode", f"expected one of {stylegan2.NOISE_MODES}")
     if t.batch_size < 1 or t.batch_size % num_devices:
         fail("train.batch_size", f"must be a positive multiple of the {num_devices} devices")
-    per_device = t.batch_size // num_devices
-    group = m.mbstd_group_size
-    if group is not None and group > 0 and per_device % min(group, per_device):
-        fail("model.mbstd_group_size",
-             f"must divide the per-device batch {per_device} (or exceed it)")
-    if t.pl_weight > 0 and per_device // t.pl_batch_shrink < 1:
-        fail("train.pl_batch_shrink", f"leaves no sample of the per-device batch {per_device}")
-    for field in ("g_reg_interval", "d_reg_interval", "pl_batch_shrink"):
-        if t[field] < 1:
-            fail(f"train.{field}", "expected an integer >= 1")
-    for field in ("g_lr", "d_lr", "total_kimg", "ema_kimg"):
-        if not t[field] > 0:
-            fail(f"train.{field}", "expected a positive number")
-    for field in ("r1_gamma", "pl_weight", "pl_decay", "style_mixing_prob"):
-        if t[field] < 0 or not math.isfinite(t[field]):
-            fail(f"train.{field}", "expected a finite number >= 0")
-    if t.style_mixing_prob > 1:
-        fail("train.style_mixing_prob", "expected a probability in [0, 1]")
+    if not t.total_kimg > 0:
+        fail("train.total_kimg", "expected a positive number")
     for field in ("tick_kimg", "snapshot_kimg", "checkpoint_kimg"):
         if not lg[field] > 0:
             fail(f"log.{field}", "expected a positive number of kimg")
@@ -127,6 +105,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         fail("log.keep_last", "expected at least 1")
     if lg.keep_every_kimg < 0:
         fail("log.keep_every_kimg", "expected >= 0 (0 = none)")
+    family.validate(config, num_devices, fail)
 
 
 def _get(config, field: str):

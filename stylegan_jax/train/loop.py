@@ -1,13 +1,12 @@
-"""The StyleGAN2 training loop: data -> compiled step -> ticks, grids, checkpoints.
+"""The training loop: data -> a family's compiled steps -> ticks, grids, checkpoints.
 
-Reads top to bottom: config and devices -> data -> networks and state (fresh or the
-newest checkpoint) -> compiled programs -> loop. Every process runs this; only process
+Reads top to bottom: config and devices -> data -> trainer and state (fresh or the
+newest checkpoint) -> loop over stages. Every process runs this; only process
 0 prints, writes grids, stats and TensorBoard; all take part in checkpoints.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -24,10 +23,10 @@ import numpy as np
 from stylegan_jax import images
 from stylegan_jax.generate import latents_for_seeds
 from stylegan_jax.train import config as config_lib
-from stylegan_jax.train import step as step_lib
 from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.checkpoint import Checkpoints
 from stylegan_jax.train.report import StatsWriter, tick_line
+from stylegan_jax.train.trainers import trainer_class
 
 # Fields whose change makes old checkpoints unusable (or meaningless) for a run.
 _IDENTITY_SECTIONS = ("family", "model", "data.resolution", "data.channels", "data.use_labels")
@@ -101,38 +100,12 @@ def _one_hot(labels: np.ndarray, c_dim: int) -> np.ndarray:
     return np.eye(c_dim, dtype=np.float32)[np.asarray(labels)]
 
 
-def _snapshot_grid(nets, host_state, z, c) -> np.ndarray:
-    G = nets.G
-    variables = {"params": host_state.G_ema, "buffers": host_state.G_ema_buffers}
-    img = _grid_program(G)(variables, z, c)
-    return images.make_grid(images.to_uint8(np.asarray(img)))
-
-
-_PROGRAMS: dict = {}
-
-
-def compiled_iteration(backend: Backend, nets, cfg: step_lib.StepConfig, flags):
-    """The mapped iteration program for one combination of lazy phases, built once per process."""
-    key = (backend.kind, tuple(backend.devices), nets, cfg, flags)
-    if key not in _PROGRAMS:
-        fn = functools.partial(step_lib.iteration_from_key, nets=nets, cfg=cfg,
-                               do_greg=flags[0], do_dreg=flags[1])
-        _PROGRAMS[key] = backend.compile(
-            fn, ("replicated", "sharded", "sharded", "replicated"),
-            ("replicated", "replicated"))
-    return _PROGRAMS[key]
-
-
-@functools.cache
-def _grid_program(G):
-    return jax.jit(lambda v, z, c: G.apply(v, z, c, noise_mode="const"))
-
-
 def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=None,
           stop_at_step: int | None = None, log=print) -> dict[str, Any]:
     """Trains until `train.total_kimg` (or `stop_at_step` iterations); resumes from workdir.
 
-    Returns a summary: iterations, kimg, the last checkpoint step, why it stopped.
+    Returns a summary: iterations, kimg, the last checkpoint (named by images shown),
+    why it stopped.
     """
     # --- config, devices, workdir --------------------------------------------------
     backend = Backend(config.train.backend, devices)
@@ -141,25 +114,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     workdir.mkdir(parents=True, exist_ok=True)
     _check_workdir_config(workdir, config)
     main_process = jax.process_index() == 0
-    cfg = config_lib.step_config(config)
     t, lg = config.train, config.log
-    batch = t.batch_size
 
-    # --- checkpoints and state --------------------------------------------------------
-    ckpt_every = max(1, round(lg.checkpoint_kimg * 1000 / batch))
-    keep_every = None
-    if lg.keep_every_kimg > 0:
-        keep_every = max(1, round(lg.keep_every_kimg * 1000 / batch / ckpt_every)) * ckpt_every
-    ckpts = Checkpoints(workdir / "checkpoints", lg.keep_last, keep_every)
-
-    # --- data ---------------------------------------------------------------------------
+    # --- data: the networks need its label count -------------------------------------
     from stylegan_jax.data.pipeline import make_pipeline  # imports tensorflow lazily
 
     source = _source_config(config.data)
-    # The networks need c_dim, which the data decides; the pipeline is reopened below
-    # at the checkpoint's position.
-    with make_pipeline(source, batch, seed=config.seed, resolution=config.data.resolution,
-                       prefetch=1) as probe:
+    with make_pipeline(source, t.batch_size, seed=config.seed,
+                       resolution=config.data.resolution, prefetch=1) as probe:
         num_classes, served = probe.num_classes, (probe.resolution, probe.channels)
     if served != (config.data.resolution, config.data.channels):
         raise config_lib.ConfigError(
@@ -168,56 +130,57 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     if config.data.use_labels and num_classes == 0:
         raise config_lib.ConfigError("config.data.use_labels=True but the data has no labels")
     c_dim = num_classes if config.data.use_labels else 0
-    nets = step_lib.build_networks(config.model, config.data.resolution,
-                                   config.data.channels, c_dim)
-    template = step_lib.init_state(nets, cfg, seed=config.seed)
-    latest, position, restored_meta = ckpts.latest_step(), None, {}
+
+    # --- trainer and state: fresh, or the newest checkpoint ------------------------------
+    trainer = trainer_class(config.family)(config, c_dim)
+    keep_every = int(lg.keep_every_kimg * 1000) or None
+    ckpts = Checkpoints(workdir / "checkpoints", lg.keep_last, keep_every)
+    host_state = trainer.init_state(config.seed)
+    latest, data_state, meta = ckpts.latest_step(), {}, {}
     if latest is not None:
-        host_state, position, restored_meta = ckpts.restore(latest, template)
+        host_state, data_state, meta = ckpts.restore(latest, host_state)
         host_state = jax.tree_util.tree_map(jnp.asarray, host_state)
         if main_process:
-            log(f"Resuming from {ckpts.directory}/{latest} "
-                f"(kimg {int(host_state.nimg) / 1000:.1f})")
-    else:
-        host_state = template
+            log(f"Resuming from {ckpts.directory}/{latest} (kimg {latest / 1000:.1f})")
     state = backend.put_state(host_state)
-    pipe = make_pipeline(source, batch, seed=config.seed, xflip=config.data.xflip,
-                         resolution=config.data.resolution, position=position)
+    step, nimg = int(host_state.step), int(host_state.nimg)
     label_table = backend.put_replicated(
         jnp.zeros((1, 0)) if c_dim == 0 else jnp.eye(c_dim, dtype=jnp.float32))
 
-    def program(flags):
-        return compiled_iteration(backend, nets, cfg, flags)
+    def open_data(stage, position=None):
+        return make_pipeline(source, stage.batch_size, seed=config.seed + stage.index,
+                             xflip=config.data.xflip, resolution=stage.resolution,
+                             position=position)
+
+    stage = trainer.stage_at(nimg)
+    pipe = open_data(stage, data_state.get("position")
+                     if data_state.get("stage") == stage.index else None)
 
     # --- reporting --------------------------------------------------------------------------
     writer = StatsWriter(workdir, lg.tensorboard) if main_process else None
     grid_n = max(1, lg.grid_seeds)
-    grid_z = jnp.asarray(latents_for_seeds(list(range(grid_n)), nets.G.z_dim))
+    grid_z = jnp.asarray(latents_for_seeds(list(range(grid_n)), trainer.z_dim))
     grid_c = jnp.asarray(_one_hot(np.arange(grid_n) % max(c_dim, 1), c_dim))
     samples = workdir / "samples"
-
-    step = int(host_state.step)
-    nimg = int(host_state.nimg)
     total_nimg = int(t.total_kimg * 1000)
+    snapshot_every, ckpt_every = int(lg.snapshot_kimg * 1000), int(lg.checkpoint_kimg * 1000)
+    next_snapshot = (nimg // snapshot_every + 1) * snapshot_every
+    next_ckpt = (nimg // ckpt_every + 1) * ckpt_every
     start_time = tick_start_time = time.time()
-    tick_start_nimg = nimg
-    tick = int(restored_meta.get("tick", 0))
-    next_snapshot = (nimg // int(lg.snapshot_kimg * 1000) + 1) * int(lg.snapshot_kimg * 1000)
+    tick_start_nimg, tick = nimg, int(meta.get("tick", 0))
     last_stats: dict[str, Any] = {}
-    stats = None
     reason = "done"
 
     if main_process:
         samples.mkdir(exist_ok=True)
-        reals_path = samples / "reals.png"
-        if not reals_path.exists():
-            first = next(iter(make_pipeline(source, min(batch, 64), seed=config.seed,
-                                            xflip=False, resolution=config.data.resolution,
-                                            process_index=0, process_count=1)))
-            images.save_image(images.make_grid(np.asarray(first.images)), reals_path)
-        log(f"Training {nets.G.img_resolution}x{nets.G.img_resolution}x{nets.G.img_channels}"
-            f" c_dim={c_dim} on {backend.num_devices} device(s) ({backend.kind}), "
-            f"batch {batch}, to {t.total_kimg} kimg; workdir {workdir}")
+        if not (samples / "reals.png").exists():
+            with make_pipeline(source, 64, seed=config.seed, resolution=config.data.resolution,
+                               process_index=0, process_count=1, prefetch=1) as first:
+                grid = images.make_grid(np.asarray(next(first).images[:grid_n]))
+            images.save_image(grid, samples / "reals.png")
+        log(f"Training {config.family} {config.data.resolution}x{config.data.resolution}x"
+            f"{config.data.channels} c_dim={c_dim} on {backend.num_devices} device(s) "
+            f"({backend.kind}), batch {t.batch_size}, to {t.total_kimg} kimg; workdir {workdir}")
 
     def save_checkpoint():
         host = backend.host_state(state)
@@ -225,7 +188,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
             raise NonFiniteError(
                 f"the training state became non-finite at kimg {nimg / 1000:.1f}; "
                 f"the last good checkpoint ({ckpts.latest_step()}) is kept")
-        ckpts.save(step, host, pipe.position(), {"tick": tick, "kimg": nimg / 1000})
+        ckpts.save(nimg, host, {"stage": stage.index, "position": pipe.position()},
+                   {"tick": tick, "kimg": nimg / 1000, "step": step})
 
     try:
         with _StopRequest() as stop:
@@ -238,14 +202,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
                 if stop.signal:
                     reason = stop.signal
                     break
+                if stage.end_nimg is not None and nimg >= stage.end_nimg:
+                    pipe.close()
+                    stage = trainer.stage_at(nimg)
+                    pipe = open_data(stage)
                 data = next(pipe)
                 batch_arrays = backend.put_batch(
                     (np.asarray(data.images), _one_hot(data.labels, c_dim)))
-                state, stats = program(cfg.phases(step))(state, *batch_arrays, label_table)
+                state, stats = trainer.program(backend, stage, step)(
+                    state, *batch_arrays, label_table)
                 step += 1
-                nimg += batch
-                for k, v in stats.items():  # keep the newest value of each (phase) stat
-                    last_stats[k] = v
+                nimg += stage.batch_size
+                last_stats.update(stats)  # the newest value of each (phase) statistic
 
                 if nimg >= tick_start_nimg + lg.tick_kimg * 1000 or nimg >= total_nimg:
                     values = {k: float(np.asarray(v).reshape(-1)[0])
@@ -256,24 +224,26 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
                             f"good checkpoint ({ckpts.latest_step()}) is kept")
                     now = time.time()
                     if main_process:
+                        tick_kimg = (nimg - tick_start_nimg) / 1000
                         log(tick_line(tick, nimg / 1000, t.total_kimg, now - tick_start_time,
-                                      (nimg - tick_start_nimg) / 1000, now - start_time,
-                                      values))
+                                      tick_kimg, now - start_time, values))
                         writer.scalars(nimg / 1000, {
                             **{f"Loss/{k}": v for k, v in values.items()},
-                            "Timing/sec_per_kimg": (now - tick_start_time)
-                            / max((nimg - tick_start_nimg) / 1000, 1e-8)})
+                            "Progress/stage": stage.index,
+                            "Timing/sec_per_kimg": (now - tick_start_time) / max(tick_kimg, 1e-8)})
                     tick += 1
                     tick_start_nimg, tick_start_time = nimg, now
 
                 if main_process and (nimg >= next_snapshot or nimg >= total_nimg):
-                    grid = _snapshot_grid(nets, backend.host_state(state), grid_z, grid_c)
+                    fakes = trainer.snapshot(backend.host_state(state), grid_z, grid_c, nimg)
+                    grid = images.make_grid(images.to_uint8(np.asarray(fakes)))
                     images.save_image(grid, samples / f"fakes{nimg // 1000:06d}.png")
                     writer.image("fakes", nimg / 1000, grid)
-                    next_snapshot += int(lg.snapshot_kimg * 1000)
-                if step % ckpt_every == 0:
+                    next_snapshot = (nimg // snapshot_every + 1) * snapshot_every
+                if nimg >= next_ckpt:
                     save_checkpoint()
-            if ckpts.latest_step() != step:
+                    next_ckpt = (nimg // ckpt_every + 1) * ckpt_every
+            if ckpts.latest_step() != nimg:
                 save_checkpoint()
             ckpts.wait()
     finally:
@@ -282,7 +252,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
         if writer is not None:
             writer.close()
     if main_process and reason not in ("done", "stop_at_step"):
-        log(f"Stopped by {reason} at kimg {nimg / 1000:.1f}; checkpoint {step} saved.")
+        log(f"Stopped by {reason} at kimg {nimg / 1000:.1f}; checkpoint {nimg} saved.")
     return {"step": step, "kimg": nimg / 1000, "checkpoint": ckpts.latest_step(),
             "reason": reason}
 

@@ -1,0 +1,140 @@
+"""What the training loop needs from a model family, and the StyleGAN2 family.
+
+A trainer owns its networks, state layout and compiled programs; the loop owns data,
+devices, ticks, grids and checkpoints. Training runs in stages (StyleGAN2 has one;
+progressive growing has one per resolution and fade): a stage fixes the data
+resolution and the global batch, so the loop reopens the data at each new stage and
+the trainer compiles a program per stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+from typing import Any, Protocol
+
+import jax
+import ml_collections
+
+from stylegan_jax.models import stylegan2
+from stylegan_jax.train import step as step_lib
+from stylegan_jax.train.backends import Backend
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A stretch of training with one data resolution and one global batch."""
+
+    index: int
+    resolution: int  # of the real images the data pipeline serves
+    batch_size: int  # global
+    end_nimg: int | None = None  # images shown when the next stage starts (None: last)
+
+
+class Trainer(Protocol):
+    """The family-specific half of training (see the module docstring)."""
+
+    z_dim: int
+
+    def init_state(self, seed: int) -> Any:
+        """Fresh state pytree with integer fields `step` and `nimg`."""
+
+    def stage_at(self, nimg: int) -> Stage: ...
+
+    def program(self, backend: Backend, stage: Stage, step: int):
+        """Compiled fn(state, images_u8, labels, label_table) -> (state, stats) for this step."""
+
+    def snapshot(self, host_state, z, c, nimg: int):
+        """EMA generator images in [-1, 1], NHWC at full resolution, for the grids."""
+
+
+# family -> "module:class"; the progressive families live in their own module.
+FAMILIES = {
+    "stylegan2": "stylegan_jax.train.trainers:StyleGAN2Trainer",
+    "progan": "stylegan_jax.train.progressive:ProgressiveTrainer",
+    "stylegan": "stylegan_jax.train.progressive:ProgressiveTrainer",
+}
+
+
+def trainer_class(family: str):
+    if family not in FAMILIES:
+        raise ValueError(f"config.family={family!r}: expected one of {sorted(FAMILIES)}")
+    module, _, name = FAMILIES[family].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class StyleGAN2Trainer:
+    """StyleGAN2(-ADA): one stage, lazy regularisation, G EMA (see train/step.py)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, c_dim: int):
+        from stylegan_jax.train.config import step_config
+
+        self.cfg = step_config(config)
+        self.nets = step_lib.build_networks(config.model, config.data.resolution,
+                                            config.data.channels, c_dim)
+        self.z_dim = self.nets.G.z_dim
+        self._stage = Stage(0, config.data.resolution, config.train.batch_size)
+
+    @staticmethod
+    def validate(config: ml_collections.ConfigDict, num_devices: int, fail) -> None:
+        m, t = config.model, config.train
+        for field in ("g_architecture", "d_architecture"):
+            if m[field] not in stylegan2.ARCHITECTURES:
+                fail(f"model.{field}", f"expected one of {stylegan2.ARCHITECTURES}")
+        for field in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max"):
+            if m[field] < 1:
+                fail(f"model.{field}", "expected a positive integer")
+        if t.noise_mode not in stylegan2.NOISE_MODES:
+            fail("train.noise_mode", f"expected one of {stylegan2.NOISE_MODES}")
+        per_device = t.batch_size // num_devices
+        group = m.mbstd_group_size
+        if group is not None and group > 0 and per_device % min(group, per_device):
+            fail("model.mbstd_group_size",
+                 f"must divide the per-device batch {per_device} (or exceed it)")
+        for field in ("g_reg_interval", "d_reg_interval", "pl_batch_shrink"):
+            if t[field] < 1:
+                fail(f"train.{field}", "expected an integer >= 1")
+        if t.pl_weight > 0 and per_device // t.pl_batch_shrink < 1:
+            fail("train.pl_batch_shrink", f"leaves no sample of the per-device batch {per_device}")
+        for field in ("g_lr", "d_lr", "ema_kimg"):
+            if not t[field] > 0:
+                fail(f"train.{field}", "expected a positive number")
+        for field in ("r1_gamma", "pl_weight", "pl_decay", "style_mixing_prob"):
+            if not 0 <= t[field] < float("inf"):
+                fail(f"train.{field}", "expected a finite number >= 0")
+        if t.style_mixing_prob > 1:
+            fail("train.style_mixing_prob", "expected a probability in [0, 1]")
+
+    def init_state(self, seed: int):
+        return step_lib.init_state(self.nets, self.cfg, seed)
+
+    def stage_at(self, nimg: int) -> Stage:
+        return self._stage
+
+    def program(self, backend: Backend, stage: Stage, step: int):
+        return compiled_iteration(backend, self.nets, self.cfg, self.cfg.phases(step))
+
+    def snapshot(self, host_state, z, c, nimg: int):
+        variables = {"params": host_state.G_ema, "buffers": host_state.G_ema_buffers}
+        return _snapshot_program(self.nets.G)(variables, z, c)
+
+
+_PROGRAMS: dict = {}
+
+
+def compiled_iteration(backend: Backend, nets, cfg: step_lib.StepConfig, flags):
+    """The mapped iteration for one combination of lazy phases, built once per process."""
+    key = (backend.kind, tuple(backend.devices), nets, cfg, flags)
+    if key not in _PROGRAMS:
+        fn = functools.partial(step_lib.iteration_from_key, nets=nets, cfg=cfg,
+                               do_greg=flags[0], do_dreg=flags[1])
+        _PROGRAMS[key] = backend.compile(
+            fn, ("replicated", "sharded", "sharded", "replicated"),
+            ("replicated", "replicated"))
+    return _PROGRAMS[key]
+
+
+@functools.cache
+def _snapshot_program(G):
+    return jax.jit(lambda v, z, c: G.apply(v, z, c, noise_mode="const"))
