@@ -96,8 +96,10 @@ def launch_local(n: int, argv: Sequence[str], devices_per_process: int | None = 
     """
     env = dict(os.environ)
     if devices_per_process:
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
-                            f" --xla_force_host_platform_device_count={devices_per_process}")
+        flags = [f for f in env.get("XLA_FLAGS", "").split()
+                 if not f.startswith("--xla_force_host_platform_device_count")]
+        flags.append(f"--xla_force_host_platform_device_count={devices_per_process}")
+        env["XLA_FLAGS"] = " ".join(flags)
     procs = [subprocess.Popen(cmd, env=env) for cmd in local_commands(n, argv, free_port())]
     try:
         while True:

@@ -105,7 +105,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     """Trains until `train.total_kimg` (or `stop_at_step` iterations); resumes from workdir.
 
     Returns a summary: iterations, kimg, the last checkpoint (named by images shown),
-    why it stopped.
+    why it stopped, and the final state (one copy, as global arrays).
     """
     # --- config, devices, workdir --------------------------------------------------
     backend = Backend(config.train.backend, devices)
@@ -254,7 +254,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     if main_process and reason not in ("done", "stop_at_step"):
         log(f"Stopped by {reason} at kimg {nimg / 1000:.1f}; checkpoint {nimg} saved.")
     return {"step": step, "kimg": nimg / 1000, "checkpoint": ckpts.latest_step(),
-            "reason": reason}
+            "reason": reason, "state": backend.host_state(state)}
 
 
 def _finite(tree) -> bool:

@@ -1,0 +1,44 @@
+"""One process of a multi-process test run (started by tests/test_multiprocess.py).
+
+    python tests/multiprocess_worker.py WORKDIR OUT STOP_AT_STEP DEVICES [COORD NPROC PID]
+
+Trains the tiny config with `DEVICES` fake CPU devices in this process, then saves this
+process's own copy of the final state to OUT/state_p<process>.npz.
+"""
+
+import os
+import sys
+
+workdir, out, stop, devices, *dist = sys.argv[1:]
+os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+os.environ["JAX_PLATFORMS"] = "cpu"
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from stylegan_jax import distributed  # noqa: E402
+
+if dist:
+    distributed.initialize(dist[0], int(dist[1]), int(dist[2]), heartbeat_timeout_s=10)
+
+from stylegan_jax.train import config as config_lib  # noqa: E402
+from stylegan_jax.train import loop  # noqa: E402
+
+c = config_lib.load_config("quickstart")
+c.data.resolution = 16
+c.model.z_dim = c.model.w_dim = 16
+c.model.channel_base, c.model.channel_max = 128, 8
+c.model.mbstd_group_size = 2
+c.train.batch_size = 8  # 2 per device on 4 devices
+c.train.backend = "shard_map"
+c.train.g_reg_interval, c.train.d_reg_interval = 1, 1  # every step: one program to compile
+c.log.tick_kimg = c.log.snapshot_kimg = c.log.checkpoint_kimg = 0.016
+c.log.grid_seeds = 4
+c.log.tensorboard = False
+
+summary = loop.train(c, workdir, stop_at_step=int(stop), log=lambda s: print(s, flush=True))
+leaves = jax.tree_util.tree_leaves_with_path(summary["state"])
+local = {jax.tree_util.keystr(p): np.asarray(x.addressable_shards[0].data) for p, x in leaves}
+os.makedirs(out, exist_ok=True)
+np.savez(os.path.join(out, f"state_p{jax.process_index()}.npz"), **local)
+print("worker done", summary["step"], flush=True)

@@ -1,0 +1,105 @@
+"""Two processes on 127.0.0.1 (jax.distributed, gloo) against one process with the same devices."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stylegan_jax.distributed import free_port
+
+WORKER = Path(__file__).parent / "multiprocess_worker.py"
+
+
+def start(workdir, out, stop, devices, dist=()):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), str(workdir), str(out), str(stop), str(devices),
+         *map(str, dist)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def finish(procs, timeout=600):
+    outputs = []
+    for p in procs:
+        out, _ = p.communicate(timeout=timeout)
+        outputs.append(out)
+        assert p.returncode == 0, out[-3000:]
+    return outputs
+
+
+def two_processes(workdir, out, stop):
+    port = free_port()
+    return [start(workdir, out, stop, 2, ("127.0.0.1:%d" % port, 2, i)) for i in range(2)]
+
+
+def load(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def assert_close(a, b, rtol=1e-5):
+    assert sorted(a) == sorted(b)
+    for k in a:
+        scale = max(float(np.max(np.abs(b[k]))), 1e-6) if b[k].size else 1.0
+        err = float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) if a[k].size else 0.0
+        assert err <= rtol * scale, f"{k}: {err:.3e}"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mp")
+    procs = two_processes(root / "two", root / "out_two", 3)
+    procs.append(start(root / "one", root / "out_one", 3, 4))
+    logs = finish(procs)
+    return root, logs
+
+
+def test_processes_hold_identical_state_equal_to_one_process(runs):
+    root, logs = runs
+    p0, p1 = load(root / "out_two" / "state_p0.npz"), load(root / "out_two" / "state_p1.npz")
+    for k in p0:
+        np.testing.assert_array_equal(p0[k], p1[k], err_msg=k)
+    single = load(root / "out_one" / "state_p0.npz")
+    assert_close(p0, single)
+    assert any(line.startswith("tick ") for line in logs[0].splitlines())
+    assert not any(line.startswith("tick ") for line in logs[1].splitlines())  # process 0 logs
+
+
+def test_checkpoints_move_between_process_counts(runs):
+    root, _ = runs
+    # 2-process checkpoint -> 1 process, and 1-process checkpoint -> 2 processes.
+    procs = [start(root / "two", root / "out_two_then_one", 5, 4)]
+    procs += two_processes(root / "one", root / "out_one_then_two", 5)
+    logs = finish(procs)
+    assert "Resuming from" in logs[0] and "Resuming from" in logs[1]
+    a = load(root / "out_two_then_one" / "state_p0.npz")
+    b = load(root / "out_one_then_two" / "state_p0.npz")
+    assert_close(a, b)
+    assert int(a[".step"]) == 5
+
+
+def test_a_killed_process_ends_the_other_and_restart_resumes(tmp_path):
+    procs = two_processes(tmp_path / "run", tmp_path / "out", 10_000)
+    ckpts = tmp_path / "run" / "checkpoints"
+    deadline = time.time() + 400
+    while not (ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())):
+        assert time.time() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(1)
+    procs[1].send_signal(signal.SIGKILL)
+    t0 = time.time()
+    out, _ = procs[0].communicate(timeout=120)
+    assert time.time() - t0 < 90, "the surviving process did not stop in bounded time"
+    assert procs[0].returncode != 0
+    assert "another task died" in out or "unhealthy" in out, out[-2000:]
+    # Both restarted: they resume from the newest complete checkpoint.
+    saved = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    procs = two_processes(tmp_path / "run", tmp_path / "out", saved // 8 + 1)
+    logs = finish(procs)
+    assert f"Resuming from {ckpts}/{saved}" in logs[0]
