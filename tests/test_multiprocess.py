@@ -36,7 +36,7 @@ def finish(procs, timeout=600):
 
 def two_processes(workdir, out, stop):
     port = free_port()
-    return [start(workdir, out, stop, 2, ("127.0.0.1:%d" % port, 2, i)) for i in range(2)]
+    return [start(workdir, out, stop, 2, (f"127.0.0.1:{port}", 2, i)) for i in range(2)]
 
 
 def load(path):
