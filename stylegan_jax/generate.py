@@ -120,7 +120,8 @@ def random_generator(resolution: int = 32, channels: int = 3, seed: int = 0) -> 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--network", type=Path, help="a directory written by `stylegan-jax convert`")
+    src.add_argument("--network", type=Path, help="a directory written by `stylegan-jax "
+                     "convert`, or a training workdir (its newest checkpoint)")
     src.add_argument("--random-init", action="store_true",
                      help="use a small randomly initialised generator")
     p.add_argument("--which", default=None, help="network name in the directory (default: "

@@ -86,8 +86,12 @@ def save_networks(
 
 
 def load_networks(path: str | Path) -> dict[str, Network]:
-    """Reads a directory written by `save_networks`."""
+    """Reads a directory written by `save_networks`, or a training workdir's newest checkpoint."""
+    from stylegan_jax.train.export import is_workdir, networks_from_workdir
+
     path = Path(path)
+    if is_workdir(path):
+        return networks_from_workdir(path)
     manifest_path = path / "networks.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{path} holds no networks.json: not a converted model directory")

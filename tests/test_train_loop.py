@@ -169,3 +169,22 @@ def test_data_resolution_must_match(tmp_path):
         loop.train(config, tmp_path / "run", stop_at_step=1)
     assert not (tmp_path / "run" / "checkpoints").exists() or not any(
         (tmp_path / "run" / "checkpoints").iterdir())
+
+
+def test_generate_and_export_from_a_workdir(straight, tmp_path):
+    from stylegan_jax import cli
+    from stylegan_jax.model_store import load_networks
+
+    workdir, _, _ = straight
+    nets = load_networks(workdir)
+    ckpt_state, _ = saved(workdir, 96)
+    np.testing.assert_array_equal(
+        nets["G_ema"].variables["params"]["synthesis"]["b16"]["torgb"]["bias"],
+        ckpt_state.G_ema["synthesis"]["b16"]["torgb"]["bias"])
+    assert cli.main(["generate", "--network", str(workdir), "--seeds", "0-3",
+                     "--outdir", str(tmp_path / "img")]) == 0
+    assert (tmp_path / "img" / "grid.png").is_file()
+    assert cli.main(["convert", str(workdir), str(tmp_path / "official"), "--to",
+                     "official"]) == 0
+    assert sorted(p.name for p in (tmp_path / "official").iterdir()) == [
+        "D.npz", "G.npz", "G_ema.npz", "init_kwargs.json"]

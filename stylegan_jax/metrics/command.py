@@ -54,8 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def find_network_dir(workdir: Path) -> Path:
     """The workdir itself if it holds networks.json, else its newest exported network
     directory (`*/networks.json`, the last by name: network-snapshot-<kimg> sorts by time)."""
-    if (workdir / "networks.json").is_file():
-        return workdir
+    if (workdir / "networks.json").is_file() or (workdir / "checkpoints").is_dir():
+        return workdir  # load_networks reads a training workdir's newest checkpoint
     found = sorted(p.parent for p in workdir.glob("*/networks.json"))
     if not found:
         raise FileNotFoundError(f"{workdir}: no exported network directory (*/networks.json); "

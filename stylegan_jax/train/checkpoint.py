@@ -78,6 +78,11 @@ class Checkpoints:
                     f"{np.shape(got)}, this config expects {np.shape(want)}")
         return state, restored["data"], restored["meta"]
 
+    def read_meta(self, step: int) -> dict:
+        """The small JSON record saved with a checkpoint (no arrays are read)."""
+        restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(restored["meta"])
+
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()

@@ -189,7 +189,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
                 f"the training state became non-finite at kimg {nimg / 1000:.1f}; "
                 f"the last good checkpoint ({ckpts.latest_step()}) is kept")
         ckpts.save(nimg, host, {"stage": stage.index, "position": pipe.position()},
-                   {"tick": tick, "kimg": nimg / 1000, "step": step})
+                   {"tick": tick, "kimg": nimg / 1000, "step": step, "c_dim": c_dim})
 
     try:
         with _StopRequest() as stop:

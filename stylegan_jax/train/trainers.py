@@ -48,6 +48,9 @@ class Trainer(Protocol):
     def snapshot(self, host_state, z, c, nimg: int):
         """EMA generator images in [-1, 1], NHWC at full resolution, for the grids."""
 
+    def export(self, host_state) -> dict:
+        """{'G', 'G_ema', 'D': model_store.Network} for generate, metrics and convert."""
+
 
 # family -> "module:class"; the progressive families live in their own module.
 FAMILIES = {
@@ -118,6 +121,17 @@ class StyleGAN2Trainer:
     def snapshot(self, host_state, z, c, nimg: int):
         variables = {"params": host_state.G_ema, "buffers": host_state.G_ema_buffers}
         return _snapshot_program(self.nets.G)(variables, z, c)
+
+    def export(self, host_state) -> dict:
+        from stylegan_jax.model_store import Network
+
+        G = self.nets.G.clone(axis_name=None)  # outside the training program: no device axis
+        return {
+            "G": Network(G, {"params": host_state.G, "buffers": host_state.G_buffers}),
+            "G_ema": Network(G, {"params": host_state.G_ema,
+                                 "buffers": host_state.G_ema_buffers}),
+            "D": Network(self.nets.D, {"params": host_state.D}),
+        }
 
 
 _PROGRAMS: dict = {}
