@@ -27,5 +27,5 @@ def get_config():
     c.log.snapshot_kimg = 5.0
     c.log.checkpoint_kimg = 5.0
     c.log.keep_every_kimg = 0.0
-    c.log.grid_seeds = 32
+    c.log.grid_seeds = 36  # a 6 x 6 grid
     return c

@@ -61,7 +61,7 @@ def base() -> ml_collections.ConfigDict:
     c.log.checkpoint_kimg = 200.0
     c.log.keep_last = 3  # keep the newest N checkpoints ...
     c.log.keep_every_kimg = 1000.0  # ... plus one every N kimg (0 = none)
-    c.log.grid_seeds = 32  # number of fixed latents in the snapshot grids
+    c.log.grid_seeds = 64  # fixed latents in the snapshot grids (8 x 8)
     c.log.tensorboard = True
     return c
 
