@@ -1,0 +1,30 @@
+"""ProGAN smoke run on the bundled faces: 8x8 -> 16x16 -> 32x32 with fades, on a CPU.
+
+Tiny networks, the official loop and losses; a few minutes on 2 cores. The grids in
+samples/ show the resolution doubling.
+"""
+
+from configs.progan_base import base, pairs
+
+
+def get_config():
+    c = base()
+    c.data.source = "bundled"
+    c.data.resolution = 32
+    c.data.channels = 1
+    c.model.fmap_base = 256
+    c.model.fmap_max = 64
+    c.model.latent_size = 64
+    c.train.batch_size = 16
+    c.train.minibatch_dict = pairs({8: 32})
+    c.train.lod_initial_resolution = 8
+    c.train.lod_training_kimg = 2.0
+    c.train.lod_transition_kimg = 2.0
+    c.train.total_kimg = 10.0
+    c.train.g_lr = c.train.d_lr = 0.002
+    c.log.tick_kimg = 1.0
+    c.log.snapshot_kimg = 1.0
+    c.log.checkpoint_kimg = 2.0
+    c.log.keep_every_kimg = 0.0
+    c.log.grid_seeds = 32
+    return c

@@ -1,0 +1,24 @@
+"""StyleGAN v1 on FFHQ: the official `sgan-ffhq-8gpu` run (1024x1024 by default).
+
+8x8 -> final resolution, 600 kimg per resolution and per fade, 25000 kimg, the 8-GPU
+preset-v2 minibatches and learning rates. Options (`get_config("res=256,gpus=8")`, e.g.
+`--config stylegan_ffhq:res=256`): `res` the final resolution (8 ... 1024; the schedule
+is the same, it just stops growing earlier), `gpus` the official preset (1, 2, 4, 8).
+
+Point it at your data with e.g. `--config.data.source=tfrecord --config.data.path=DIR`.
+"""
+
+from configs.progan_base import apply_preset_v2, parse_options
+from configs.stylegan_base import base
+
+
+def get_config(arg: str | None = None):
+    opts = parse_options(arg, dict(res="1024", gpus="8"), "stylegan_ffhq")
+    c = base()
+    apply_preset_v2(c, int(opts["gpus"]))
+    c.train.total_kimg = 25000.0
+    c.data.source = "tfrecord"
+    c.data.resolution = int(opts["res"])
+    c.data.channels = 3
+    c.data.xflip = True
+    return c
