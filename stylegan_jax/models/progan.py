@@ -120,6 +120,29 @@ def _check_fused(fused_scale, allowed: tuple) -> None:
         raise ValueError(f"fused_scale must be one of {allowed}, got {fused_scale!r}")
 
 
+class OfficialShape:
+    """The official TF networks' size fields under the names the rest of the project uses."""
+
+    def _nf(self, stage: int) -> int:
+        return num_features(stage, self.fmap_base, self.fmap_decay, self.fmap_max)
+
+    @property
+    def c_dim(self) -> int:
+        return self.label_size
+
+    @property
+    def img_resolution(self) -> int:
+        return self.resolution
+
+    @property
+    def img_channels(self) -> int:
+        return self.num_channels
+
+    @property
+    def max_lod(self) -> int:
+        return check_resolution(self.resolution, "resolution") - 2
+
+
 class GeneratorBlock(nn.Module):
     """One resolution of `G_paper`: 4x4 (pixel norm, dense, conv) or (up-conv, conv)."""
 
@@ -154,7 +177,7 @@ class GeneratorBlock(nn.Module):
         return pn(Conv2d(self.fmaps, 3, name="Conv1", **conv)(x))
 
 
-class Generator(nn.Module):
+class Generator(OfficialShape, nn.Module):
     """ProGAN generator (`G_paper`): latents [N, z] (+ labels [N, c]), lod -> images NHWC.
 
     Labels are concatenated to the latents (and pixel-normalised with them), as in the
@@ -194,28 +217,11 @@ class Generator(nn.Module):
             for r in range(2, log2 + 1)
         }
 
-    def _nf(self, stage: int) -> int:
-        return num_features(stage, self.fmap_base, self.fmap_decay, self.fmap_max)
 
     @property
     def z_dim(self) -> int:
         return self._nf(0) if self.latent_size is None else self.latent_size
 
-    @property
-    def c_dim(self) -> int:
-        return self.label_size
-
-    @property
-    def img_resolution(self) -> int:
-        return self.resolution
-
-    @property
-    def img_channels(self) -> int:
-        return self.num_channels
-
-    @property
-    def max_lod(self) -> int:
-        return check_resolution(self.resolution, "resolution") - 2
 
     def __call__(self, latents, labels, lod=0.0):
         check_shape(latents, (None, self.z_dim), "latents")
@@ -260,7 +266,7 @@ class DiscriminatorBlock(nn.Module):
         return Dense(1, gain=1.0, name="Dense1")(x)
 
 
-class Discriminator(nn.Module):
+class Discriminator(OfficialShape, nn.Module):
     """ProGAN discriminator (`D_paper` as in NVlabs/stylegan): images NHWC, lod -> scores [N, 1].
 
     Labels are checked and otherwise unused, as in that version of the official network.
@@ -293,24 +299,7 @@ class Discriminator(nn.Module):
             for r in range(2, log2 + 1)
         }
 
-    def _nf(self, stage: int) -> int:
-        return num_features(stage, self.fmap_base, self.fmap_decay, self.fmap_max)
 
-    @property
-    def c_dim(self) -> int:
-        return self.label_size
-
-    @property
-    def img_resolution(self) -> int:
-        return self.resolution
-
-    @property
-    def img_channels(self) -> int:
-        return self.num_channels
-
-    @property
-    def max_lod(self) -> int:
-        return check_resolution(self.resolution, "resolution") - 2
 
     def __call__(self, images, labels, lod=0.0):
         r, c = self.resolution, self.num_channels

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from stylegan_jax.models.progan import (
     SQRT2,
+    OfficialShape,
     check_shape,
     grow_images,
     grow_scores,
@@ -263,7 +264,7 @@ def _torgb(m, res, x):
     return m.torgbs[scope(res)](x)
 
 
-class Generator(nn.Module):
+class Generator(OfficialShape, nn.Module):
     """StyleGAN v1 generator (`G_style`): mapping, dlatent_avg, mixing, truncation, synthesis.
 
     `mapping_fn` / `truncate_fn` / `synthesis_fn` (via `apply(..., method=...)`) run one
@@ -322,21 +323,6 @@ class Generator(nn.Module):
     def z_dim(self) -> int:
         return self.latent_size
 
-    @property
-    def c_dim(self) -> int:
-        return self.label_size
-
-    @property
-    def img_resolution(self) -> int:
-        return self.resolution
-
-    @property
-    def img_channels(self) -> int:
-        return self.num_channels
-
-    @property
-    def max_lod(self) -> int:
-        return check_resolution(self.resolution, "resolution") - 2
 
     def mapping_fn(self, latents, labels):
         check_shape(latents, (None, self.latent_size), "latents")
@@ -417,7 +403,7 @@ class DiscriminatorBlock(nn.Module):
         return Dense(self.fmaps_out, gain=1.0, name="Dense1")(x)
 
 
-class Discriminator(nn.Module):
+class Discriminator(OfficialShape, nn.Module):
     """StyleGAN v1 discriminator (`D_basic`): images NHWC (+ labels), lod -> scores [N, 1].
 
     With labels, the last layer scores every class and the score of the given one is
@@ -456,24 +442,7 @@ class Discriminator(nn.Module):
             for r in range(2, log2 + 1)
         }
 
-    def _nf(self, stage: int) -> int:
-        return num_features(stage, self.fmap_base, self.fmap_decay, self.fmap_max)
 
-    @property
-    def c_dim(self) -> int:
-        return self.label_size
-
-    @property
-    def img_resolution(self) -> int:
-        return self.resolution
-
-    @property
-    def img_channels(self) -> int:
-        return self.num_channels
-
-    @property
-    def max_lod(self) -> int:
-        return check_resolution(self.resolution, "resolution") - 2
 
     def __call__(self, images, labels, lod=0.0):
         r, c = self.resolution, self.num_channels
