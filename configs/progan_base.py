@@ -84,7 +84,7 @@ def log_section() -> ml_collections.ConfigDict:
     lg.checkpoint_kimg = 200.0
     lg.keep_last = 3
     lg.keep_every_kimg = 1000.0
-    lg.grid_seeds = 32
+    lg.grid_seeds = 64  # an 8 x 8 grid
     lg.tensorboard = True
     return lg
 

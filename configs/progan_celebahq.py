@@ -5,8 +5,9 @@
 per step. `get_config("gpus=8")` picks the official preset for another device count
 (1, 2, 4, 8): the global minibatch and learning rate per resolution.
 
-Point it at your data with e.g. `--config.data.source=tfrecord --config.data.path=DIR`
-(`stylegan-jax dataset` writes the shards; every lower level comes from them).
+Data: `stylegan-jax dataset --source DIR --dest ~/data/celebahq --resolution 1024
+--min-resolution 4` stores every level (the pipeline box-averages any level not stored);
+then `--config.data.path=~/data/celebahq`.
 """
 
 from configs.progan_base import apply_preset_v2, base, parse_options

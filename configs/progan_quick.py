@@ -18,13 +18,13 @@ def get_config():
     c.train.batch_size = 16
     c.train.minibatch_dict = pairs({8: 32})
     c.train.lod_initial_resolution = 8
-    c.train.lod_training_kimg = 2.0
-    c.train.lod_transition_kimg = 2.0
-    c.train.total_kimg = 10.0
-    c.train.g_lr = c.train.d_lr = 0.002
+    c.train.lod_training_kimg = 3.0  # 8x8 to 3 kimg, 16x16 fades in to 6, ...
+    c.train.lod_transition_kimg = 3.0  # ... stable to 9, 32x32 fades in to 12
+    c.train.total_kimg = 20.0
+    c.train.ema_beta = 0.95  # official 0.999 per step lags a run of ~1000 steps
     c.log.tick_kimg = 1.0
     c.log.snapshot_kimg = 1.0
-    c.log.checkpoint_kimg = 2.0
+    c.log.checkpoint_kimg = 5.0
     c.log.keep_every_kimg = 0.0
-    c.log.grid_seeds = 32
+    c.log.grid_seeds = 36  # a 6 x 6 grid
     return c

@@ -5,7 +5,9 @@ preset-v2 minibatches and learning rates. Options (`get_config("res=256,gpus=8")
 `--config stylegan_ffhq:res=256`): `res` the final resolution (8 ... 1024; the schedule
 is the same, it just stops growing earlier), `gpus` the official preset (1, 2, 4, 8).
 
-Point it at your data with e.g. `--config.data.source=tfrecord --config.data.path=DIR`.
+Data: `stylegan-jax dataset --source ~/ffhq/images1024x1024 --dest ~/data/ffhq --resolution
+1024 --min-resolution 8` stores every level (the pipeline box-averages any level not
+stored); then `--config.data.path=~/data/ffhq`.
 """
 
 from configs.progan_base import apply_preset_v2, parse_options
