@@ -23,6 +23,8 @@ from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.checkpoint import Checkpoints
 from stylegan_jax.train.progressive import ProgressiveTrainer
 
+pytestmark = pytest.mark.slow  # six stage programs to compile (~1.5 min on 2 cores)
+
 STEPS = 24  # 384 images
 SPLIT = 10  # 160 images: 8x8 fading in (lod 1.5), inside a group of 4 minibatches
 
