@@ -25,8 +25,9 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
-_STORAGE_DTYPES = {
+# torch.save's legacy-format magic number and storage classes (shared with metrics weights).
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+STORAGE_DTYPES = {
     "FloatStorage": np.float32,
     "DoubleStorage": np.float64,
     "HalfStorage": np.float16,
@@ -130,7 +131,7 @@ def _load_from_bytes(blob: bytes) -> _TypedStorage:
     """Parses one legacy `torch.save` blob holding a single storage."""
     f = io.BytesIO(blob)
     header = [_RestrictedUnpickler(f).load() for _ in range(3)]
-    if header[0] != _TORCH_MAGIC:
+    if header[0] != TORCH_LEGACY_MAGIC:
         raise UnsafePickleError("tensor storage is not in torch's legacy format")
     storages: dict[str, _TypedStorage] = {}
 
@@ -186,7 +187,7 @@ def _safe_names() -> dict[tuple[str, str], Any]:
         ("numpy.core.multiarray", "scalar"): _numpy_scalar,
         ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     }
-    for name, dtype in _STORAGE_DTYPES.items():
+    for name, dtype in STORAGE_DTYPES.items():
         names[("torch", name)] = _StorageType(name, dtype)
     return names
 

@@ -23,22 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import ml_dtypes
 import numpy as np
 
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_STORAGE_DTYPES = {
-    "FloatStorage": np.float32,
-    "DoubleStorage": np.float64,
-    "HalfStorage": np.float16,
-    "BFloat16Storage": ml_dtypes.bfloat16,
-    "LongStorage": np.int64,
-    "IntStorage": np.int32,
-    "ShortStorage": np.int16,
-    "CharStorage": np.int8,
-    "ByteStorage": np.uint8,
-    "BoolStorage": np.bool_,
-}
+from stylegan_jax.convert.pickle_reader import STORAGE_DTYPES, TORCH_LEGACY_MAGIC
 
 
 class UnsafeWeightsError(pickle.UnpicklingError, ValueError):
@@ -51,7 +38,7 @@ class _StorageType:
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(_STORAGE_DTYPES[self.name])
+        return np.dtype(STORAGE_DTYPES[self.name])
 
 
 @dataclass
@@ -91,7 +78,7 @@ def _safe_names() -> dict[tuple[str, str], Any]:
         ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
         ("collections", "OrderedDict"): collections.OrderedDict,
     }
-    for name in _STORAGE_DTYPES:
+    for name in STORAGE_DTYPES:
         names[("torch", name)] = _StorageType(name)
     return names
 
@@ -206,7 +193,7 @@ def _load_zip(path: Path, keys) -> dict[str, np.ndarray]:
 def _load_legacy(path: Path, keys) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
         magic = _Unpickler(f).load()
-        if magic != _LEGACY_MAGIC:
+        if magic != TORCH_LEGACY_MAGIC:
             raise ValueError(f"{path}: neither a zip nor a legacy torch.save file")
         _protocol = _Unpickler(f).load()
         sys_info = _Unpickler(f).load()
