@@ -10,6 +10,8 @@ cannot hold integer keys; on the command line:
 
 import ml_collections
 
+from configs.metrics_base import metrics_section
+
 # Official "preset-v2" schedules by GPU count (ProGAN config.py, and the StyleGAN train.py
 # presets taken from it): (minibatch_base, minibatch_dict, G/D lrate dict).
 PRESET_V2 = {
@@ -110,6 +112,7 @@ def base() -> ml_collections.ConfigDict:
 
     c.train = train_section()
     c.log = log_section()
+    c.metrics = metrics_section()  # the official ProGAN loop evaluated no metrics
     return c
 
 

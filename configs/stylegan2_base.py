@@ -6,6 +6,8 @@ Each preset file imports `base()` and overrides a few fields, as the official
 
 import ml_collections
 
+from configs.metrics_base import metrics_section
+
 
 def base() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -63,6 +65,8 @@ def base() -> ml_collections.ConfigDict:
     c.log.keep_every_kimg = 1000.0  # ... plus one every N kimg (0 = none)
     c.log.grid_seeds = 64  # fixed latents in the snapshot grids (8 x 8)
     c.log.tensorboard = True
+
+    c.metrics = metrics_section()
     return c
 
 
@@ -79,3 +83,4 @@ def apply_official_preset(c, res: int, mb: int, mbstd: int, fmaps: float, lrate:
     c.train.ema_kimg = ema
     c.train.ema_rampup = -1.0 if ramp is None else ramp
     c.model.mapping_layers = mapping
+    c.metrics = metrics_section("fid50k_full", best="fid50k_full")  # official --metrics

@@ -10,6 +10,7 @@ Data: `stylegan-jax dataset --source ~/ffhq/images1024x1024 --dest ~/data/ffhq -
 stored); then `--config.data.path=~/data/ffhq`.
 """
 
+from configs.metrics_base import metrics_section
 from configs.progan_base import apply_preset_v2, parse_options
 from configs.stylegan_base import base
 
@@ -23,4 +24,5 @@ def get_config(arg: str | None = None):
     c.data.resolution = int(opts["res"])
     c.data.channels = 3
     c.data.xflip = True
+    c.metrics = metrics_section("fid50k", best="fid50k")  # the official v1 run's metric
     return c

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 from pathlib import Path
 
 import jax
@@ -49,19 +48,20 @@ def labels_for(class_idx: int | None, c_dim: int, n: int) -> np.ndarray:
     return c
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
-def _run(module, variables, z, c, psi, cutoff, noise_mode, key):
-    return module.apply(
-        variables, z, c, psi, cutoff, noise_mode, rngs={"noise": key}
-    )
-
-
-@functools.partial(jax.jit, static_argnums=(0, 5, 6, 7))
-def _run_progressive(module, variables, z, c, lod, psi, cutoff, noise_mode, key):
-    # ProGAN / StyleGAN v1: lod is data (one compile for every level of detail).
-    if isinstance(module, progan.Generator):
+def synthesize(module, variables, z, c, key, lod=0.0, psi=1.0, cutoff=None,
+               noise_mode="const"):
+    """Images in [-1, 1] from any generator family: the one call generation, training
+    grids and metrics share. Traceable; `lod` is data (ProGAN / StyleGAN v1; one compile
+    for every level of detail), `psi`, `cutoff` and `noise_mode` are static."""
+    if isinstance(module, stylegan2.Generator):
+        return module.apply(variables, z, c, psi, cutoff, noise_mode, rngs={"noise": key})
+    lod = jnp.asarray(lod, jnp.float32)
+    if isinstance(module, progan.Generator):  # no truncation, no noise inputs
         return module.apply(variables, z, c, lod)
     return module.apply(variables, z, c, lod, psi, cutoff, noise_mode, rngs={"noise": key})
+
+
+_synthesize = jax.jit(synthesize, static_argnames=("module", "psi", "cutoff", "noise_mode"))
 
 
 GENERATORS = (stylegan2.Generator, stylegan.Generator, progan.Generator)
@@ -75,14 +75,15 @@ def generate_images(
     class_idx: int | None = None,
     noise_mode: str = "const",
     batch_size: int = 16,
-    lod: float = 0.0,
+    lod: float | None = None,
 ) -> np.ndarray:
     """uint8 NHWC images, one per seed.
 
-    `lod` (level of detail, 0 = full resolution) applies to ProGAN and StyleGAN v1
-    generators; ProGAN has no truncation and no noise inputs.
+    `lod` (level of detail, 0 = full resolution; default: the network's own) applies to
+    ProGAN and StyleGAN v1 generators; ProGAN has no truncation and no noise inputs.
     """
     G = net.module
+    lod = net.lod if lod is None else lod
     if not isinstance(G, GENERATORS):
         raise TypeError(f"expected a generator, got {type(G).__name__}")
     if isinstance(G, stylegan2.Generator) and lod != 0:
@@ -97,12 +98,9 @@ def generate_images(
     for i in range(0, len(seeds), batch_size):
         key = jax.random.PRNGKey(seeds[i])
         zb, cb = jnp.asarray(z[i : i + batch_size]), jnp.asarray(c[i : i + batch_size])
-        if isinstance(G, stylegan2.Generator):
-            img = _run(G, net.variables, zb, cb, float(truncation_psi), truncation_cutoff,
-                       noise_mode, key)
-        else:
-            img = _run_progressive(G, net.variables, zb, cb, jnp.float32(lod),
-                                   float(truncation_psi), truncation_cutoff, noise_mode, key)
+        img = _synthesize(G, net.variables, zb, cb, key, jnp.float32(lod),
+                          psi=float(truncation_psi), cutoff=truncation_cutoff,
+                          noise_mode=noise_mode)
         out.append(images.to_uint8(img))
     return np.concatenate(out)
 
@@ -133,9 +131,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class", dest="class_idx", type=int, default=None,
                    help="class index for conditional generators")
     p.add_argument("--noise-mode", choices=stylegan2.NOISE_MODES, default="const")
-    p.add_argument("--lod", type=float, default=0.0,
+    p.add_argument("--lod", type=float, default=None,
                    help="level of detail for ProGAN / StyleGAN v1 generators (0 = full "
-                   "resolution, 1 = half, fractional = fade-in)")
+                   "resolution, 1 = half, fractional = fade-in; default: the network's, "
+                   "e.g. where a training snapshot had grown to)")
     p.add_argument("--outdir", type=Path, required=True)
     p.add_argument("--resolution", type=int, default=32, help="with --random-init")
     p.add_argument("--no-grid", action="store_true", help="skip grid.png")

@@ -33,10 +33,16 @@ _CLASSES: dict[str, type[nn.Module]] = {
 
 @dataclass
 class Network:
-    """A module definition with its variables (`params` and `buffers`)."""
+    """A module definition with its variables (`params` and `buffers`).
+
+    `lod` is the level of detail a progressively grown network was left at (the official
+    ProGAN / StyleGAN v1 networks keep it as a variable; ours take it per call): 0 is full
+    resolution, and a snapshot taken mid-growth renders as it did in training.
+    """
 
     module: nn.Module
     variables: dict
+    lod: float = 0.0
 
     @property
     def class_key(self) -> str:
@@ -79,6 +85,8 @@ def save_networks(
                 "kwargs": module_kwargs(net.module),
                 "file": f"{name}.msgpack",
             }
+            if net.lod:
+                manifest["networks"][name]["lod"] = float(net.lod)
             host = jax.tree_util.tree_map(np.asarray, net.variables)
             (tmp / f"{name}.msgpack").write_bytes(serialization.msgpack_serialize(host))
         (tmp / "networks.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -86,12 +94,15 @@ def save_networks(
 
 
 def load_networks(path: str | Path) -> dict[str, Network]:
-    """Reads a directory written by `save_networks`, or a training workdir's newest checkpoint."""
-    from stylegan_jax.train.export import is_workdir, networks_from_workdir
+    """Reads a directory written by `save_networks`, or a training workdir's checkpoint:
+    the newest (`runs/x`), a chosen one (`runs/x/checkpoints/120000`) or the best by the
+    run's metric (`runs/x/checkpoints/best`)."""
+    from stylegan_jax.train.export import checkpoint_path, networks_from_workdir
 
     path = Path(path)
-    if is_workdir(path):
-        return networks_from_workdir(path)
+    found = checkpoint_path(path)
+    if found is not None:
+        return networks_from_workdir(*found)
     manifest_path = path / "networks.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{path} holds no networks.json: not a converted model directory")
@@ -105,5 +116,5 @@ def load_networks(path: str | Path) -> dict[str, Network]:
         variables = jax.tree_util.tree_map(
             jax.numpy.asarray, serialization.msgpack_restore(blob)
         )
-        out[name] = Network(module, variables)
+        out[name] = Network(module, variables, float(entry.get("lod", 0.0)))
     return out

@@ -13,37 +13,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from toy_detectors import box_features_np, toy_detectors
 
 from stylegan_jax.generate import random_generator
-from stylegan_jax.metrics import fid, image_ops, runner
+from stylegan_jax.metrics import fid, runner
 from stylegan_jax.metrics.detectors import Detectors
 from stylegan_jax.metrics.parallel import LocalDevices
 from stylegan_jax.metrics.registry import MetricSpec
 from stylegan_jax.model_store import Network
 
 RES = 16
-
-
-def box_features(variables, images):
-    """uint8 [N, H, W, C] -> [N, 48]: 4x4 box averages of the RGB image, scaled."""
-    x = image_ops.to_rgb(images.astype(jnp.float32) / 255.0)
-    f = image_ops.resize_area(x, (4, 4)).reshape(x.shape[0], -1) * variables["scale"]
-    return {"pool3": f, "fc2": f, "probs": jax.nn.softmax(f[:, :10], axis=-1)}
-
-
-def box_features_np(images: np.ndarray) -> np.ndarray:
-    x = images.astype(np.float64) / 255.0
-    n, h, w, c = x.shape
-    return x.reshape(n, 4, h // 4, 4, w // 4, c).mean(axis=(2, 4)).reshape(n, -1) * 2.0
-
-
-def toy_detectors() -> Detectors:
-    def mse(variables, a, b):
-        return jnp.mean(jnp.square(a - b), axis=(1, 2, 3))
-
-    return Detectors(preloaded={k: {"scale": 2.0} for k in ("inception", "vgg16", "lpips")},
-                     functions={"inception": box_features, "vgg16": box_features, "lpips": mse},
-                     ids={"inception": "box", "vgg16": "box", "lpips": "mse"})
 
 
 @pytest.fixture(scope="module")

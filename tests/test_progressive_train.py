@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from progressive_fixtures import tiny_config
+from toy_detectors import toy_detectors
 
+from stylegan_jax.generate import generate_images
+from stylegan_jax.model_store import load_networks
 from stylegan_jax.train import loop
 from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.checkpoint import Checkpoints
@@ -58,7 +61,12 @@ def runs(request, tmp_path_factory):
             nimg = 32 * (int(line.split()[1]) + 1) - 16
             grids[nimg] = np.asarray(Image.open(straight / "samples" / "fakes000000.png"))
 
-    summary = loop.train(tiny_config(family), straight, stop_at_step=STEPS, log=log)
+    config = tiny_config(family)  # metrics don't change training: compared with `split`
+    config.metrics.names, config.metrics.best = "fid32_full", "fid32_full"
+    config.metrics.every_kimg, config.metrics.batch_size = 0.128, 16
+    config.metrics.cache_dir = str(tmp_path_factory.mktemp(f"{family}_cache"))
+    summary = loop.train(config, straight, stop_at_step=STEPS, log=log,
+                         detectors=toy_detectors())
     split = tmp_path_factory.mktemp(f"{family}_split")
 
     def terminate_mid_fade(line):
@@ -76,6 +84,7 @@ def test_run_passes_three_resolutions_with_fades(runs):
     assert runs["summary"]["step"] == STEPS and runs["summary"]["checkpoint"] == 16 * STEPS
     records = [json.loads(x) for x in
                (runs["straight"] / "stats.jsonl").read_text().splitlines()]
+    records = [r for r in records if "Loss/lod" in r]  # ticks (not metric evaluations)
     lods = [r["Loss/lod"] for r in records]
     stages = [r["Progress/stage"] for r in records]
     assert stages == sorted(stages) and set(stages) == {0, 1, 2}
@@ -93,6 +102,26 @@ def test_grids_show_the_growth(runs):
     assert block_spread(grids[176], 2) <= tol < block_spread(grids[176], 4)  # 8x8 fading in
     assert block_spread(grids[304], 2) <= tol < block_spread(grids[304], 4)  # 8x8 stable
     assert tol < block_spread(grids[368], 2)  # 16x16 fading in
+
+
+def test_exports_and_metrics_see_the_grown_network(runs):
+    """A checkpoint exports G EMA at its lod (generate renders what the grids showed), and
+    metrics evaluate it so, every 128 images, keeping the best checkpoint loadable."""
+    straight = runs["straight"]
+    G = load_networks(straight / "checkpoints" / "256")["G_ema"]  # 8x8 stable: lod 1
+    assert G.lod == 1.0
+    grid = generate_images(G, [0, 1, 2, 3])[..., 0]
+    assert block_spread(np.concatenate(grid, axis=1), 2) <= 1 < block_spread(
+        np.concatenate(grid, axis=1), 4)
+    assert load_networks(straight / "checkpoints" / "384")["G_ema"].lod == 0.5
+    records = [json.loads(x) for x in (straight / "metric-fid32_full.jsonl").read_text()
+               .splitlines()]
+    assert [r["snapshot_pkl"] for r in records] == [f"checkpoints/{n}" for n in (128, 256, 384)]
+    assert all(np.isfinite(r["results"]["fid32_full"]) for r in records)
+    best = min(records, key=lambda r: r["results"]["fid32_full"])["snapshot_pkl"]
+    assert runs["summary"]["best"] == int(best.split("/")[1])
+    assert load_networks(straight / "checkpoints" / "best")["G_ema"].lod == \
+        load_networks(straight / best)["G_ema"].lod
 
 
 def test_resume_mid_fade_is_bitwise_exact(runs):

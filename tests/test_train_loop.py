@@ -9,32 +9,11 @@ import signal
 import jax
 import numpy as np
 import pytest
+from train_fixtures import tiny_config
 
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import loop
 from stylegan_jax.train.checkpoint import Checkpoints
-
-
-def tiny_config(**train):
-    c = config_lib.load_config("quickstart")
-    c.data.resolution = 16
-    c.model.z_dim = c.model.w_dim = 16
-    c.model.channel_base = 128
-    c.model.channel_max = 8
-    c.model.mbstd_group_size = 2
-    c.train.batch_size = 16  # 2 per fake device
-    c.train.g_reg_interval = 2
-    c.train.d_reg_interval = 3
-    c.train.total_kimg = 1.0
-    c.log.tick_kimg = 0.032
-    c.log.snapshot_kimg = 0.032
-    c.log.checkpoint_kimg = 0.032  # every 2 iterations
-    c.log.keep_last = 2
-    c.log.grid_seeds = 4
-    c.log.tensorboard = False
-    for k, v in train.items():
-        c.train[k] = v
-    return c
 
 
 def saved(workdir, step):
@@ -66,7 +45,8 @@ def straight(tmp_path_factory):
 def test_outputs_of_a_run(straight):
     workdir, summary, lines = straight
     summary = {k: v for k, v in summary.items() if k != "state"}
-    assert summary == {"step": 6, "kimg": 0.096, "checkpoint": 96, "reason": "stop_at_step"}
+    assert summary == {"step": 6, "kimg": 0.096, "checkpoint": 96, "best": None,
+                       "reason": "stop_at_step"}
     assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [64, 96]
     assert (workdir / "config.json").is_file()
     assert (workdir / "samples" / "reals.png").is_file()

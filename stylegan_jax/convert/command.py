@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     src: Path = args.source
-    if not src.exists():
-        raise SystemExit(f"{src} does not exist")
     if args.to == "jax":
+        if not src.exists():
+            raise SystemExit(f"{src} does not exist")
         info = {"source": str(src.absolute())}
         if src.is_dir():
             nets = official.networks_from_state_dicts(src)

@@ -11,14 +11,15 @@ statistics are cached in --cache-dir. Feature-network weights: see --*-weights.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
-from stylegan_jax.metrics import image_source, registry, weight_files
+import ml_collections
+
+from stylegan_jax.metrics import feature_stats, image_source, registry, weight_files
 from stylegan_jax.metrics.detectors import Detectors
 from stylegan_jax.metrics.runner import compute_metrics, report_metric
-
-DEFAULT_CACHE = Path("~/.cache/stylegan_jax/gan-metrics")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,12 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--which", default=None, help="network in the directory (default G_ema, else G)")
     p.add_argument("--data", type=Path, default=None,
                    help="real images: a folder of PNG/JPEG (optional dataset.json labels) or an "
-                   ".npz with 'images' (uint8) and optional 'labels'; not needed for PPL and IS")
+                   ".npz with 'images' (uint8) and optional 'labels'; not needed for PPL and "
+                   "IS; with --workdir of a training run, default: the run's own data")
     p.add_argument("--run-dir", type=Path, default=None,
                    help="also append results to <run-dir>/metric-<name>.jsonl")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="real-image statistics cache "
-                   f"(default $SGJ_METRICS_CACHE or {DEFAULT_CACHE})")
+                   f"(default ${feature_stats.CACHE_ENV} or {feature_stats.DEFAULT_CACHE})")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     for name, spec in weight_files.FILES.items():
         p.add_argument(f"--{name}-weights", dest=f"{name}_weights", type=Path, default=None,
@@ -65,6 +67,7 @@ def find_network_dir(workdir: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from stylegan_jax.model_store import load_networks
+    from stylegan_jax.train.export import is_workdir
 
     specs = registry.parse_metrics(args.metrics)
     net_dir = args.network if args.network is not None else find_network_dir(args.workdir)
@@ -77,13 +80,17 @@ def run(args: argparse.Namespace) -> int:
     data = None
     if args.data is not None:
         data = image_source.open_images(args.data)
+    elif args.workdir is not None and is_workdir(args.workdir):
+        from stylegan_jax.train.evaluation import training_images
+
+        config = ml_collections.ConfigDict(json.loads((args.workdir / "config.json").read_text()))
+        data = training_images(config)
     elif any(s.needs_real for s in specs) or G.module.c_dim:
         raise ValueError("--data is needed for " + ", ".join(
             s.name for s in specs if s.needs_real) + " (and for a conditional generator's labels)")
     cache_dir = None
     if not args.no_cache:
-        cache_dir = (args.cache_dir or Path(os.environ.get("SGJ_METRICS_CACHE") or DEFAULT_CACHE)
-                     ).expanduser()
+        cache_dir = feature_stats.cache_dir(args.cache_dir)
     detectors = Detectors(weights={n: getattr(args, f"{n}_weights") for n in weight_files.FILES})
     results = compute_metrics(
         specs, G,

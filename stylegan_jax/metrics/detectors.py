@@ -52,6 +52,13 @@ class Detectors:
         self._fns = {**FEATURES, **(functions or {})}
         self._ids = dict(ids or {})
 
+    def check_available(self, name: str) -> None:
+        """Raises now, with where to get it, if a weight file `name` needs is missing (a
+        training run checks before its first step rather than hours in)."""
+        if name not in self._vars:
+            for file in ("vgg16", "lpips") if name == "lpips" else (name,):
+                weight_files.resolve(file, self._weights.get(file))
+
     def function(self, name: str) -> Callable:
         return self._fns[name]
 

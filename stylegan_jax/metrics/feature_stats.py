@@ -115,6 +115,15 @@ class FeatureStats:
         return stats
 
 
+CACHE_ENV = "SGJ_METRICS_CACHE"
+DEFAULT_CACHE = Path("~/.cache/stylegan_jax/gan-metrics")
+
+
+def cache_dir(explicit: str | Path | None = None) -> Path:
+    """The statistics cache: an explicit directory, else $SGJ_METRICS_CACHE, else the default."""
+    return Path(explicit or os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
+
+
 def cache_path(cache_dir: str | Path, dataset_key: str, detector: str,
                max_items: int | None) -> Path:
     """`<cache_dir>/<dataset>-<detector>-<md5>.npz`; the md5 covers every input of the pass."""

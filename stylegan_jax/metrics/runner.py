@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from stylegan_jax.generate import synthesize
 from stylegan_jax.metrics import fid, inception_score, kid, ppl, precision_recall
 from stylegan_jax.metrics.detectors import PRIMARY, Detectors
 from stylegan_jax.metrics.feature_stats import FeatureStats, cache_path
@@ -34,6 +35,7 @@ from stylegan_jax.metrics.parallel import (
     process_share,
 )
 from stylegan_jax.metrics.registry import MetricSpec, parse_metric
+from stylegan_jax.models import stylegan2
 
 RealIterFactory = Callable[[], Iterable[np.ndarray]]
 LabelFn = Callable[[np.random.Generator, int], np.ndarray]
@@ -56,11 +58,11 @@ class MetricResult:
 
 
 def report_metric(result: MetricResult, run_dir: str | Path | None = None,
-                  snapshot: str | None = None) -> str:
-    """Prints the JSON line (process 0) and appends it to `<run_dir>/metric-<name>.jsonl`."""
+                  snapshot: str | None = None, log: Callable[[str], None] = print) -> str:
+    """Logs the JSON line (process 0) and appends it to `<run_dir>/metric-<name>.jsonl`."""
     line = result.to_json(snapshot)
     if jax.process_index() == 0:
-        print(line, flush=True)
+        log(line)
         if run_dir is not None:
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             with open(Path(run_dir) / f"metric-{result.metric}.jsonl", "a") as f:
@@ -79,8 +81,8 @@ def _real_step(features, det_vars, images):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _gen_step(features, module, psi, noise_mode, det_vars, g_vars, z, c, key):
-    img = module.apply(g_vars, z, c, psi, None, noise_mode, rngs={"noise": key})
+def _gen_step(features, module, psi, noise_mode, det_vars, g_vars, z, c, key, lod):
+    img = synthesize(module, g_vars, z, c, key, lod, psi=psi, noise_mode=noise_mode)
     return features(det_vars, quantize(img))
 
 
@@ -220,7 +222,8 @@ class MetricRunner:
                 z = rng.standard_normal((self.batch_size, module.z_dim)).astype(np.float32)
                 (z, c), _ = self.devices.shard(z, self.labels(rng, self.batch_size))
                 feats = _gen_step(features, module, self.psi, self.noise_mode, det_vars,
-                                  g_vars, z, c, jax.random.fold_in(key, i))
+                                  g_vars, z, c, jax.random.fold_in(key, i),
+                                  np.float32(self.G.lod))
                 n = min(self.batch_size, count - i * self.batch_size)
                 collector.add(feats, n)
                 bar.update(n * jax.process_count())
@@ -271,6 +274,9 @@ class MetricRunner:
         return stats
 
     def path_lengths(self, spec: MetricSpec) -> np.ndarray:
+        if not isinstance(self.G.module, stylegan2.Generator):
+            raise ValueError(f"{spec.name}: perceptual path length is defined here for "
+                             f"StyleGAN2 generators, not {type(self.G.module).__module__}")
         lpips_vars = self.devices.replicate(self.detectors.variables("lpips"))
         distance = self.detectors.function("lpips")
         g_vars = self.devices.replicate(self.G.variables)

@@ -9,10 +9,12 @@ import ast
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 
 from stylegan_jax.train.backends import BACKENDS
+from stylegan_jax.train.checkpoint import BestBy
 from stylegan_jax.train.step import StepConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -105,7 +107,50 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         fail("log.keep_last", "expected at least 1")
     if lg.keep_every_kimg < 0:
         fail("log.keep_every_kimg", "expected >= 0 (0 = none)")
+    _validate_metrics(config, fail)
     family.validate(config, num_devices, fail)
+
+
+def metric_specs(config: ml_collections.ConfigDict) -> list:
+    """The metrics evaluated during training (empty: none, or no `metrics` section)."""
+    from stylegan_jax.metrics import registry
+
+    m = config.get("metrics")
+    if m is None or not m.names.strip():
+        return []
+    return registry.parse_metrics(m.names)
+
+
+def best_by(config: ml_collections.ConfigDict) -> BestBy | None:
+    """The best-checkpoint rule of `metrics.best` (None: not kept)."""
+    from stylegan_jax.metrics import registry
+
+    m = config.get("metrics")
+    if m is None or not m.best:
+        return None
+    return BestBy(m.best, registry.higher_is_better(m.best), int(m.keep_best))
+
+
+def _validate_metrics(config, fail) -> None:
+    m = config.get("metrics")
+    if m is None:
+        return
+    try:
+        specs = metric_specs(config)
+    except ValueError as e:
+        fail("metrics.names", str(e))
+    if specs and not m.every_kimg > 0:
+        fail("metrics.every_kimg", "expected a positive number of kimg")
+    if m.batch_size < 1:
+        fail("metrics.batch_size", "expected a positive integer")
+    if config.family != "stylegan2" and any(s.kind == "ppl" for s in specs):
+        fail("metrics.names", "perceptual path length needs a StyleGAN2 generator")
+    if m.best:
+        keys = [k for s in specs for k in s.result_keys]
+        if m.best not in keys:
+            fail("metrics.best", f"expected one of the results of metrics.names: {keys}")
+        if m.keep_best < 1:
+            fail("metrics.keep_best", "expected at least 1")
 
 
 def _get(config, field: str):
@@ -113,6 +158,21 @@ def _get(config, field: str):
     for part in field.split("."):
         node = node[part]
     return node
+
+
+def data_source(data: ml_collections.ConfigDict) -> dict[str, Any]:
+    """`config.data` -> the source dict the data pipeline takes (data.sources.SourceConfig)."""
+    if data.source == "bundled":
+        return dict(kind="bundled", resolution=data.resolution, channels=data.channels)
+    if data.source == "tfrecord":
+        return dict(kind="tfrecord", path=data.path)
+    if data.source == "tfds":
+        return dict(kind="tfds", name=data.path, split=data.split,
+                    data_dir=data.data_dir or None, manual_dir=data.manual_dir or None,
+                    resolution=data.resolution, channels=data.channels,
+                    label_key="label" if data.use_labels else None)
+    raise ConfigError(
+        f"config.data.source={data.source!r}: expected bundled, tfrecord or tfds")
 
 
 def step_config(config: ml_collections.ConfigDict) -> StepConfig:

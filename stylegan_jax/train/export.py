@@ -1,4 +1,4 @@
-"""The networks of a training workdir (its newest, or a chosen, checkpoint)."""
+"""The networks of a training workdir: its newest, a chosen, or its best checkpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from stylegan_jax.train.checkpoint import Checkpoints
+from stylegan_jax.train.config import best_by
 from stylegan_jax.train.trainers import trainer_class
 
 
@@ -18,15 +19,42 @@ def is_workdir(path: str | Path) -> bool:
     return (path / "config.json").is_file() and (path / "checkpoints").is_dir()
 
 
-def networks_from_workdir(workdir: str | Path, step: int | None = None) -> dict:
-    """{'G', 'G_ema', 'D': Network} restored from a checkpoint of a training workdir."""
+def checkpoint_path(path: str | Path) -> tuple[Path, int | str | None] | None:
+    """(workdir, step) for `runs/x` (newest: None), `runs/x/checkpoints/<nimg>` or
+    `runs/x/checkpoints/best`; None when `path` is not in a training workdir."""
+    path = Path(path)
+    if is_workdir(path):
+        return path, None
+    if path.parent.name == "checkpoints" and is_workdir(path.parent.parent):
+        if path.name == "best":
+            return path.parent.parent, "best"
+        if path.name.isdigit():
+            return path.parent.parent, int(path.name)
+        raise FileNotFoundError(f"{path}: expected checkpoints/<images shown> or "
+                                "checkpoints/best")
+    return None
+
+
+def networks_from_workdir(workdir: str | Path, step: int | str | None = None) -> dict:
+    """{'G', 'G_ema', 'D': Network} restored from a checkpoint of a training workdir
+    (`step`: images shown, 'best' by the run's `metrics.best`, or None for the newest)."""
     workdir = Path(workdir)
     config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
-    ckpts = Checkpoints(workdir / "checkpoints", keep_last=1_000_000, keep_every=None)
+    ckpts = Checkpoints(workdir / "checkpoints", keep_last=1_000_000, keep_every=None,
+                        best=best_by(config))
     try:
+        if step == "best":
+            step = ckpts.best_step()
+            if step is None:
+                raise FileNotFoundError(
+                    f"{workdir}/checkpoints: no checkpoint evaluated by a best metric yet "
+                    "(config.metrics.best)")
         step = ckpts.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
+        if step not in ckpts.manager.all_steps():
+            raise FileNotFoundError(f"{workdir}/checkpoints/{step} does not exist; there are "
+                                    f"{sorted(ckpts.manager.all_steps())}")
         meta = ckpts.read_meta(step)
         trainer = trainer_class(config.family)(config, int(meta.get("c_dim", 0)))
         state, _, _ = ckpts.restore(step, trainer.init_state(config.seed))

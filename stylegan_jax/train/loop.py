@@ -2,11 +2,14 @@
 
 Reads top to bottom: config and devices -> data -> trainer and state (fresh or the
 newest checkpoint) -> loop over stages. Every process runs this; only process
-0 prints, writes grids, stats and TensorBoard; all take part in checkpoints.
+0 prints, writes grids, stats and TensorBoard; all take part in checkpoints and in
+metric evaluations (train/evaluation.py), each of which is saved with a checkpoint so
+the best one by `metrics.best` can be kept.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -21,7 +24,8 @@ import ml_collections
 import numpy as np
 
 from stylegan_jax import images
-from stylegan_jax.generate import latents_for_seeds
+from stylegan_jax.generate import latents_for_seeds, synthesize
+from stylegan_jax.metrics.runner import report_metric, scalars
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.checkpoint import Checkpoints
@@ -34,20 +38,6 @@ _IDENTITY_SECTIONS = ("family", "model", "data.resolution", "data.channels", "da
 
 class NonFiniteError(RuntimeError):
     """The losses or the state became NaN/Inf; the last good checkpoint is kept."""
-
-
-def _source_config(data: ml_collections.ConfigDict) -> dict[str, Any]:
-    if data.source == "bundled":
-        return dict(kind="bundled", resolution=data.resolution, channels=data.channels)
-    if data.source == "tfrecord":
-        return dict(kind="tfrecord", path=data.path)
-    if data.source == "tfds":
-        return dict(kind="tfds", name=data.path, split=data.split,
-                    data_dir=data.data_dir or None, manual_dir=data.manual_dir or None,
-                    resolution=data.resolution, channels=data.channels,
-                    label_key="label" if data.use_labels else None)
-    raise config_lib.ConfigError(
-        f"config.data.source={data.source!r}: expected bundled, tfrecord or tfds")
 
 
 def _check_workdir_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
@@ -101,11 +91,13 @@ def _one_hot(labels: np.ndarray, c_dim: int) -> np.ndarray:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=None,
-          stop_at_step: int | None = None, log=print) -> dict[str, Any]:
+          stop_at_step: int | None = None, log=print, detectors=None) -> dict[str, Any]:
     """Trains until `train.total_kimg` (or `stop_at_step` iterations); resumes from workdir.
 
+    `detectors` replaces the metrics' feature networks (metrics.Detectors; tests).
     Returns a summary: iterations, kimg, the last checkpoint (named by images shown),
-    why it stopped, and the final state (one copy, as global arrays).
+    the best one by `metrics.best` (or None), why it stopped, and the final state (one
+    copy, as global arrays).
     """
     # --- config, devices, workdir --------------------------------------------------
     backend = Backend(config.train.backend, devices)
@@ -119,7 +111,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     # --- data: the networks need its label count -------------------------------------
     from stylegan_jax.data.pipeline import make_pipeline  # imports tensorflow lazily
 
-    source = _source_config(config.data)
+    source = config_lib.data_source(config.data)
     with make_pipeline(source, t.batch_size, seed=config.seed,
                        resolution=config.data.resolution, prefetch=1) as probe:
         num_classes, served = probe.num_classes, (probe.resolution, probe.channels)
@@ -130,11 +122,17 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     if config.data.use_labels and num_classes == 0:
         raise config_lib.ConfigError("config.data.use_labels=True but the data has no labels")
     c_dim = num_classes if config.data.use_labels else 0
+    evaluator = None
+    if config_lib.metric_specs(config):  # fails here if a feature network's weights are missing
+        from stylegan_jax.train.evaluation import Evaluator
+
+        evaluator = Evaluator(config, c_dim, detectors)
 
     # --- trainer and state: fresh, or the newest checkpoint ------------------------------
     trainer = trainer_class(config.family)(config, c_dim)
     keep_every = int(lg.keep_every_kimg * 1000) or None
-    ckpts = Checkpoints(workdir / "checkpoints", lg.keep_last, keep_every)
+    ckpts = Checkpoints(workdir / "checkpoints", lg.keep_last, keep_every,
+                        best=config_lib.best_by(config))
     host_state = trainer.init_state(config.seed)
     latest, data_state, meta = ckpts.latest_step(), {}, {}
     if latest is not None:
@@ -166,6 +164,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     snapshot_every, ckpt_every = int(lg.snapshot_kimg * 1000), int(lg.checkpoint_kimg * 1000)
     next_snapshot = (nimg // snapshot_every + 1) * snapshot_every
     next_ckpt = (nimg // ckpt_every + 1) * ckpt_every
+    eval_every = int(config.metrics.every_kimg * 1000) if evaluator else 0
+    next_eval = (nimg // eval_every + 1) * eval_every if evaluator else None
     start_time = tick_start_time = time.time()
     tick_start_nimg, tick = nimg, int(meta.get("tick", 0))
     last_stats: dict[str, Any] = {}
@@ -182,14 +182,25 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
             f"{config.data.channels} c_dim={c_dim} on {backend.num_devices} device(s) "
             f"({backend.kind}), batch {t.batch_size}, to {t.total_kimg} kimg; workdir {workdir}")
 
-    def save_checkpoint():
+    def save_checkpoint(metrics=None):
         host = backend.host_state(state)
         if not _finite(host):
             raise NonFiniteError(
                 f"the training state became non-finite at kimg {nimg / 1000:.1f}; "
                 f"the last good checkpoint ({ckpts.latest_step()}) is kept")
         ckpts.save(nimg, host, {"stage": stage.index, "position": pipe.position()},
-                   {"tick": tick, "kimg": nimg / 1000, "step": step, "c_dim": c_dim})
+                   {"tick": tick, "kimg": nimg / 1000, "step": step, "c_dim": c_dim},
+                   metrics)
+
+    def evaluate() -> dict[str, float]:
+        """Metrics of G EMA now: logged, in TensorBoard/stats.jsonl and metric-*.jsonl."""
+        results = evaluator(trainer.export(backend.host_state(state))["G_ema"])
+        for result in results.values():
+            report_metric(result, workdir, f"checkpoints/{nimg}", log=log)
+        values = scalars(results)
+        if main_process:
+            writer.scalars(nimg / 1000, {f"Metrics/{k}": v for k, v in values.items()})
+        return values
 
     try:
         with _StopRequest() as stop:
@@ -234,18 +245,27 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
                     tick += 1
                     tick_start_nimg, tick_start_time = nimg, now
 
+                maintenance_start = time.time()
                 if main_process and (nimg >= next_snapshot or nimg >= total_nimg):
-                    fakes = trainer.snapshot(backend.host_state(state), grid_z, grid_c, nimg)
+                    G = trainer.export(backend.host_state(state))["G_ema"]
+                    fakes = _grid_program(G.module)(G.variables, grid_z, grid_c, G.lod)
                     grid = images.make_grid(images.to_uint8(np.asarray(fakes)))
                     images.save_image(grid, samples / f"fakes{nimg // 1000:06d}.png")
                     writer.image("fakes", nimg / 1000, grid)
                     next_snapshot = (nimg // snapshot_every + 1) * snapshot_every
-                if nimg >= next_ckpt:
-                    save_checkpoint()
+                metrics = None
+                if evaluator is not None and (nimg >= next_eval or nimg >= total_nimg):
+                    metrics = evaluate()
+                    next_eval = (nimg // eval_every + 1) * eval_every
+                if nimg >= next_ckpt or metrics is not None:
+                    save_checkpoint(metrics)
                     next_ckpt = (nimg // ckpt_every + 1) * ckpt_every
+                # Ticks time training only (as the official loop excludes maintenance).
+                tick_start_time += time.time() - maintenance_start
             if ckpts.latest_step() != nimg:
                 save_checkpoint()
             ckpts.wait()
+            best = ckpts.best_step()
     finally:
         pipe.close()
         ckpts.close()
@@ -254,7 +274,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     if main_process and reason not in ("done", "stop_at_step"):
         log(f"Stopped by {reason} at kimg {nimg / 1000:.1f}; checkpoint {nimg} saved.")
     return {"step": step, "kimg": nimg / 1000, "checkpoint": ckpts.latest_step(),
-            "reason": reason, "state": backend.host_state(state)}
+            "best": best, "reason": reason, "state": backend.host_state(state)}
+
+
+@functools.cache
+def _grid_program(G):
+    return jax.jit(lambda v, z, c, lod: synthesize(G, v, z, c, jax.random.PRNGKey(0), lod))
 
 
 def _finite(tree) -> bool:

@@ -4,8 +4,8 @@ ProGAN `train.py`).
 
 `ProgressiveTrainer` turns the schedule (progressive_schedule.py) into the loop's stages
 (one per resolution), compiles the iteration (progressive_step.py) once per stage, and
-renders the snapshot grids from G EMA at the lod of the latest iteration, so the grids
-show the growth.
+exports G EMA at the lod of the latest iteration, so the snapshot grids and metrics
+see the network as it has grown.
 """
 
 from __future__ import annotations
@@ -127,15 +127,25 @@ class ProgressiveTrainer:
         return compiled_iteration(backend, self.nets, self.cfg, self.schedule,
                                   self.plans[stage.index], do_g)
 
-    def snapshot(self, host_state, z, c, nimg: int):
-        """G EMA at the lod of the latest iteration (the official Gs keeps G's lod)."""
+    def export(self, host_state) -> dict:
+        """G, G EMA (at the lod of the latest iteration, as the official Gs keeps G's lod)
+        and D, for the grids, generate, metrics and convert."""
+        from stylegan_jax.model_store import Network
+
         lod = float(host_state.lod)
-        if lod < 0:
-            lod = self.schedule.lod(nimg)
-        variables = {"params": host_state.G_ema}
-        if self.family == "stylegan":
-            variables["buffers"] = host_state.G_ema_buffers
-        return _snapshot_program(self.nets.G)(variables, z, c, jnp.float32(lod))
+        if lod < 0:  # before the first iteration
+            lod = self.schedule.lod(int(host_state.nimg))
+        G = self.nets.G
+        if isinstance(G, stylegan.Generator):
+            G = G.clone(axis_name=None)  # outside the training program: no device axis
+        buffers = self.family == "stylegan"
+
+        def generator(params, bufs):
+            return Network(G, {"params": params, **({"buffers": bufs} if buffers else {})}, lod)
+
+        return {"G": generator(host_state.G, host_state.G_buffers),
+                "G_ema": generator(host_state.G_ema, host_state.G_ema_buffers),
+                "D": Network(self.nets.D, {"params": host_state.D}, lod)}
 
 
 _PROGRAMS: dict = {}
@@ -151,13 +161,6 @@ def compiled_iteration(backend: Backend, nets, cfg, schedule, plan, do_g: bool):
             fn, ("replicated", "sharded", "sharded", "replicated"),
             ("replicated", "replicated"))
     return _PROGRAMS[key]
-
-
-@functools.cache
-def _snapshot_program(G):
-    if isinstance(G, stylegan.Generator):
-        return jax.jit(lambda v, z, c, lod: G.apply(v, z, c, lod, noise_mode="const"))
-    return jax.jit(lambda v, z, c, lod: G.apply(v, z, c, lod))
 
 
 # -- validation --------------------------------------------------------------------------

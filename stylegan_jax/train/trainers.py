@@ -14,7 +14,6 @@ import functools
 import importlib
 from typing import Any, Protocol
 
-import jax
 import ml_collections
 
 from stylegan_jax.models import stylegan2
@@ -45,11 +44,9 @@ class Trainer(Protocol):
     def program(self, backend: Backend, stage: Stage, step: int):
         """Compiled fn(state, images_u8, labels, label_table) -> (state, stats) for this step."""
 
-    def snapshot(self, host_state, z, c, nimg: int):
-        """EMA generator images in [-1, 1], NHWC at full resolution, for the grids."""
-
     def export(self, host_state) -> dict:
-        """{'G', 'G_ema', 'D': model_store.Network} for generate, metrics and convert."""
+        """{'G', 'G_ema', 'D': model_store.Network} for the grids, generate, metrics and
+        convert (outside the training program: no device axis)."""
 
 
 # family -> "module:class"; the progressive families live in their own module.
@@ -118,10 +115,6 @@ class StyleGAN2Trainer:
     def program(self, backend: Backend, stage: Stage, step: int):
         return compiled_iteration(backend, self.nets, self.cfg, self.cfg.phases(step))
 
-    def snapshot(self, host_state, z, c, nimg: int):
-        variables = {"params": host_state.G_ema, "buffers": host_state.G_ema_buffers}
-        return _snapshot_program(self.nets.G)(variables, z, c)
-
     def export(self, host_state) -> dict:
         from stylegan_jax.model_store import Network
 
@@ -147,8 +140,3 @@ def compiled_iteration(backend: Backend, nets, cfg: step_lib.StepConfig, flags):
             fn, ("replicated", "sharded", "sharded", "replicated"),
             ("replicated", "replicated"))
     return _PROGRAMS[key]
-
-
-@functools.cache
-def _snapshot_program(G):
-    return jax.jit(lambda v, z, c: G.apply(v, z, c, noise_mode="const"))

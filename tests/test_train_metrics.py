@@ -1,0 +1,163 @@
+"""Metrics during training: every N kimg, logged three ways, and the best checkpoint kept.
+
+Toy feature networks (toy_detectors.py) stand in for Inception so that a run takes
+seconds; the values are checked against a second computation of the same metric on
+the saved checkpoint with the real images given separately (the bundled faces as an
+array), which is what `stylegan-jax metrics` does on a workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+import numpy as np
+import pytest
+from toy_detectors import toy_detectors
+from train_fixtures import tiny_config
+
+from stylegan_jax.convert import command as convert_command
+from stylegan_jax.data.sources import bundled_faces
+from stylegan_jax.metrics import command
+from stylegan_jax.metrics.runner import compute_metrics
+from stylegan_jax.model_store import load_networks
+from stylegan_jax.train import config as config_lib
+from stylegan_jax.train import loop
+
+METRICS = "fid32_full,kid32_full"
+
+
+def metrics_config(tmp_cache, **metrics):
+    c = tiny_config()
+    c.log.keep_last = 1
+    c.log.checkpoint_kimg = 1.0  # checkpoints come from the evaluations (every 2 iterations)
+    c.log.tensorboard = True
+    c.metrics.names = METRICS
+    c.metrics.every_kimg = 0.032
+    c.metrics.best = "fid32_full"
+    c.metrics.batch_size = 16
+    c.metrics.cache_dir = str(tmp_cache)
+    for k, v in metrics.items():
+        c.metrics[k] = v
+    return c
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Two calls (a restart in between): evaluations at 32, 64 | 96, 128 images."""
+    workdir = tmp_path_factory.mktemp("metrics_run")
+    cache = tmp_path_factory.mktemp("stats_cache")
+    lines = []
+    first = loop.train(metrics_config(cache), workdir, stop_at_step=4, log=lines.append,
+                       detectors=toy_detectors())
+    second = loop.train(metrics_config(cache), workdir, stop_at_step=8, log=lines.append,
+                        detectors=toy_detectors())
+    return dict(workdir=workdir, cache=cache, lines=lines, first=first, second=second)
+
+
+def fids(workdir) -> dict[int, float]:
+    records = [json.loads(x) for x in (workdir / "metric-fid32_full.jsonl").read_text()
+               .splitlines()]
+    return {int(r["snapshot_pkl"].split("/")[1]): r["results"]["fid32_full"] for r in records}
+
+
+def test_every_evaluation_is_logged_three_ways(run):
+    workdir = run["workdir"]
+    by_step = fids(workdir)
+    assert sorted(by_step) == [32, 64, 96, 128]
+    assert all(np.isfinite(v) and v > 0 for v in by_step.values())
+    kid_lines = (workdir / "metric-kid32_full.jsonl").read_text().splitlines()
+    assert len(kid_lines) == 4 and json.loads(kid_lines[0])["metric"] == "kid32_full"
+    # The run's log (tick output) carries the official JSON lines ...
+    logged = [json.loads(x) for x in run["lines"] if x.startswith('{"results"')]
+    assert [r["results"]["fid32_full"] for r in logged if r["metric"] == "fid32_full"] == \
+        [by_step[s] for s in (32, 64, 96, 128)]
+    # ... stats.jsonl the scalars by kimg ...
+    records = [json.loads(x) for x in (workdir / "stats.jsonl").read_text().splitlines()]
+    evaluated = {round(r["kimg"] * 1000): r["Metrics/fid32_full"] for r in records
+                 if "Metrics/fid32_full" in r}
+    assert evaluated == by_step
+    assert all("Metrics/kid32_full" in r for r in records if "Metrics/fid32_full" in r)
+    # ... and TensorBoard event files.
+    assert list(workdir.glob("events.out.tfevents.*"))
+
+
+def test_best_checkpoint_is_kept_across_a_restart(run):
+    workdir, by_step = run["workdir"], fids(run["workdir"])
+    best = min(by_step, key=by_step.get)
+    assert run["first"]["best"] == min((32, 64), key=by_step.get)
+    assert run["second"]["best"] == best
+    kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert kept == sorted({128, best})  # keep_last=1 plus the best
+    a = load_networks(workdir / "checkpoints" / "best")["G_ema"].variables
+    b = load_networks(workdir / "checkpoints" / str(best))["G_ema"].variables
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_best_checkpoint_converts_to_official_state_dicts(run, tmp_path):
+    parser = argparse.ArgumentParser()
+    convert_command.add_arguments(parser)
+    args = parser.parse_args([str(run["workdir"] / "checkpoints" / "best"),
+                              str(tmp_path / "official"), "--to", "official"])
+    assert convert_command.run(args) == 0
+    assert (tmp_path / "official" / "G_ema.npz").is_file()
+
+
+def test_values_match_a_separate_evaluation_of_the_checkpoint(run, tmp_path):
+    """The in-training FID is the FID of that checkpoint's G EMA against every real image."""
+    workdir, by_step = run["workdir"], fids(run["workdir"])
+    reals = np.asarray(bundled_faces(16, 1))  # what the run trains on
+    G = load_networks(workdir / "checkpoints" / "128")["G_ema"]
+    results = compute_metrics(["fid32_full"], G, lambda: [reals[:50], reals[50:]], None,
+                              detectors=toy_detectors(), batch_size=16, seed=0,
+                              progress=False)
+    assert results["fid32_full"].results["fid32_full"] == pytest.approx(by_step[128], rel=1e-6)
+
+
+def test_metrics_command_on_the_workdir_reads_the_runs_data(run, tmp_path, monkeypatch, capsys):
+    """`stylegan-jax metrics --workdir` without --data: the run's own images, same FID."""
+    monkeypatch.setattr(command, "Detectors", lambda weights: toy_detectors())
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--metrics", "fid32_full", "--workdir", str(run["workdir"]),
+                              "--run-dir", str(tmp_path), "--cache-dir", str(run["cache"]),
+                              "--batch", "16", "--no-progress"])
+    assert command.run(args) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["results"]["fid32_full"] == pytest.approx(fids(run["workdir"])[128], rel=1e-6)
+
+
+def test_real_statistics_are_cached_once(run):
+    cached = list(run["cache"].glob("*.npz"))
+    assert len(cached) == 1 and "bundled" in cached[0].name
+
+
+def test_missing_weights_fail_before_training(tmp_path, monkeypatch):
+    for env in ("SGJ_INCEPTION_WEIGHTS", "SGJ_VGG16_WEIGHTS", "SGJ_LPIPS_WEIGHTS"):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("SGJ_METRICS_WEIGHTS", str(tmp_path / "no_weights"))
+    config = metrics_config(tmp_path / "cache")
+    with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05"):
+        loop.train(config, tmp_path / "run", stop_at_step=2, log=lambda _: None)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("names", "fid50k_ful", "unknown metric"),
+    ("best", "kid32_full_mean", "expected one of the results"),
+    ("every_kimg", 0.0, "positive number of kimg"),
+    ("keep_best", 0, "at least 1"),
+])
+def test_bad_metrics_configs_name_the_field(tmp_path, field, value, match):
+    config = metrics_config(tmp_path)
+    config.metrics[field] = value
+    with pytest.raises(config_lib.ConfigError, match=rf"config\.metrics\.{field}=.*{match}"):
+        config_lib.validate(config, num_devices=8)
+
+
+def test_path_length_needs_a_stylegan2_generator():
+    config = config_lib.load_config("progan_quick", ["--config.metrics.names=ppl_wend_64"])
+    with pytest.raises(config_lib.ConfigError, match="metrics.names.*StyleGAN2"):
+        config_lib.validate(config, num_devices=8)
