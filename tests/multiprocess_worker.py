@@ -2,7 +2,8 @@
 
     python tests/multiprocess_worker.py WORKDIR OUT STOP_AT_STEP DEVICES [COORD NPROC PID]
 
-Trains the tiny config with `DEVICES` fake CPU devices in this process, then saves this
+Trains the tiny config with `DEVICES` fake CPU devices in this process (evaluating a toy
+FID after 3 iterations, real statistics cached in WORKDIR/stats_cache), then saves this
 process's own copy of the final state to OUT/state_p<process>.npz.
 """
 
@@ -21,6 +22,8 @@ from stylegan_jax import distributed  # noqa: E402
 if dist:
     distributed.initialize(dist[0], int(dist[1]), int(dist[2]), heartbeat_timeout_s=10)
 
+from toy_detectors import toy_detectors  # noqa: E402
+
 from stylegan_jax.train import config as config_lib  # noqa: E402
 from stylegan_jax.train import loop  # noqa: E402
 
@@ -35,8 +38,11 @@ c.train.g_reg_interval, c.train.d_reg_interval = 1, 1  # every step: one program
 c.log.tick_kimg = c.log.snapshot_kimg = c.log.checkpoint_kimg = 0.016
 c.log.grid_seeds = 4
 c.log.tensorboard = False
+c.metrics.names, c.metrics.every_kimg, c.metrics.batch_size = "fid16_full", 0.024, 8
+c.metrics.cache_dir = os.path.join(workdir, "stats_cache")
 
-summary = loop.train(c, workdir, stop_at_step=int(stop), log=lambda s: print(s, flush=True))
+summary = loop.train(c, workdir, stop_at_step=int(stop), log=lambda s: print(s, flush=True),
+                     detectors=toy_detectors())
 leaves = jax.tree_util.tree_leaves_with_path(summary["state"])
 local = {jax.tree_util.keystr(p): np.asarray(x.addressable_shards[0].data) for p, x in leaves}
 os.makedirs(out, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from stylegan_jax.distributed import free_port
+from stylegan_jax.metrics.feature_stats import FeatureStats
 
 WORKER = Path(__file__).parent / "multiprocess_worker.py"
 
@@ -71,6 +73,22 @@ def test_processes_hold_identical_state_equal_to_one_process(runs):
     assert_close(p0, single)
     assert any(line.startswith("tick ") for line in logs[0].splitlines())
     assert not any(line.startswith("tick ") for line in logs[1].splitlines())  # process 0 logs
+
+
+def test_metrics_gather_every_process(runs):
+    """The toy FID after 3 iterations: each process embeds its share of the real images and
+    the gathered statistics equal one process's; only process 0 reports."""
+    root, logs = runs
+    (two,), (one,) = ((root / run / "stats_cache").glob("*.npz") for run in ("two", "one"))
+    a, b = FeatureStats.load(two), FeatureStats.load(one)
+    assert a.num_items == b.num_items == 100  # every bundled face, once
+    for x, y in zip(a.get_mean_cov(), b.get_mean_cov(), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
+    for run in ("two", "one"):
+        lines = (root / run / "metric-fid16_full.jsonl").read_text().splitlines()
+        assert len(lines) == 1 and json.loads(lines[0])["snapshot_pkl"] == "checkpoints/24"
+        assert np.isfinite(json.loads(lines[0])["results"]["fid16_full"])
+    assert '"metric": "fid16_full"' in logs[0] and '"metric"' not in logs[1]
 
 
 def test_checkpoints_move_between_process_counts(runs):

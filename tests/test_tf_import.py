@@ -34,9 +34,13 @@ def references():
     return {family: load(path) for family, path in REFERENCES.items()}
 
 
+def _split(reference, legacy=False):
+    meta, arrays = reference
+    return meta, subdict(arrays, "G/"), subdict(arrays, "D/"), legacy
+
+
 def write_pickle(references, family, path, legacy=False, protocol=4, **changes):
-    meta, arrays = references[family]
-    G, D, Gs = tp.networks_for(meta, subdict(arrays, "G/"), subdict(arrays, "D/"), legacy)
+    G, D, Gs = tp.networks_for(*_split(references[family], legacy))
     for key, value in changes.items():  # e.g. D_build_func_name="D_main"
         net, field = key.split("_", 1)
         {"G": G, "D": D, "Gs": Gs}[net].state[field] = value
@@ -112,6 +116,15 @@ def test_generate_from_converted_tf_model(references, tmp_path, family):
     # lod 1 is the 16x16 output, nearest-upscaled: constant 2x2 blocks.
     np.testing.assert_array_equal(coarse[:, ::2, ::2], coarse[:, 1::2, 1::2])
     assert not np.array_equal(sharp[:, ::2, ::2], sharp[:, 1::2, 1::2])
+
+    # A snapshot pickled mid-growth (Gs lod 1) keeps its lod: generate renders it so.
+    G, D, Gs = tp.networks_for(*_split(references[family]))
+    Gs.state["variables"] = [("lod", np.float32(1.0)), *Gs.state["variables"][1:]]
+    tp.dump((G, D, Gs), tmp_path / "grown.pkl", 4)
+    assert cli.main(["convert", str(tmp_path / "grown.pkl"), str(tmp_path / "grown")]) == 0
+    grown = load_networks(tmp_path / "grown")
+    assert grown["G_ema"].lod == 1.0 and grown["G"].lod == 0.0
+    np.testing.assert_array_equal(generate_images(grown["G_ema"], [0, 1]), coarse)
 
 
 # --- bad input -------------------------------------------------------------------

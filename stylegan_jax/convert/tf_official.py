@@ -14,7 +14,8 @@ tensors change layout, all because TF computes in NCHW:
 - pickles of the original ProGAN code (`tfutil.Network`) store the fused up-conv
   kernel as [k, k, out, in]; it is transposed to [k, k, in, out].
 
-The `lod` variables are left out: lod is an input of our networks.
+The `lod` variables are left out of the variables (lod is an input of our networks) and
+kept as the Network's `lod`, so a snapshot taken mid-growth renders as it was trained.
 """
 
 from __future__ import annotations
@@ -233,7 +234,9 @@ def networks_from_tf_pickle(path: str | Path) -> dict[str, Network]:
                               f"functions {[net.build_func_name for net in data]}")
     out = {}
     for (theirs, ours), net in zip(PICKLE_NAMES, data, strict=True):
-        variables = variables_from_tf(net.variables(), modules[ours], f"{path}:{theirs}",
+        named = net.variables()
+        variables = variables_from_tf(named, modules[ours], f"{path}:{theirs}",
                                       legacy=net.is_legacy)
-        out[ours] = Network(modules[ours], variables)
+        lods = [float(np.asarray(v)) for k, v in named.items() if k == "lod" or k.endswith("/lod")]
+        out[ours] = Network(modules[ours], variables, lods[0] if lods else 0.0)  # as it was grown
     return out

@@ -36,7 +36,9 @@ class LocalDevices:
         return max(1, math.ceil(batch / self.count)) * self.count
 
     def replicate(self, tree):
-        return jax.device_put(tree, self.replicated)
+        """Copies onto every local device; a replicated global array (a training state
+        spanning several processes) contributes this process's own copy."""
+        return jax.device_put(jax.tree_util.tree_map(_local_copy, tree), self.replicated)
 
     def shard(self, *arrays: np.ndarray) -> tuple[list[jax.Array], int]:
         """Pads each [n, ...] array to a multiple of the device count (repeating its last
@@ -52,6 +54,15 @@ class LocalDevices:
                 a = np.concatenate([a, np.repeat(a[-1:], padded - n, axis=0)])
             out.append(jax.device_put(a, self.batch_sharded))
         return out, n
+
+
+def _local_copy(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        if not x.is_fully_replicated:
+            raise ValueError(f"an array sharded over several processes ({x.sharding}) cannot be "
+                             "used as metric weights; replicate it first")
+        return x.addressable_shards[0].data
+    return x
 
 
 def process_share(total: int, index: int | None = None, count: int | None = None) -> int:
