@@ -92,6 +92,8 @@ def test_run_passes_three_resolutions_with_fades(runs):
     assert 2.0 in lods and 1.0 in lods  # stable at 4x4 and at 8x8 ...
     assert any(1 < x < 2 for x in lods) and any(0 < x < 1 for x in lods)  # ... and two fades
     assert any(line.startswith("tick ") and "D/reg" in line for line in runs["lines"])
+    ticks = [line.split() for line in runs["lines"] if line.startswith("tick ")]
+    assert [float(t[t.index("lod") + 1]) for t in ticks] == lods  # the official tick field
 
 
 def test_grids_show_the_growth(runs):

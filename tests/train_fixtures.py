@@ -15,7 +15,7 @@ def tiny_config(**train):
     c.model.mbstd_group_size = 2
     c.train.batch_size = 16  # 2 per fake device
     c.train.g_reg_interval = 2
-    c.train.d_reg_interval = 3
+    c.train.d_reg_interval = 2  # two lazy-phase programs (both regs, none) to compile
     c.train.total_kimg = 1.0
     c.log.tick_kimg = 0.032
     c.log.snapshot_kimg = 0.032

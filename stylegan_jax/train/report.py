@@ -34,8 +34,11 @@ def tick_line(tick: int, kimg: float, total_kimg: float, tick_s: float, tick_kim
     sec_per_kimg = tick_s / max(tick_kimg, 1e-8)
     img_s = tick_kimg * 1000 / max(tick_s, 1e-8)
     eta = (total_kimg - kimg) * sec_per_kimg
-    parts = [f"tick {tick:<5d}", f"kimg {kimg:<8.1f}", f"time {_fmt_seconds(elapsed_s):<9s}",
-             f"sec/tick {tick_s:<7.1f}", f"sec/kimg {sec_per_kimg:<7.2f}", f"img/s {img_s:<7.1f}"]
+    parts = [f"tick {tick:<5d}", f"kimg {kimg:<8.1f}"]
+    if "lod" in stats:  # progressive growing, as the official ProGAN / StyleGAN tick line
+        parts.append(f"lod {stats['lod']:<5.2f}")
+    parts += [f"time {_fmt_seconds(elapsed_s):<9s}", f"sec/tick {tick_s:<7.1f}",
+              f"sec/kimg {sec_per_kimg:<7.2f}", f"img/s {img_s:<7.1f}"]
     for name in ("G/loss", "D/loss", "G/reg", "D/reg", "pl_mean"):
         if name in stats:
             parts.append(f"{name} {stats[name]:<7.3f}")
