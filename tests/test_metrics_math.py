@@ -258,8 +258,6 @@ def test_official_metric_names():
         registry.parse_metric("fid")
     assert not registry.higher_is_better("fid50k_full")
     assert registry.higher_is_better("pr50k3_full_recall")
-    assert registry.improved("fid50k_full", 3.0, 4.0) and not registry.improved("is50k_mean", 3, 4)
-    assert registry.improved("kid50k_full", 1.0, None)
 
 
 def test_process_shares_add_up():

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import struct
 
 import jax
 import numpy as np
@@ -18,12 +21,14 @@ from toy_detectors import toy_detectors
 from train_fixtures import tiny_config
 
 from stylegan_jax.convert import command as convert_command
+from stylegan_jax.data.real_images import RealImages
 from stylegan_jax.data.sources import bundled_faces
 from stylegan_jax.metrics import command
 from stylegan_jax.metrics.runner import compute_metrics
 from stylegan_jax.model_store import load_networks
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import loop
+from stylegan_jax.train.checkpoint import BestBy
 
 METRICS = "fid32_full,kid32_full"
 
@@ -48,12 +53,37 @@ def run(tmp_path_factory):
     """Two calls (a restart in between): evaluations at 32, 64 | 96, 128 images."""
     workdir = tmp_path_factory.mktemp("metrics_run")
     cache = tmp_path_factory.mktemp("stats_cache")
-    lines = []
-    first = loop.train(metrics_config(cache), workdir, stop_at_step=4, log=lines.append,
-                       detectors=toy_detectors())
-    second = loop.train(metrics_config(cache), workdir, stop_at_step=8, log=lines.append,
-                        detectors=toy_detectors())
-    return dict(workdir=workdir, cache=cache, lines=lines, first=first, second=second)
+    lines, passes = [], []
+    batches = RealImages.batches
+
+    def counted(self, *args, **kwargs):  # passes over the real images
+        passes.append(self.key)
+        return batches(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RealImages, "batches", counted)
+        first = loop.train(metrics_config(cache), workdir, stop_at_step=4, log=lines.append,
+                           detectors=toy_detectors())
+        second = loop.train(metrics_config(cache), workdir, stop_at_step=8, log=lines.append,
+                            detectors=toy_detectors())
+    return dict(workdir=workdir, cache=cache, lines=lines, first=first, second=second,
+                passes=passes)
+
+
+def tensorboard_scalars(workdir) -> dict[str, dict[int, float]]:
+    """Tag -> {step: value} from the event files, read as TFRecords of Event protos."""
+    from tensorboardX.proto import event_pb2
+
+    out: dict[str, dict[int, float]] = {}
+    for path in sorted(workdir.glob("events.out.tfevents.*")):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (length,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event.FromString(data[i + 12:i + 12 + length])
+            i += 12 + length + 4  # length, its crc, the record, its crc
+            for v in event.summary.value:
+                out.setdefault(v.tag, {})[event.step] = v.simple_value
+    return out
 
 
 def fids(workdir) -> dict[int, float]:
@@ -73,14 +103,12 @@ def test_every_evaluation_is_logged_three_ways(run):
     logged = [json.loads(x) for x in run["lines"] if x.startswith('{"results"')]
     assert [r["results"]["fid32_full"] for r in logged if r["metric"] == "fid32_full"] == \
         [by_step[s] for s in (32, 64, 96, 128)]
-    # ... stats.jsonl the scalars by kimg ...
+    # ... and TensorBoard by images shown (float32 there); stats.jsonl keeps one record a tick.
+    scalars = tensorboard_scalars(workdir)
+    assert scalars["Metrics/fid32_full"] == pytest.approx(by_step, rel=1e-6)
+    assert sorted(scalars["Metrics/kid32_full"]) == [32, 64, 96, 128]
     records = [json.loads(x) for x in (workdir / "stats.jsonl").read_text().splitlines()]
-    evaluated = {round(r["kimg"] * 1000): r["Metrics/fid32_full"] for r in records
-                 if "Metrics/fid32_full" in r}
-    assert evaluated == by_step
-    assert all("Metrics/kid32_full" in r for r in records if "Metrics/fid32_full" in r)
-    # ... and TensorBoard event files.
-    assert list(workdir.glob("events.out.tfevents.*"))
+    assert records and all("Loss/G/loss" in r for r in records)
 
 
 def test_best_checkpoint_is_kept_across_a_restart(run):
@@ -122,16 +150,34 @@ def test_metrics_command_on_the_workdir_reads_the_runs_data(run, tmp_path, monke
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     args = parser.parse_args(["--metrics", "fid32_full", "--workdir", str(run["workdir"]),
-                              "--run-dir", str(tmp_path), "--cache-dir", str(run["cache"]),
+                              "--run-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c"),
                               "--batch", "16", "--no-progress"])
     assert command.run(args) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["results"]["fid32_full"] == pytest.approx(fids(run["workdir"])[128], rel=1e-6)
+    assert line["snapshot_pkl"] == os.path.relpath(run["workdir"] / "checkpoints/128", tmp_path)
+    assert len(list((tmp_path / "c").glob("*.npz"))) == 1  # its own pass over the run's data
 
 
-def test_real_statistics_are_cached_once(run):
+def test_real_statistics_are_computed_once(run):
+    assert len(run["passes"]) == 1  # four evaluations over two calls: one pass, then the cache
     cached = list(run["cache"].glob("*.npz"))
-    assert len(cached) == 1 and "bundled" in cached[0].name
+    assert len(cached) == 1 and run["passes"][0] in cached[0].name
+
+
+def test_stop_request_saves_before_evaluating_and_the_resumed_run_evaluates(tmp_path):
+    def log(line):
+        if line.startswith("tick 0 "):  # at 32 images, just before an evaluation is due
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    config = metrics_config(tmp_path / "cache")
+    stopped = loop.train(config, tmp_path / "run", stop_at_step=4, log=log,
+                         detectors=toy_detectors())
+    assert (stopped["reason"], stopped["checkpoint"]) == ("SIGTERM", 32)
+    assert not list((tmp_path / "run").glob("metric-*.jsonl"))
+    loop.train(config, tmp_path / "run", stop_at_step=4, log=lambda _: None,
+               detectors=toy_detectors())
+    assert sorted(fids(tmp_path / "run")) == [48, 64]  # the skipped one, then on schedule
 
 
 def test_missing_weights_fail_before_training(tmp_path, monkeypatch):
@@ -148,6 +194,7 @@ def test_missing_weights_fail_before_training(tmp_path, monkeypatch):
     ("names", "fid50k_ful", "unknown metric"),
     ("best", "kid32_full_mean", "expected one of the results"),
     ("every_kimg", 0.0, "positive number of kimg"),
+    ("every_kimg", 0.0004, "at least 0.001"),
     ("keep_best", 0, "at least 1"),
 ])
 def test_bad_metrics_configs_name_the_field(tmp_path, field, value, match):
@@ -155,6 +202,20 @@ def test_bad_metrics_configs_name_the_field(tmp_path, field, value, match):
     config.metrics[field] = value
     with pytest.raises(config_lib.ConfigError, match=rf"config\.metrics\.{field}=.*{match}"):
         config_lib.validate(config, num_devices=8)
+
+
+def test_best_ranking_follows_the_metric_direction():
+    fid, recall = BestBy("fid50k_full", False), BestBy("pr50k3_full_recall", True)
+    assert fid.score({"fid50k_full": np.float32(3.0)}) > fid.score({"fid50k_full": 4.0})
+    assert recall.score({"pr50k3_full_recall": 0.6}) > recall.score({"pr50k3_full_recall": 0.5})
+    for bad in ({}, {"fid50k_full": float("nan")}, {"fid50k_full": "3"}, None):
+        assert fid.score(bad) == -np.inf  # never kept as the best
+
+
+def test_presets_train_without_metrics_when_names_are_cleared():
+    config = config_lib.load_config("paper256", ["--config.metrics.names="])
+    config_lib.validate(config, num_devices=8)  # the preset's metrics.best ranks nothing
+    assert config_lib.best_by(config) is None and config_lib.metric_specs(config) == []
 
 
 def test_path_length_needs_a_stylegan2_generator():

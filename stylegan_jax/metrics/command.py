@@ -11,11 +11,8 @@ statistics are cached in --cache-dir. Feature-network weights: see --*-weights.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
-
-import ml_collections
 
 from stylegan_jax.metrics import feature_stats, image_source, registry, weight_files
 from stylegan_jax.metrics.detectors import Detectors
@@ -67,10 +64,15 @@ def find_network_dir(workdir: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from stylegan_jax.model_store import load_networks
-    from stylegan_jax.train.export import is_workdir
+    from stylegan_jax.train import export
 
     specs = registry.parse_metrics(args.metrics)
     net_dir = args.network if args.network is not None else find_network_dir(args.workdir)
+    # A training run's checkpoint: evaluate a fixed step, on the run's data by default.
+    found = export.checkpoint_path(net_dir)
+    if found is not None:
+        run_root, step = found[0], export.resolve_step(*found)
+        net_dir = run_root / "checkpoints" / str(step)
     nets = load_networks(net_dir)
     which = args.which or ("G_ema" if "G_ema" in nets else "G")
     if which not in nets:
@@ -78,14 +80,14 @@ def run(args: argparse.Namespace) -> int:
     G = nets[which]
 
     data = None
+    needs_data = any(s.needs_real for s in specs) or G.module.c_dim
     if args.data is not None:
         data = image_source.open_images(args.data)
-    elif args.workdir is not None and is_workdir(args.workdir):
+    elif needs_data and found is not None:
         from stylegan_jax.train.evaluation import training_images
 
-        config = ml_collections.ConfigDict(json.loads((args.workdir / "config.json").read_text()))
-        data = training_images(config)
-    elif any(s.needs_real for s in specs) or G.module.c_dim:
+        data = training_images(export.read_config(run_root))
+    elif needs_data:
         raise ValueError("--data is needed for " + ", ".join(
             s.name for s in specs if s.needs_real) + " (and for a conditional generator's labels)")
     cache_dir = None

@@ -67,13 +67,6 @@ def higher_is_better(result_key: str) -> bool:
     return result_key.endswith(("_precision", "_recall", "_mean"))
 
 
-def improved(result_key: str, value: float, best: float | None) -> bool:
-    """Whether `value` beats `best` (None: nothing yet) for this result key."""
-    if best is None:
-        return True
-    return value > best if higher_is_better(result_key) else value < best
-
-
 _PATTERNS = [
     (re.compile(r"^fid(\d+k?)(_full)?$"), "fid"),
     (re.compile(r"^kid(\d+k?)(_full)?$"), "kid"),

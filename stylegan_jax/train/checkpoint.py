@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ class BestBy:
     def score(self, metrics: dict) -> float:
         """Larger is better; a missing or non-finite result ranks last."""
         value = metrics.get(self.key) if isinstance(metrics, dict) else None
-        if not isinstance(value, int | float) or not math.isfinite(value):
+        if not isinstance(value, numbers.Real) or not math.isfinite(value):
             return -math.inf
         return float(value) if self.higher_is_better else -float(value)
 
@@ -89,10 +90,10 @@ class Checkpoints:
         """The checkpoint with the best metric result so far (None: no evaluated one)."""
         if self.best is None:
             return None
-        scored = [s for s in self.manager.all_steps()
-                  if self.best.score(self.manager.metrics(s) or {}) > -math.inf]
-        return max(scored, key=lambda s: (self.best.score(self.manager.metrics(s)), -s),
-                   default=None)
+        step = self.manager.best_step()  # ranks by best.score as BestN does (ties: newest)
+        if step is None or self.best.score(self.manager.metrics(step) or {}) == -math.inf:
+            return None
+        return step
 
     def save(self, step: int, state, data_position: dict, meta: dict,
              metrics: dict[str, float] | None = None) -> None:

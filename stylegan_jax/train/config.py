@@ -101,8 +101,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if not t.total_kimg > 0:
         fail("train.total_kimg", "expected a positive number")
     for field in ("tick_kimg", "snapshot_kimg", "checkpoint_kimg"):
-        if not lg[field] > 0:
-            fail(f"log.{field}", "expected a positive number of kimg")
+        if not lg[field] * 1000 >= 1:
+            fail(f"log.{field}", "expected a positive number of kimg (at least 0.001)")
     if lg.keep_last < 1:
         fail("log.keep_last", "expected at least 1")
     if lg.keep_every_kimg < 0:
@@ -126,7 +126,7 @@ def best_by(config: ml_collections.ConfigDict) -> BestBy | None:
     from stylegan_jax.metrics import registry
 
     m = config.get("metrics")
-    if m is None or not m.best:
+    if m is None or not m.best or not metric_specs(config):
         return None
     return BestBy(m.best, registry.higher_is_better(m.best), int(m.keep_best))
 
@@ -139,13 +139,13 @@ def _validate_metrics(config, fail) -> None:
         specs = metric_specs(config)
     except ValueError as e:
         fail("metrics.names", str(e))
-    if specs and not m.every_kimg > 0:
-        fail("metrics.every_kimg", "expected a positive number of kimg")
+    if specs and not m.every_kimg * 1000 >= 1:
+        fail("metrics.every_kimg", "expected a positive number of kimg (at least 0.001)")
     if m.batch_size < 1:
         fail("metrics.batch_size", "expected a positive integer")
     if config.family != "stylegan2" and any(s.kind == "ppl" for s in specs):
         fail("metrics.names", "perceptual path length needs a StyleGAN2 generator")
-    if m.best:
+    if m.best and specs:  # without metrics, `best` (e.g. a preset's) has nothing to rank
         keys = [k for s in specs for k in s.result_keys]
         if m.best not in keys:
             fail("metrics.best", f"expected one of the results of metrics.names: {keys}")

@@ -36,8 +36,14 @@ class Evaluator:
         self.specs = config_lib.metric_specs(config)
         self.detectors = detectors or Detectors(
             weights={n: m[f"{n}_weights"] or None for n in weight_files.FILES})
-        for detector in {s.detector for s in self.specs}:
-            self.detectors.check_available(detector)
+        for detector in sorted({s.detector for s in self.specs}):
+            try:
+                self.detectors.check_available(detector)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(
+                    f"config.metrics.names={m.names!r}: {e} While training: "
+                    "--config.metrics.<inception|vgg16|lpips>_weights=PATH, or train without "
+                    "metrics: --config.metrics.names=''") from None
         self.real = training_images(config)
         self.label_fn = self.real.label_fn(c_dim) if c_dim else None
         self.cache_dir = feature_stats.cache_dir(m.cache_dir or None)

@@ -35,26 +35,49 @@ def checkpoint_path(path: str | Path) -> tuple[Path, int | str | None] | None:
     return None
 
 
+def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(json.loads((Path(workdir) / "config.json").read_text()))
+
+
+def _checkpoints(workdir: Path, config: ml_collections.ConfigDict) -> Checkpoints:
+    return Checkpoints(workdir / "checkpoints", keep_last=1_000_000, keep_every=None,
+                       best=best_by(config))
+
+
+def _resolve(ckpts: Checkpoints, workdir: Path, step: int | str | None) -> int:
+    if step == "best":
+        step = ckpts.best_step()
+        if step is None:
+            raise FileNotFoundError(
+                f"{workdir}/checkpoints: no checkpoint evaluated by a best metric yet "
+                "(config.metrics.best)")
+    step = ckpts.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
+    if step not in ckpts.manager.all_steps():
+        raise FileNotFoundError(f"{workdir}/checkpoints/{step} does not exist; there are "
+                                f"{sorted(ckpts.manager.all_steps())}")
+    return step
+
+
+def resolve_step(workdir: str | Path, step: int | str | None = None) -> int:
+    """The checkpoint (images shown) that `step` names: a number, 'best' or None (newest)."""
+    workdir = Path(workdir)
+    ckpts = _checkpoints(workdir, read_config(workdir))
+    try:
+        return _resolve(ckpts, workdir, step)
+    finally:
+        ckpts.close()
+
+
 def networks_from_workdir(workdir: str | Path, step: int | str | None = None) -> dict:
     """{'G', 'G_ema', 'D': Network} restored from a checkpoint of a training workdir
     (`step`: images shown, 'best' by the run's `metrics.best`, or None for the newest)."""
     workdir = Path(workdir)
-    config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
-    ckpts = Checkpoints(workdir / "checkpoints", keep_last=1_000_000, keep_every=None,
-                        best=best_by(config))
+    config = read_config(workdir)
+    ckpts = _checkpoints(workdir, config)
     try:
-        if step == "best":
-            step = ckpts.best_step()
-            if step is None:
-                raise FileNotFoundError(
-                    f"{workdir}/checkpoints: no checkpoint evaluated by a best metric yet "
-                    "(config.metrics.best)")
-        step = ckpts.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
-        if step not in ckpts.manager.all_steps():
-            raise FileNotFoundError(f"{workdir}/checkpoints/{step} does not exist; there are "
-                                    f"{sorted(ckpts.manager.all_steps())}")
+        step = _resolve(ckpts, workdir, step)
         meta = ckpts.read_meta(step)
         trainer = trainer_class(config.family)(config, int(meta.get("c_dim", 0)))
         state, _, _ = ckpts.restore(step, trainer.init_state(config.seed))

@@ -41,7 +41,9 @@ class NonFiniteError(RuntimeError):
 
 
 def _check_workdir_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
-    """Writes config.json on the first run; on resume refuses a changed identity."""
+    """Refuses a workdir made with another identity; else (re)writes config.json, so it
+    holds what this run uses (e.g. metrics switched on at a restart) for the tools that
+    read it (generate, metrics, checkpoints/best)."""
     path = workdir / "config.json"
     current = json.loads(config.to_json_best_effort())
     if path.exists():
@@ -51,7 +53,6 @@ def _check_workdir_config(workdir: Path, config: ml_collections.ConfigDict) -> N
             raise config_lib.ConfigError(
                 f"{workdir} holds a run made with a different {', '.join(diffs)} "
                 f"(see {path}); use a new --workdir")
-        return
     if jax.process_index() == 0:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(current, indent=2) + "\n")
@@ -164,8 +165,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     snapshot_every, ckpt_every = int(lg.snapshot_kimg * 1000), int(lg.checkpoint_kimg * 1000)
     next_snapshot = (nimg // snapshot_every + 1) * snapshot_every
     next_ckpt = (nimg // ckpt_every + 1) * ckpt_every
-    eval_every = int(config.metrics.every_kimg * 1000) if evaluator else 0
-    next_eval = (nimg // eval_every + 1) * eval_every if evaluator else None
+    eval_every = round(config.metrics.every_kimg * 1000) if evaluator else 0
+    next_eval = None
+    if evaluator is not None:
+        next_eval = meta.get("next_eval") or (nimg // eval_every + 1) * eval_every
     start_time = tick_start_time = time.time()
     tick_start_nimg, tick = nimg, int(meta.get("tick", 0))
     last_stats: dict[str, Any] = {}
@@ -182,24 +185,28 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
             f"{config.data.channels} c_dim={c_dim} on {backend.num_devices} device(s) "
             f"({backend.kind}), batch {t.batch_size}, to {t.total_kimg} kimg; workdir {workdir}")
 
-    def save_checkpoint(metrics=None):
+    def finite_host_state():
         host = backend.host_state(state)
         if not _finite(host):
             raise NonFiniteError(
                 f"the training state became non-finite at kimg {nimg / 1000:.1f}; "
                 f"the last good checkpoint ({ckpts.latest_step()}) is kept")
-        ckpts.save(nimg, host, {"stage": stage.index, "position": pipe.position()},
-                   {"tick": tick, "kimg": nimg / 1000, "step": step, "c_dim": c_dim},
-                   metrics)
+        return host
+
+    def save_checkpoint(metrics=None):
+        ckpts.save(nimg, finite_host_state(), {"stage": stage.index, "position": pipe.position()},
+                   {"tick": tick, "kimg": nimg / 1000, "step": step, "c_dim": c_dim,
+                    "next_eval": next_eval}, metrics)
 
     def evaluate() -> dict[str, float]:
-        """Metrics of G EMA now: logged, in TensorBoard/stats.jsonl and metric-*.jsonl."""
-        results = evaluator(trainer.export(backend.host_state(state))["G_ema"])
+        """Metrics of G EMA now: logged, to TensorBoard, and to metric-*.jsonl."""
+        results = evaluator(trainer.export(finite_host_state())["G_ema"])
         for result in results.values():
             report_metric(result, workdir, f"checkpoints/{nimg}", log=log)
         values = scalars(results)
         if main_process:
-            writer.scalars(nimg / 1000, {f"Metrics/{k}": v for k, v in values.items()})
+            writer.scalars(nimg / 1000, {f"Metrics/{k}": v for k, v in values.items()},
+                           jsonl=False)  # stats.jsonl: one record per tick
         return values
 
     try:
@@ -254,7 +261,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
                     writer.image("fakes", nimg / 1000, grid)
                     next_snapshot = (nimg // snapshot_every + 1) * snapshot_every
                 metrics = None
-                if evaluator is not None and (nimg >= next_eval or nimg >= total_nimg):
+                # A stop request saves first; the resumed run evaluates (next_eval is saved).
+                if (evaluator is not None and not stop.signal
+                        and (nimg >= next_eval or nimg >= total_nimg)):
                     metrics = evaluate()
                     next_eval = (nimg // eval_every + 1) * eval_every
                 if nimg >= next_ckpt or metrics is not None:
@@ -262,6 +271,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
                     next_ckpt = (nimg // ckpt_every + 1) * ckpt_every
                 # Ticks time training only (as the official loop excludes maintenance).
                 tick_start_time += time.time() - maintenance_start
+            if (reason == "done" and evaluator is not None and next_eval <= nimg
+                    and not stop.signal):
+                evaluate()  # resumed at the end after a stop request skipped the last one
             if ckpts.latest_step() != nimg:
                 save_checkpoint()
             ckpts.wait()

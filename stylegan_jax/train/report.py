@@ -63,10 +63,11 @@ class StatsWriter:
             if SummaryWriter is not None:
                 self.tb = SummaryWriter(str(workdir))
 
-    def scalars(self, kimg: float, values: dict[str, float]) -> None:
-        record = {"kimg": round(kimg, 3), "timestamp": time.time(), **values}
-        self.jsonl.write(json.dumps(record) + "\n")
-        self.jsonl.flush()
+    def scalars(self, kimg: float, values: dict[str, float], jsonl: bool = True) -> None:
+        if jsonl:
+            record = {"kimg": round(kimg, 3), "timestamp": time.time(), **values}
+            self.jsonl.write(json.dumps(record) + "\n")
+            self.jsonl.flush()
         if self.tb is not None:
             step = int(kimg * 1000)
             for name, value in values.items():
