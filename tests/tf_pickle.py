@@ -14,24 +14,11 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+from official_pickle import Call, Global
 
 DNNLIB = "dnnlib.tflib.network"
 TFUTIL = "tfutil"
 SOURCE = "import tensorflow as tf\n\ndef {func}(*args, **kwargs):\n    raise NotImplementedError\n"
-
-
-class Global:
-    """Pickled as the global `module.name`."""
-
-    def __init__(self, module: str, name: str):
-        self.module, self.name = module, name
-
-
-class Call:
-    """Pickled as `func(*args)` (func a Global)."""
-
-    def __init__(self, func: Global, *args):
-        self.func, self.args = func, args
 
 
 class NetworkObject:

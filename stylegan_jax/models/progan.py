@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from stylegan_jax.models.stylegan2 import check_resolution
@@ -52,6 +53,48 @@ def branch(mdl: nn.Module, pred, true_fn: Callable, false_fn: Callable, *operand
         false_fn(mdl, *operands)
         return out
     return nn.cond(pred, true_fn, false_fn, mdl, *operands)
+
+
+@jax.tree_util.register_pytree_node_class
+class StageLod:
+    """A traced lod known to lie in [level, level + 1), as within one training stage.
+
+    The networks take it wherever they take lod: its comparisons with a level are Python
+    bools, so every structural conditional folds away at compile time (XLA:CPU runs the
+    convolutions inside a conditional, and their gradients, ~40x slower), while the fade
+    `lod - level` stays traced. A pytree (value is the leaf), as lod passes through
+    `branch`'s operands.
+    """
+
+    def __init__(self, value: jax.Array, level: int):
+        self.value, self.level = value, level
+
+    def tree_flatten(self):
+        return (self.value,), self.level
+
+    @classmethod
+    def tree_unflatten(cls, level, children):
+        return cls(children[0], level)
+
+    def __lt__(self, k: int) -> bool:  # go to a finer level than k?
+        return k > self.level
+
+    def __gt__(self, k: int) -> bool:  # fade with the level below k? (exact when lod == k)
+        return k <= self.level
+
+    def __sub__(self, k: int) -> jax.Array:
+        return self.value - k
+
+
+def as_lod(lod):
+    """A network's lod argument: a StageLod as it is, anything else as a float32 array."""
+    return lod if isinstance(lod, StageLod) else jnp.asarray(lod, jnp.float32)
+
+
+def floor_lod(lod):
+    """floor(lod) for lod >= 0: static for a StageLod, traced int32 otherwise."""
+    return lod.level if isinstance(lod, StageLod) else jnp.asarray(lod, jnp.float32).astype(
+        jnp.int32)
 
 
 def grow_images(mdl, x, lod, res: int, level: int, block: Callable, torgb: Callable):
@@ -227,7 +270,7 @@ class Generator(OfficialShape, nn.Module):
         check_shape(latents, (None, self.z_dim), "latents")
         check_shape(labels, (latents.shape[0], self.label_size), "labels")
         x = jnp.concatenate([latents, labels], axis=1).astype(jnp.float32)
-        lod = jnp.asarray(lod, jnp.float32)
+        lod = as_lod(lod)
         return grow_images(self, x, lod, 2, self.max_lod, _g_block, _g_torgb)
 
 
@@ -305,7 +348,7 @@ class Discriminator(OfficialShape, nn.Module):
         r, c = self.resolution, self.num_channels
         check_shape(images, (None, r, r, c), "images")
         check_shape(labels, (images.shape[0], self.label_size), "labels")
-        lod = jnp.asarray(lod, jnp.float32)
+        lod = as_lod(lod)
         return grow_scores(self, images.astype(jnp.float32), lod, 2, self.max_lod,
                            _d_fromrgb, _d_block)
 

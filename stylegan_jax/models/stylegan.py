@@ -18,7 +18,9 @@ import jax.numpy as jnp
 from stylegan_jax.models.progan import (
     SQRT2,
     OfficialShape,
+    as_lod,
     check_shape,
+    floor_lod,
     grow_images,
     grow_scores,
     num_features,
@@ -236,7 +238,7 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         check_shape(dlatents, (None, self.num_layers, self.dlatent_size), "dlatents")
         dlatents = dlatents.astype(jnp.float32)
-        lod = jnp.asarray(lod, jnp.float32)
+        lod = as_lod(lod)
         max_lod = check_resolution(self.resolution, "resolution") - 2
 
         def block(m, res, x):
@@ -366,7 +368,7 @@ class Generator(OfficialShape, nn.Module):
         prob = style_mixing_prob
         k_z, k_p, k_c = jax.random.split(self.make_rng("noise"), 3)
         other = self.mapping(jax.random.normal(k_z, latents.shape), labels)
-        cur_layers = self.num_layers - jnp.asarray(lod, jnp.float32).astype(jnp.int32) * 2
+        cur_layers = self.num_layers - floor_lod(lod) * 2
         cutoff = jnp.where(jax.random.uniform(k_p) < prob,
                            jax.random.randint(k_c, (), 1, cur_layers), cur_layers)
         layer = jnp.arange(self.num_layers)[None, :, None]
@@ -448,7 +450,7 @@ class Discriminator(OfficialShape, nn.Module):
         r, c = self.resolution, self.num_channels
         check_shape(images, (None, r, r, c), "images")
         check_shape(labels, (images.shape[0], self.label_size), "labels")
-        lod = jnp.asarray(lod, jnp.float32)
+        lod = as_lod(lod)
         scores = grow_scores(self, images.astype(jnp.float32), lod, 2, self.max_lod,
                              _d_fromrgb, _d_block)
         if self.label_size:
