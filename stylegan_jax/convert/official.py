@@ -1,4 +1,7 @@
-"""NVIDIA's StyleGAN2-ADA state dicts <-> this project's Flax variables.
+"""NVIDIA's PyTorch StyleGAN2 state dicts <-> this project's Flax variables.
+
+Networks of stylegan2-ada-pytorch and of the stylegan3 code base's StyleGAN2 (their
+constructor kwargs: official_kwargs.py).
 
 Official names (`synthesis.b8.conv0.affine.weight`) map one to one onto our variable
 paths (`params/synthesis/b8/conv0/affine/weight`); only layouts change: OIHW -> HWIO
@@ -21,109 +24,21 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from stylegan_jax.atomic import new_directory
+from stylegan_jax.convert.official_kwargs import (  # noqa: F401 (re-exported)
+    ADA,
+    STYLEGAN3,
+    ConversionError,
+    discriminator_kwargs,
+    generator_kwargs,
+    has_top_level_synthesis,
+    official_init_kwargs,
+)
 from stylegan_jax.convert.pickle_reader import load_official_pickle
 from stylegan_jax.model_store import Network
 from stylegan_jax.models import stylegan2
 from stylegan_jax.nn import ops
 
 BUFFER_NAMES = ("w_avg", "noise_const")
-
-
-class ConversionError(ValueError):
-    """A state dict or pickle that does not describe the expected official network."""
-
-
-# ---------------------------------------------------------------------------------
-# Official constructor arguments -> our module kwargs
-
-
-def generator_kwargs(init_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Our `Generator` kwargs from the official `Generator(...)` constructor kwargs."""
-    kw = dict(init_kwargs)
-    mapping = dict(kw.pop("mapping_kwargs", {}) or {})
-    synthesis = dict(kw.pop("synthesis_kwargs", {}) or {})
-    out = {k: int(kw.pop(k)) for k in ("z_dim", "c_dim", "w_dim", "img_resolution",
-                                         "img_channels") if k in kw}
-    missing = {"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"} - set(out)
-    if missing:
-        raise ConversionError(f"Generator kwargs lack {sorted(missing)}")
-    out["mapping_layers"] = int(mapping.pop("num_layers", 8))
-    out["mapping_lr_multiplier"] = float(mapping.pop("lr_multiplier", 0.01))
-    out["w_avg_beta"] = mapping.pop("w_avg_beta", 0.995)
-    _reject_unsupported("mapping_kwargs", mapping, {"activation": "lrelu"},
-                        {"embed_features": None, "layer_features": None})
-    out["channel_base"] = int(synthesis.pop("channel_base", 32768))
-    out["channel_max"] = int(synthesis.pop("channel_max", 512))
-    out["architecture"] = synthesis.pop("architecture", "skip")
-    clamp = synthesis.pop("conv_clamp", None)
-    out["conv_clamp"] = None if clamp is None else float(clamp)
-    synthesis.pop("num_fp16_res", None)  # imported networks compute in float32
-    synthesis.pop("fp16_channels_last", None)
-    _reject_unsupported("synthesis_kwargs", synthesis, {"resample_filter": [1, 3, 3, 1],
-                        "use_noise": True, "activation": "lrelu", "kernel_size": 3}, {})
-    kw.pop("epochs", None)
-    if kw:
-        raise ConversionError(f"unexpected Generator kwargs {sorted(kw)}")
-    stylegan2.check_architecture(out["architecture"], "synthesis_kwargs.architecture")
-    stylegan2.check_resolution(out["img_resolution"])
-    return out
-
-
-def discriminator_kwargs(init_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Our `Discriminator` kwargs from the official `Discriminator(...)` kwargs."""
-    kw = dict(init_kwargs)
-    epilogue = dict(kw.pop("epilogue_kwargs", {}) or {})
-    mapping = dict(kw.pop("mapping_kwargs", {}) or {})
-    block = dict(kw.pop("block_kwargs", {}) or {})
-    out = {}
-    for k in ("c_dim", "img_resolution", "img_channels"):
-        if k not in kw:
-            raise ConversionError(f"Discriminator kwargs lack {k!r}")
-        out[k] = int(kw.pop(k))
-    out["architecture"] = kw.pop("architecture", "resnet")
-    out["channel_base"] = int(kw.pop("channel_base", 32768))
-    out["channel_max"] = int(kw.pop("channel_max", 512))
-    clamp = kw.pop("conv_clamp", None)
-    out["conv_clamp"] = None if clamp is None else float(clamp)
-    cmap = kw.pop("cmap_dim", None)
-    out["cmap_dim"] = None if cmap is None else int(cmap)
-    kw.pop("num_fp16_res", None)
-    group = epilogue.pop("mbstd_group_size", 4)
-    out["mbstd_group_size"] = None if group is None else int(group)
-    out["mbstd_num_channels"] = int(epilogue.pop("mbstd_num_channels", 1))
-    out["mapping_layers"] = int(mapping.pop("num_layers", 8))
-    _reject_unsupported("epilogue_kwargs", epilogue, {"activation": "lrelu"}, {})
-    _reject_unsupported("mapping_kwargs", mapping, {"activation": "lrelu",
-                        "lr_multiplier": 0.01}, {"embed_features": None,
-                        "layer_features": None})
-    block.pop("fp16_channels_last", None)
-    block.pop("freeze_layers", None)  # a training option, not part of the network
-    _reject_unsupported("block_kwargs", block, {"activation": "lrelu",
-                        "resample_filter": [1, 3, 3, 1]}, {})
-    kw.pop("epochs", None)
-    if kw:
-        raise ConversionError(f"unexpected Discriminator kwargs {sorted(kw)}")
-    stylegan2.check_architecture(out["architecture"], "architecture")
-    stylegan2.check_resolution(out["img_resolution"])
-    return out
-
-
-def _reject_unsupported(field: str, rest: dict, defaults: dict, nones: dict) -> None:
-    for key, value in list(rest.items()):
-        expected = defaults.get(key, nones.get(key, object()))
-        if key in defaults or key in nones:
-            if _same(value, expected):
-                continue
-            raise ConversionError(
-                f"{field}.{key}={value!r} is not supported (only {expected!r})"
-            )
-        raise ConversionError(f"unexpected {field}.{key}={value!r}")
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return list(a) == list(b)
-    return a == b
 
 
 # ---------------------------------------------------------------------------------
@@ -211,21 +126,22 @@ def state_dict_to_variables(
         if tuple(ours.shape) != expected[key]:
             problems.append(
                 f"{what}: {name} has shape {tuple(value.shape)}, which does not fit "
-                f"the expected {_official_shape(module, name, expected[key])}"
+                f"the expected {official_shape(module, name, expected[key])}"
             )
             continue
         flat[key] = ours
     for key in sorted(set(expected) - set(flat)):
         name = ".".join(key[1:])
         if not any(name in p for p in problems):
-            shape = _official_shape(module, name, expected[key])
+            shape = official_shape(module, name, expected[key])
             problems.append(f"{what}: missing tensor {name} {shape}")
     if problems:
         raise ConversionError("state dict does not match the network:\n  " + "\n  ".join(problems))
     return unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})
 
 
-def _official_shape(module: nn.Module, name: str, ours: tuple) -> tuple:
+def official_shape(module: nn.Module, name: str, ours: tuple) -> tuple:
+    """The official (PyTorch-layout) shape of our variable `name` of shape `ours`."""
     return tuple(_to_official(module, name, np.zeros(ours, np.float32)).shape)
 
 
@@ -257,47 +173,34 @@ def _filter_owners(state: Mapping[str, np.ndarray], module: nn.Module) -> set[st
     return owners
 
 
-def official_init_kwargs(module: nn.Module) -> dict[str, Any]:
-    """The official constructor kwargs that rebuild `module` (inverse of *_kwargs above)."""
-    if isinstance(module, stylegan2.Generator):
-        return dict(
-            z_dim=module.z_dim, c_dim=module.c_dim, w_dim=module.w_dim,
-            img_resolution=module.img_resolution, img_channels=module.img_channels,
-            mapping_kwargs=dict(
-                num_layers=module.mapping_layers, lr_multiplier=module.mapping_lr_multiplier,
-                w_avg_beta=module.w_avg_beta,
-            ),
-            synthesis_kwargs=dict(
-                channel_base=module.channel_base, channel_max=module.channel_max,
-                num_fp16_res=0, conv_clamp=module.conv_clamp, architecture=module.architecture,
-            ),
-        )
-    if isinstance(module, stylegan2.Discriminator):
-        return dict(
-            c_dim=module.c_dim, img_resolution=module.img_resolution,
-            img_channels=module.img_channels, architecture=module.architecture,
-            channel_base=module.channel_base, channel_max=module.channel_max, num_fp16_res=0,
-            conv_clamp=module.conv_clamp, cmap_dim=module.cmap_dim,
-            mapping_kwargs=dict(num_layers=module.mapping_layers),
-            epilogue_kwargs=dict(
-                mbstd_group_size=module.mbstd_group_size,
-                mbstd_num_channels=module.mbstd_num_channels,
-            ),
-        )
-    raise TypeError(f"no official counterpart for {type(module).__name__}")
-
-
 _PICKLE_CLASSES = {"G": "Generator", "G_ema": "Generator", "D": "Discriminator"}
 
 
+def code_base_of(records: Mapping[str, Any]) -> str:
+    """Which official code base pickled these networks (their defaults differ).
+
+    The stylegan3 code base's StyleGAN2 source (embedded in each record) has
+    `fused_modconv_default`, and its Generator takes the synthesis kwargs at the top level.
+    """
+    for record in records.values():
+        if "fused_modconv_default" in getattr(record, "module_src", ""):
+            return STYLEGAN3
+        if record.class_name == "Generator" and has_top_level_synthesis(record.init_kwargs):
+            return STYLEGAN3
+    return ADA
+
+
 def networks_from_pickle(path) -> dict[str, Network]:
-    """Official network pickle -> {'G', 'G_ema', 'D': model_store.Network} (those present)."""
+    """Official network pickle -> {'G', 'G_ema', 'D': model_store.Network} (those present).
+
+    Reads the pickles of stylegan2-ada-pytorch and the stylegan3 code base's StyleGAN2.
+    """
     data = load_official_pickle(path)
+    records = {name: data[name] for name in _PICKLE_CLASSES if data.get(name) is not None}
+    code_base = code_base_of(records)
     out = {}
-    for name, class_name in _PICKLE_CLASSES.items():
-        record = data.get(name)
-        if record is None:
-            continue
+    for name, record in records.items():
+        class_name = _PICKLE_CLASSES[name]
         if record.class_name != class_name:
             raise ConversionError(
                 f"{path}: '{name}' is a {record.class_name}, expected the StyleGAN2 {class_name}"
@@ -306,12 +209,15 @@ def networks_from_pickle(path) -> dict[str, Network]:
             raise ConversionError(f"{path}: '{name}' was built with positional arguments")
         try:
             if class_name == "Generator":
-                module = stylegan2.Generator(**generator_kwargs(record.init_kwargs))
+                kwargs = generator_kwargs(record.init_kwargs, code_base)
+                module = stylegan2.Generator(**kwargs)
             else:
-                module = stylegan2.Discriminator(**discriminator_kwargs(record.init_kwargs))
+                kwargs = discriminator_kwargs(record.init_kwargs, code_base)
+                module = stylegan2.Discriminator(**kwargs)
         except ValueError as e:
             raise ConversionError(
-                f"{path}: '{name}' is not a supported StyleGAN2 network: {e}"
+                f"{path}: '{name}' is not a supported StyleGAN2 network ({code_base} "
+                f"code base): {e}"
             ) from None
         variables = state_dict_to_variables(record.state_dict(), module, f"{path}:{name}")
         out[name] = Network(module, variables)
@@ -341,14 +247,18 @@ def networks_from_state_dicts(src) -> dict[str, Network]:
     if not kwargs_path.is_file():
         raise ConversionError(f"{src} holds no init_kwargs.json")
     out = {}
-    for name, init in json.loads(kwargs_path.read_text()).items():
+    inits = json.loads(kwargs_path.read_text())
+    top = any(has_top_level_synthesis(init) for name, init in inits.items()
+              if _PICKLE_CLASSES.get(name) == "Generator")
+    code_base = STYLEGAN3 if top else ADA
+    for name, init in inits.items():
         class_name = _PICKLE_CLASSES.get(name)
         if class_name is None:
             raise ConversionError(f"{kwargs_path}: unknown network name {name!r}")
         if class_name == "Generator":
-            module = stylegan2.Generator(**generator_kwargs(init))
+            module = stylegan2.Generator(**generator_kwargs(init, code_base))
         else:
-            module = stylegan2.Discriminator(**discriminator_kwargs(init))
+            module = stylegan2.Discriminator(**discriminator_kwargs(init, code_base))
         with np.load(src / f"{name}.npz") as data:
             state = {k: data[k] for k in data.files}
         out[name] = Network(module, state_dict_to_variables(state, module, f"{src}/{name}.npz"))

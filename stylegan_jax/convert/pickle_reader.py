@@ -8,7 +8,7 @@ names to inert stand-ins: networks become `PersistentObject` records (class name
 constructor kwargs, parameters, buffers, children) and tensors become NumPy arrays.
 Anything else in the file is refused with the offending `module.name`.
 
-The TensorFlow pickles (ProGAN, StyleGAN v1) go through the same unpickler with their
+The TensorFlow pickles (ProGAN, StyleGAN v1, StyleGAN2) go through the same unpickler with their
 own allow-list (`load_tf_pickle`, below).
 """
 
@@ -55,6 +55,7 @@ class PersistentObject:
 
     class_name: str
     state: dict[str, Any]
+    module_src: str = ""  # the class's embedded source, kept as text (never run)
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
@@ -103,7 +104,9 @@ def _reconstruct_persistent_obj(meta: dict) -> PersistentObject:
     if not isinstance(meta, dict) or meta.get("type") != "class":
         raise UnsafePickleError("persistent object record is not an official class record")
     state = meta.get("state") or {}
-    return PersistentObject(class_name=str(meta.get("class_name")), state=dict(state))
+    src = meta.get("module_src")
+    return PersistentObject(class_name=str(meta.get("class_name")), state=dict(state),
+                            module_src=src if isinstance(src, str) else "")
 
 
 def _rebuild_tensor(storage, offset, size, stride, *_unused) -> np.ndarray:
@@ -243,14 +246,17 @@ def load_official_pickle(path: str | Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------
-# NVIDIA's TensorFlow pickles (ProGAN, StyleGAN v1): a (G, D, Gs) tuple of
-# `dnnlib.tflib.network.Network` objects (or `tfutil.Network` from the original ProGAN
-# code), each pickled as its `__getstate__` dict: version, name, static_kwargs,
-# components (sub-networks, version 3), build_module_src, build_func_name and
+# NVIDIA's TensorFlow pickles (ProGAN, StyleGAN v1, StyleGAN2, StyleGAN2-ADA): a (G, D, Gs)
+# tuple of `dnnlib.tflib.network.Network` objects (or `tfutil.Network` from the original
+# ProGAN code), each pickled as its `__getstate__` dict: version, name, static_kwargs,
+# components (sub-networks, version >= 3), build_module_src, build_func_name and
 # variables [(name, array)]. Loading it normally executes build_module_src; here the
 # state is kept as data and the source is never run.
 
 TF_NETWORK_CLASSES = (("dnnlib.tflib.network", "Network"), ("tfutil", "Network"))
+# 2: ProGAN's tfutil; 3: StyleGAN; 4: StyleGAN2; 5: StyleGAN2-ADA (adds input/output
+# names and shapes, which are not needed here).
+TF_STATE_VERSIONS = (2, 3, 4, 5)
 
 
 class TFNetwork:
@@ -297,8 +303,9 @@ class TFNetwork:
         st = getattr(self, "state", None)
         if st is None:
             raise ValueError(f"{where}: {self.class_name} without a pickled state")
-        if st.get("version") not in (2, 3):
-            raise ValueError(f"{where}: state version {st.get('version')!r}, expected 2 or 3")
+        if st.get("version") not in TF_STATE_VERSIONS:
+            raise ValueError(f"{where}: state version {st.get('version')!r}, expected one of "
+                             f"{TF_STATE_VERSIONS}")
         for key, kind in (("name", str), ("build_func_name", str), ("static_kwargs", dict),
                           ("variables", list)):
             if not isinstance(st.get(key), kind):
