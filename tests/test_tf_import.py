@@ -152,7 +152,7 @@ def test_build_source_is_never_executed(references, tmp_path):
 
 @pytest.mark.parametrize("changes,message", [
     ({"D_build_func_name": "D_stylegan2"}, r"build function 'D_stylegan2' is not supported"),
-    ({"D_version": 7}, r"D: state version 7, expected 2 or 3"),
+    ({"D_version": 7}, r"D: state version 7, expected one of \(2, 3, 4, 5\)"),
     ({"G_variables": {"4x4/Dense/weight": 1}}, r"G: state field 'variables' is dict"),
     ({"Gs_static_kwargs": {"resolution": 32, "num_channels": 3, "use_wscale": False}},
      r"Gs: G_paper kwarg use_wscale=False is not supported"),

@@ -29,10 +29,15 @@ class NetworkObject:
 
 
 def network(name: str, func: str, static_kwargs: dict, variables: dict, components=None,
-            module: str = DNNLIB, source: str | None = None) -> NetworkObject:
-    """A Network as the official `__getstate__` returns it (with its `lod` variable)."""
-    items = [("lod", np.float32(0.0))] + [(k, np.asarray(v)) for k, v in variables.items()]
-    state = {"version": 3 if module == DNNLIB else 2, "name": name,
+            module: str = DNNLIB, source: str | None = None, version: int | None = None,
+            lod: bool = True) -> NetworkObject:
+    """A Network as the official `__getstate__` returns it (with a `lod` variable if `lod`).
+
+    `version`: 3 (StyleGAN, default for dnnlib), 4 (StyleGAN2), 5 (StyleGAN2-ADA).
+    """
+    items = [("lod", np.float32(0.0))] if lod else []
+    items += [(k, np.asarray(v)) for k, v in variables.items()]
+    state = {"version": version or (3 if module == DNNLIB else 2), "name": name,
              "static_kwargs": dict(static_kwargs)}
     if module == DNNLIB:
         state["components"] = dict(components or {})

@@ -1,8 +1,9 @@
 """`stylegan-jax convert`: official pickles / state dicts <-> this project's network directories.
 
-Reads NVIDIA's PyTorch pickles (StyleGAN2-ADA / StyleGAN3 format) and TensorFlow
-pickles (ProGAN `karras2018iclr-*.pkl`, StyleGAN `karras2019stylegan-*.pkl`); the
-format is told by the first class the file names, read without building anything.
+Reads NVIDIA's PyTorch pickles (StyleGAN2 networks of stylegan2-ada-pytorch and of the
+stylegan3 code base) and TensorFlow pickles (ProGAN `karras2018iclr-*.pkl`, StyleGAN
+`karras2019stylegan-*.pkl`, StyleGAN2 `stylegan2-*-config-{a,e,f}.pkl`, StyleGAN2-ADA TF);
+the format is told by the first class the file names, read without building anything.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """NVIDIA's TensorFlow ProGAN / StyleGAN (v1) networks <-> this project's Flax variables.
 
+(TF StyleGAN2 pickles are read by tf_stylegan2.py, which this module hands them to.)
+
 Official TF variable names (`G_synthesis/8x8/Conv0_up/weight`, `4x4/Dense0/bias`,
 `dlatent_avg`) are our variable paths (`params/G_synthesis/8x8/Conv0_up/weight`,
 `buffers/dlatent_avg`); TF already stores HWIO / [in, out] weights, so only a few
@@ -31,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from stylegan_jax.convert import tf_stylegan2
 from stylegan_jax.convert.pickle_reader import TFNetwork, load_tf_pickle
 from stylegan_jax.model_store import Network
 from stylegan_jax.models import progan, stylegan
@@ -178,7 +181,8 @@ def module_kwargs_from_tf(build_func_name: str, static_kwargs: Mapping[str, Any]
     if build_func_name not in BUILD_FUNCS:
         raise ConversionError(
             f"{where}: build function {build_func_name!r} is not supported; expected one of "
-            f"{sorted(BUILD_FUNCS)} (ProGAN and StyleGAN v1 networks)")
+            f"{sorted(BUILD_FUNCS)} (ProGAN and StyleGAN v1 networks; StyleGAN2's G_main "
+            "imports with D_stylegan2 or D_main)")
     cls, defaults = BUILD_FUNCS[build_func_name]
     fields = set(cls.__dataclass_fields__) - {"parent", "name", "axis_name"}
     out = dict(defaults)
@@ -221,10 +225,14 @@ PICKLE_NAMES = (("G", "G"), ("D", "D"), ("Gs", "G_ema"))
 def networks_from_tf_pickle(path: str | Path) -> dict[str, Network]:
     """Official TF pickle (G, D, Gs) -> {'G', 'D', 'G_ema': model_store.Network}.
 
+    ProGAN and StyleGAN v1 here; StyleGAN2 (`G_main`) in tf_stylegan2.py.
+
     The pickled build source is never executed: the network is rebuilt from its build
     function's name and static kwargs, and its variables are read as data.
     """
     data = load_tf_pickle(path)
+    if tf_stylegan2.is_stylegan2(data[0].build_func_name):
+        return tf_stylegan2.networks_from_tf_stylegan2(data, path)
     modules = {ours: module_from_tf(net, f"{path}:{theirs}")
                for (theirs, ours), net in zip(PICKLE_NAMES, data, strict=True)}
     G, D, G_ema = (type(modules[k]) for k in ("G", "D", "G_ema"))
