@@ -21,7 +21,7 @@ from official_fixtures import DATA, assert_close, load, nchw_to_nhwc, subdict
 from stylegan_jax import cli
 from stylegan_jax.convert import official, tf_official, tf_stylegan2
 from stylegan_jax.model_store import load_networks
-from stylegan_jax.models import stylegan2
+from stylegan_jax.models import stylegan, stylegan2
 from stylegan_jax.nn import ops
 
 UNCOND = DATA / "official" / "stylegan2_ada_32_skip_resnet.npz"
@@ -243,3 +243,17 @@ def test_missing_unexpected_and_misshaped_variables_are_named(references, tmp_pa
     with pytest.raises(tf_stylegan2.ConversionError,
                        match=r"D: unexpected variable 16x16/Conv0/weight_sn \(1, 64\)"):
         tf_official.networks_from_tf_pickle(path)
+
+
+def test_config_a_of_the_stylegan2_code_imports_as_stylegan_v1(tmp_path):
+    """NVlabs/stylegan2's config A is StyleGAN v1's G_style / D_basic (the same source),
+    pickled with state version 4."""
+    meta, arrays = load(DATA / "official_tf" / "stylegan_32_fused.npz")
+    nets = tp.networks_for(meta, subdict(arrays, "G/"), subdict(arrays, "D/"))
+    for net in (*nets, *nets[0].state["components"].values(),
+                *nets[2].state["components"].values()):
+        net.state["version"] = 4
+    tp.dump(nets, tmp_path / "config-a.pkl")
+    out = tf_official.networks_from_tf_pickle(tmp_path / "config-a.pkl")
+    assert type(out["G_ema"].module) is stylegan.Generator
+    assert type(out["D"].module) is stylegan.Discriminator
