@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylegan_jax.nn.conv import conv2d
 from stylegan_jax.nn.fir import upfirdn2d  # noqa: F401 - part of this module's API
 
 # Activation name -> (function, default gain), as in the official bias_act.
@@ -107,18 +108,15 @@ def conv2d_resample(
     is one input-dilated (transposed) conv followed by the FIR filter, a downsampling
     conv is the FIR filter followed by a strided conv; a 1x1 conv resamples on the
     cheaper side. As in the official code, upsampling convs apply the kernel as a
-    true convolution (flipped), all others as a correlation.
+    true convolution (flipped), all others as a correlation. The convs are
+    `conv.conv2d`: their gradients keep cuDNN-friendly shapes at every order.
     """
     if up > 1 and down > 1:
         raise ValueError("conv2d_resample: up and down together are not supported")
     kh, kw = w.shape[0], w.shape[1]
-    dn = ("NHWC", "HWIO", "NHWC")
 
     def conv(x, w, strides=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1)):
-        return jax.lax.conv_general_dilated(
-            x, w, strides, pads, lhs_dilation=dilation, dimension_numbers=dn,
-            feature_group_count=groups,
-        )
+        return conv2d(x, w, strides, pads, lhs_dilation=dilation, groups=groups)
 
     if up == 1 and down == 1:
         p = ((padding, padding), (padding, padding))
@@ -279,8 +277,7 @@ def _summed_kernel(w: jax.Array) -> jax.Array:
 
 def _conv_same(x: jax.Array, w: jax.Array) -> jax.Array:
     p = w.shape[0] // 2
-    return jax.lax.conv_general_dilated(
-        x, w, (1, 1), ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return conv2d(x, w, padding=((p, p), (p, p)))
 
 
 def upscale2d_conv2d(x: jax.Array, w: jax.Array, fused: bool) -> jax.Array:
@@ -297,9 +294,7 @@ def upscale2d_conv2d(x: jax.Array, w: jax.Array, fused: bool) -> jax.Array:
     big = w.shape[0]
     before = (big - 2) // 2  # padding of the stride-2 'SAME' conv this op transposes
     pads = (big - 1 - before, before + 1)
-    return jax.lax.conv_general_dilated(
-        x, w[::-1, ::-1], (1, 1), (pads, pads), lhs_dilation=(2, 2),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return conv2d(x, w[::-1, ::-1], padding=(pads, pads), lhs_dilation=(2, 2))
 
 
 def conv2d_downscale2d(x: jax.Array, w: jax.Array, fused: bool) -> jax.Array:
@@ -312,5 +307,4 @@ def conv2d_downscale2d(x: jax.Array, w: jax.Array, fused: bool) -> jax.Array:
     w = _summed_kernel(w) * 0.25
     big = w.shape[0]
     pads = ((big - 2) // 2, big - 2 - (big - 2) // 2)  # TF 'SAME' for stride 2, even input
-    return jax.lax.conv_general_dilated(
-        x, w, (2, 2), (pads, pads), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return conv2d(x, w, strides=(2, 2), padding=(pads, pads))
