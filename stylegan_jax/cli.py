@@ -21,10 +21,15 @@ SUBCOMMANDS = {
                       "throughput of the metrics' feature networks"),
     "bench-data": ("stylegan_jax.data.benchmark", "benchmark the input pipeline (img/s)"),
 }
+# Subcommands that compile JAX programs: they use the persistent compilation cache.
+COMPILING = ("train", "generate", "metrics", "bench", "bench-networks", "bench-metrics")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylegan-jax", description=__doc__)
+    parser.add_argument("--compilation-cache", default=None, metavar="DIR|off",
+                        help="persistent compilation cache of the compiling commands "
+                        "(default: $SGJ_COMPILATION_CACHE, else ~/.cache/stylegan_jax/jax)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
@@ -44,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     args.overrides = extra
     try:
+        if args.command in COMPILING:
+            from stylegan_jax import compilation_cache
+
+            compilation_cache.enable(args.compilation_cache)
         return args.run(args)
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"stylegan-jax {args.command}: error: {e}", file=sys.stderr)

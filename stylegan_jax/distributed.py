@@ -6,6 +6,16 @@ indexed Jobs) JAX detects the cluster itself; elsewhere the coordinator address,
 process count and id come from flags or SGJ_COORDINATOR / SGJ_NUM_PROCESSES /
 SGJ_PROCESS_ID. `launch_local()` starts N processes on this machine with a loopback
 coordinator and ends all of them as soon as one fails.
+
+Timeouts, all set here:
+- heartbeat (`--heartbeat-timeout`, default 60 s): a process that stops answering is
+  declared dead and the others stop with an error, also while they wait at a barrier;
+- barriers (`barrier`, e.g. after compiling, `--compile-timeout`, default 3600 s): how
+  long a process waits for the slowest peer to arrive;
+- collectives: XLA's CPU collectives give up after `xla_cpu_collective_timeout_seconds`
+  (XLA's default, 30 min); but gloo's connection set-up at the *first* collective of a
+  device group waits only 30 s for a peer and cannot be configured, which is why every
+  process compiles first and then meets the others at a barrier (train/programs.py).
 """
 
 from __future__ import annotations
@@ -72,6 +82,41 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         return False
     jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_timeout_s)
     return True
+
+
+_barriers = 0  # processes pass the same barriers in the same order; ids must be unique
+
+
+class BarrierTimeout(RuntimeError):
+    """A peer did not reach a barrier in time (or died before it)."""
+
+
+def barrier(name: str, timeout_s: float) -> float:
+    """Waits until every process has reached this point; returns the seconds waited.
+
+    Uses the coordination service (no device collective), so it works before the first
+    step and fails, instead of hanging, when a peer has died (heartbeat) or is later
+    than `timeout_s`. A single-process run returns at once.
+    """
+    import jax
+
+    if jax.process_count() == 1:
+        return 0.0
+    from jax._src import distributed as jax_distributed  # the client has no public accessor
+
+    global _barriers
+    _barriers += 1
+    barrier_id = f"stylegan_jax/{_barriers}/{name}"
+    start = time.perf_counter()
+    try:
+        jax_distributed.global_state.client.wait_at_barrier(barrier_id, int(timeout_s * 1000))
+    except Exception as e:  # JaxRuntimeError: DEADLINE_EXCEEDED, or a peer's failure
+        raise BarrierTimeout(
+            f"process {jax.process_index()} waited {time.perf_counter() - start:.0f} s at "
+            f"barrier {name!r} (timeout {timeout_s:.0f} s) and not every process arrived: "
+            f"one is slower than the timeout (raise --compile-timeout) or has died ({e})"
+        ) from e
+    return time.perf_counter() - start
 
 
 def free_port() -> int:

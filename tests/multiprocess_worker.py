@@ -5,6 +5,9 @@
 Trains the tiny config with `DEVICES` fake CPU devices in this process (evaluating a toy
 FID after 3 iterations, real statistics cached in WORKDIR/stats_cache), then saves this
 process's own copy of the final state to OUT/state_p<process>.npz.
+
+`SGJ_TEST_COMPILE_DELAY=PROCESS:SECONDS` makes that process finish compiling that much
+later than the others (a slow host, a cold cache on a slow file system).
 """
 
 import os
@@ -26,6 +29,20 @@ from toy_detectors import toy_detectors  # noqa: E402
 
 from stylegan_jax.train import config as config_lib  # noqa: E402
 from stylegan_jax.train import loop  # noqa: E402
+
+if os.environ.get("SGJ_TEST_COMPILE_DELAY"):
+    import time
+
+    late_process, delay_s = os.environ["SGJ_TEST_COMPILE_DELAY"].split(":")
+    barrier = distributed.barrier
+
+    def late_barrier(name, timeout_s):
+        if jax.process_index() == int(late_process) and name.startswith("compiled-stage"):
+            print(f"worker: reaching the start line {delay_s} s late", flush=True)
+            time.sleep(float(delay_s))
+        return barrier(name, timeout_s)
+
+    distributed.barrier = late_barrier
 
 c = config_lib.load_config("quickstart")
 c.data.resolution = 16

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,8 +32,9 @@ def compilation_cache(tmp_path_factory):
 CACHE: list = []
 
 
-def start(workdir, out, stop, devices, dist=()):
+def start(workdir, out, stop, devices, dist=(), **extra_env):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(extra_env)
     if CACHE:
         env.update(JAX_COMPILATION_CACHE_DIR=str(CACHE[0]),
                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
@@ -52,9 +54,10 @@ def finish(procs, timeout=600):
     return outputs
 
 
-def two_processes(workdir, out, stop):
+def two_processes(workdir, out, stop, **extra_env):
     port = free_port()
-    return [start(workdir, out, stop, 2, (f"127.0.0.1:{port}", 2, i)) for i in range(2)]
+    return [start(workdir, out, stop, 2, (f"127.0.0.1:{port}", 2, i), **extra_env)
+            for i in range(2)]
 
 
 def load(path):
@@ -71,10 +74,16 @@ def assert_close(a, b, rtol=1e-3):
         assert err <= rtol * scale, f"{k}: {err:.3e}"
 
 
+# Process 1 compiles this much later than process 0: far past the 30 s that gloo gives a
+# late peer at the first collective, which the compile barrier must make harmless.
+LATE_S = 45
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("mp")
-    procs = two_processes(root / "two", root / "out_two", 3)
+    procs = two_processes(root / "two", root / "out_two", 3,
+                          SGJ_TEST_COMPILE_DELAY=f"1:{LATE_S}")
     procs.append(start(root / "one", root / "out_one", 3, 4))
     logs = finish(procs)
     return root, logs
@@ -89,6 +98,18 @@ def test_processes_hold_identical_state_equal_to_one_process(runs):
     assert_close(p0, single)
     assert any(line.startswith("tick ") for line in logs[0].splitlines())
     assert not any(line.startswith("tick ") for line in logs[1].splitlines())  # process 0 logs
+
+
+def test_a_process_compiling_late_is_waited_for(runs):
+    """Process 1 finished compiling 45 s after it could have; process 0 waited at the start
+    line, then both trained (the state test above) instead of failing at the first
+    collective."""
+    _, logs = runs
+    assert f"worker: reaching the start line {LATE_S} s late" in logs[1]
+    (compiled, waited), = re.findall(r"Compiled \d+ programs? in ([\d.]+) s.*; waited "
+                                     r"([\d.]+) s for the other processes", logs[0])
+    # Process 0 arrived after its own compile; process 1 after its compile plus LATE_S.
+    assert float(waited) >= LATE_S - float(compiled) - 1
 
 
 def test_metrics_gather_every_process(runs):

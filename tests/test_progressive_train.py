@@ -169,7 +169,7 @@ def test_one_iteration_updates_ema_and_skips_non_finite_gradients(runs):
     images = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 1), np.uint8)
     batch = backend.put_batch((images, np.zeros((16, 0), np.float32)))
     labels = backend.put_replicated(np.zeros((1, 0), np.float32))
-    program = trainer.program(backend, stage, SPLIT)  # compiled by the runs already
+    program = trainer.programs(backend, stage)[trainer.program_key(stage, SPLIT)]
     after, stats = program(backend.put_state(jax.tree_util.tree_map(np.asarray, before)),
                            *batch, labels)
     after = backend.host_state(after)
@@ -205,7 +205,7 @@ def test_shard_map_backend_matches_pmap(runs):
     results = []
     for kind in ("pmap", "shard_map"):
         backend = Backend(kind)
-        out, _ = trainer.program(backend, stage, SPLIT)(
+        out, _ = trainer.programs(backend, stage)[trainer.program_key(stage, SPLIT)](
             backend.put_state(state), *backend.put_batch((images, np.zeros((16, 0), np.float32))),
             backend.put_replicated(np.zeros((1, 0), np.float32)))
         results.append(backend.host_state(out))

@@ -17,6 +17,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+# How long a process waits for the others before a cross-process gather: their shares of
+# a metric's work differ, and the first collective must not start with a peer far behind.
+GATHER_TIMEOUT_S = 3600.0
+
 
 class LocalDevices:
     """The process's devices as a 1-D mesh (axis 'data')."""
@@ -80,6 +84,9 @@ def gather_rows(x: np.ndarray) -> np.ndarray:
         return x
     from jax.experimental import multihost_utils
 
+    from stylegan_jax.distributed import barrier
+
+    barrier("gather_rows", GATHER_TIMEOUT_S)  # see distributed.py: gloo's first-use limit
     counts = np.asarray(multihost_utils.process_allgather(np.int64(x.shape[0])))
     longest = int(counts.max())
     padded = np.zeros((longest, *x.shape[1:]), x.dtype)
@@ -94,4 +101,7 @@ def broadcast_flag(flag: bool) -> bool:
         return bool(flag)
     from jax.experimental import multihost_utils
 
+    from stylegan_jax.distributed import barrier
+
+    barrier("broadcast_flag", GATHER_TIMEOUT_S)
     return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))

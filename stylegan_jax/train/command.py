@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--process-id", type=int, default=None)
     g.add_argument("--heartbeat-timeout", type=int, default=60,
                    help="seconds after which the others give up on a silent process")
+    g.add_argument("--compile-timeout", type=float, default=3600,
+                   help="seconds a process waits for the others to finish compiling a "
+                   "stage's programs before the stage's first step")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = getattr(args, "overrides", [])
     if args.processes > 1:
         argv = ["train", "--config", args.config, "--workdir", str(Path(workdir).absolute()),
-                "--heartbeat-timeout", str(args.heartbeat_timeout), *overrides]
+                "--heartbeat-timeout", str(args.heartbeat_timeout),
+                "--compile-timeout", str(args.compile_timeout), *overrides]
         if args.stop_at_step is not None:
             argv += ["--stop-at-step", str(args.stop_at_step)]
         return distributed.launch_local(args.processes, argv, args.devices_per_process)
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_lib.load_config(args.config, overrides)
     try:
-        summary = train(config, workdir, stop_at_step=args.stop_at_step)
+        summary = train(config, workdir, stop_at_step=args.stop_at_step,
+                        compile_timeout_s=args.compile_timeout)
     except NonFiniteError as e:
         print(f"stylegan-jax train: {e}", file=sys.stderr)
         return 3

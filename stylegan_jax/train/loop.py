@@ -29,6 +29,7 @@ from stylegan_jax.metrics.runner import report_metric, scalars
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.checkpoint import Checkpoints
+from stylegan_jax.train.programs import compile_stage
 from stylegan_jax.train.report import StatsWriter, tick_line
 from stylegan_jax.train.trainers import trainer_class
 
@@ -92,9 +93,12 @@ def _one_hot(labels: np.ndarray, c_dim: int) -> np.ndarray:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=None,
-          stop_at_step: int | None = None, log=print, detectors=None) -> dict[str, Any]:
+          stop_at_step: int | None = None, log=print, detectors=None,
+          compile_timeout_s: float = 3600.0) -> dict[str, Any]:
     """Trains until `train.total_kimg` (or `stop_at_step` iterations); resumes from workdir.
 
+    Each stage's programs are compiled before its first step, and the processes start it
+    together (train/programs.py); `compile_timeout_s` bounds the wait for the slowest.
     `detectors` replaces the metrics' feature networks (metrics.Detectors; tests).
     Returns a summary: iterations, kimg, the last checkpoint (named by images shown),
     the best one by `metrics.best` (or None), why it stopped, and the final state (one
@@ -154,6 +158,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     stage = trainer.stage_at(nimg)
     pipe = open_data(stage, data_state.get("position")
                      if data_state.get("stage") == stage.index else None)
+    programs = None  # the current stage's, compiled at its first step
 
     # --- reporting --------------------------------------------------------------------------
     writer = StatsWriter(workdir, lg.tensorboard) if main_process else None
@@ -227,7 +232,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
                 data = next(pipe)
                 batch_arrays = backend.put_batch(
                     (np.asarray(data.images), _one_hot(data.labels, c_dim)))
-                state, stats = trainer.program(backend, stage, step)(
+                if programs is None or programs.stage_index != stage.index:
+                    programs = compile_stage(trainer.programs(backend, stage),
+                                             (state, *batch_arrays, label_table),
+                                             stage.index, compile_timeout_s)
+                    if main_process:
+                        log(programs.summary())
+                    tick_start_time += programs.compile_s + programs.wait_s
+                state, stats = programs[trainer.program_key(stage, step)](
                     state, *batch_arrays, label_table)
                 step += 1
                 nimg += stage.batch_size

@@ -122,10 +122,14 @@ class ProgressiveTrainer:
                 current = stage
         return current
 
-    def program(self, backend: Backend, stage: Stage, step: int):
-        do_g = step % self.schedule.d_repeats == self.schedule.d_repeats - 1
-        return compiled_iteration(backend, self.nets, self.cfg, self.schedule,
-                                  self.plans[stage.index], do_g)
+    def programs(self, backend: Backend, stage: Stage) -> dict:
+        keys = {self.program_key(stage, step) for step in range(self.schedule.d_repeats)}
+        return {do_g: compiled_iteration(backend, self.nets, self.cfg, self.schedule,
+                                         self.plans[stage.index], do_g)
+                for do_g in sorted(keys)}
+
+    def program_key(self, stage: Stage, step: int):
+        return step % self.schedule.d_repeats == self.schedule.d_repeats - 1  # a G step?
 
     def export(self, host_state) -> dict:
         """G, G EMA (at the lod of the latest iteration, as the official Gs keeps G's lod)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import math
 from typing import Any, Protocol
 
 import ml_collections
@@ -41,8 +42,12 @@ class Trainer(Protocol):
 
     def stage_at(self, nimg: int) -> Stage: ...
 
-    def program(self, backend: Backend, stage: Stage, step: int):
-        """Compiled fn(state, images_u8, labels, label_table) -> (state, stats) for this step."""
+    def programs(self, backend: Backend, stage: Stage) -> dict:
+        """Every mapped fn(state, images_u8, labels, label_table) -> (state, stats) that the
+        stage runs, by key; the loop compiles them all before the stage's first step."""
+
+    def program_key(self, stage: Stage, step: int):
+        """The key (in `programs`) of the program that runs iteration `step`."""
 
     def export(self, host_state) -> dict:
         """{'G', 'G_ema', 'D': model_store.Network} for the grids, generate, metrics and
@@ -112,8 +117,13 @@ class StyleGAN2Trainer:
     def stage_at(self, nimg: int) -> Stage:
         return self._stage
 
-    def program(self, backend: Backend, stage: Stage, step: int):
-        return compiled_iteration(backend, self.nets, self.cfg, self.cfg.phases(step))
+    def programs(self, backend: Backend, stage: Stage) -> dict:
+        period = math.lcm(self.cfg.g_reg_interval, self.cfg.d_reg_interval)
+        return {flags: compiled_iteration(backend, self.nets, self.cfg, flags)
+                for flags in sorted({self.cfg.phases(step) for step in range(period)})}
+
+    def program_key(self, stage: Stage, step: int):
+        return self.cfg.phases(step)  # (run Greg, run Dreg)
 
     def export(self, host_state) -> dict:
         from stylegan_jax.model_store import Network
