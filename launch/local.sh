@@ -7,6 +7,12 @@
 # DRY_RUN=1 prints the command instead of running it.
 set -euo pipefail
 
+# On GPUs, let XLA overlap the gradient all-reduces with compute (latency-hiding
+# scheduler); harmless elsewhere. Flags already in XLA_FLAGS are kept.
+if [[ "${XLA_FLAGS:-}" != *xla_gpu_enable_latency_hiding_scheduler* ]]; then
+  export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
+fi
+
 cmd=(stylegan-jax train)
 if [[ "${PROCESSES:-1}" -gt 1 ]]; then
   cmd+=(--processes "${PROCESSES}")

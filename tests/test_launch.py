@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 LAUNCH = Path(__file__).resolve().parents[1] / "launch"
-SCRIPTS = ["local.sh", "slurm.sbatch", "tpu_pod.sh"]
+SCRIPTS = ["local.sh", "slurm.sbatch", "tpu_pod.sh", "bench_device.sh"]
 
 
 def dry_run(script, *args, **env):
@@ -32,6 +32,28 @@ def test_local_dry_run():
     assert dry_run("local.sh", "--config", "paper256") == "stylegan-jax train --config paper256"
     out = dry_run("local.sh", "--workdir", "runs/a b", PROCESSES="2", DEVICES_PER_PROCESS="4")
     assert out == r"stylegan-jax train --processes 2 --devices-per-process 4 --workdir runs/a\ b"
+
+
+def test_bench_device_dry_run_runs_each_bench_without_tensorflow():
+    lines = [line.strip() for line in dry_run("bench_device.sh").splitlines()]
+    assert lines == [
+        "python3 -m stylegan_jax.benchmarks.train --config paper256 --iters 32 --json "
+        "--config.train.batch_size=32",
+        "python3 -m stylegan_jax.benchmarks.train --config stylegan2 --iters 32 --json "
+        "--config.train.batch_size=8"]
+    out = dry_run("bench_device.sh", BENCHES="quickstart:--config.a=1,--config.b=2", ITERS="4")
+    assert out == "python3 -m stylegan_jax.benchmarks.train --config quickstart --iters 4 " \
+                  "--json --config.a=1 --config.b=2"
+
+
+def test_gpu_launchers_overlap_collectives_with_compute():
+    for script in ("local.sh", "slurm.sbatch", "bench_device.sh"):
+        assert "--xla_gpu_enable_latency_hiding_scheduler=true" in (LAUNCH / script).read_text()
+    doc = yaml.safe_load((LAUNCH / "k8s_jobset.yaml").read_text())
+    container = doc["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"][
+        "containers"][0]
+    assert {"name": "XLA_FLAGS", "value": "--xla_gpu_enable_latency_hiding_scheduler=true"} in \
+        container["env"]
 
 
 def test_slurm_dry_run_runs_one_task_per_gpu():
