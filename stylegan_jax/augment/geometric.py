@@ -159,7 +159,7 @@ def resample(images: jax.Array, g_inv: jax.Array) -> jax.Array:
     xo = jnp.arange(wo, dtype=jnp.float32) - (wo - 1) / 2
     yo = jnp.arange(ho, dtype=jnp.float32) - (ho - 1) / 2
 
-    def coord(row):  # centred input coordinate - 1/2 (small numbers keep float32 exact)
+    def coord(row):  # centred input coordinate - 1/2: small numbers keep float32 precision
         return (row[:, 0, None, None] * xo[None, None, :] + row[:, 1, None, None]
                 * yo[None, :, None] + row[:, 2, None, None] - 0.5)
 
