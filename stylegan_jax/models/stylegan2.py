@@ -38,8 +38,29 @@ def channels_at(res: int, channel_base: int, channel_max: int) -> int:
 
 
 def low_precision_resolution(img_resolution: int, num_bf16_res: int) -> int:
-    """Blocks at or above this resolution compute in bfloat16 (official fp16 rule)."""
-    return max(2 ** (check_resolution(img_resolution) + 1 - num_bf16_res), 8)
+    """Blocks at or above this resolution compute in bfloat16.
+
+    num_bf16_res >= 0 follows the official fp16 rule (the highest num_bf16_res
+    resolutions, never the 4x4 blocks); -1 puts every block in bfloat16, the 4x4 ones
+    included: a throughput option beyond the official networks.
+    """
+    log2 = check_resolution(img_resolution)
+    if not isinstance(num_bf16_res, int) or num_bf16_res < -1:
+        raise ValueError(f"num_bf16_res must be an integer >= -1 (-1: every block), "
+                         f"got {num_bf16_res!r}")
+    if num_bf16_res == -1:
+        return 4
+    return max(2 ** (log2 + 1 - num_bf16_res), 8)
+
+
+def check_remat_resolution(remat_resolution: int, img_resolution: int) -> None:
+    """0 (off) or a power of two in [4, img_resolution]."""
+    if remat_resolution == 0:
+        return
+    if (not isinstance(remat_resolution, int) or remat_resolution < 4
+            or remat_resolution & (remat_resolution - 1) or remat_resolution > img_resolution):
+        raise ValueError(f"remat_resolution must be 0 (off) or a power of two in "
+                         f"[4, {img_resolution}], got {remat_resolution!r}")
 
 
 def num_ws_for(img_resolution: int) -> int:
@@ -242,6 +263,13 @@ class SynthesisBlock(nn.Module):
         return x, img
 
 
+# Rematerialised blocks (jax.checkpoint, saving nothing but the block's inputs): what a
+# block keeps for its backward pass is almost all convolution outputs, so a policy that
+# saves dots would keep most of what remat is meant to free. The price is one more
+# forward pass of those blocks per differentiation. Parameter names are unchanged.
+RematSynthesisBlock = nn.remat(SynthesisBlock, static_argnums=(4,))  # 4: noise_mode
+
+
 class SynthesisNetwork(nn.Module):
     """Per-layer ws [N, num_ws, w_dim] -> image [N, H, W, C] (float32)."""
 
@@ -256,6 +284,7 @@ class SynthesisNetwork(nn.Module):
     use_noise: bool = True
     fused_modconv: bool = False
     resample_filter: Sequence[float] = ops.DEFAULT_FILTER
+    remat_resolution: int = 0  # blocks at and above it rematerialise (0: none)
 
     @property
     def num_ws(self) -> int:
@@ -265,6 +294,7 @@ class SynthesisNetwork(nn.Module):
     def __call__(self, ws: jax.Array, noise_mode: str = "random") -> jax.Array:
         log2 = check_resolution(self.img_resolution)
         check_architecture(self.architecture)
+        check_remat_resolution(self.remat_resolution, self.img_resolution)
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         _check_shape(ws, (None, self.num_ws, self.w_dim), "ws")
@@ -273,7 +303,8 @@ class SynthesisNetwork(nn.Module):
         x = img = None
         w_idx = 0
         for res in (2**i for i in range(2, log2 + 1)):
-            block = SynthesisBlock(
+            remat = 0 < self.remat_resolution <= res
+            block = (RematSynthesisBlock if remat else SynthesisBlock)(
                 in_channels=0 if res == 4 else self._ch(res // 2),
                 out_channels=self._ch(res),
                 resolution=res,
@@ -319,6 +350,7 @@ class Generator(nn.Module):
     use_noise: bool = True
     fused_modconv: bool = False
     axis_name: str | None = None
+    remat_resolution: int = 0  # synthesis blocks at and above it rematerialise (0: none)
 
     def setup(self):
         check_resolution(self.img_resolution)
@@ -331,6 +363,7 @@ class Generator(nn.Module):
             channel_max=self.channel_max, architecture=self.architecture,
             conv_clamp=self.conv_clamp, num_bf16_res=self.num_bf16_res,
             use_noise=self.use_noise, fused_modconv=self.fused_modconv,
+            remat_resolution=self.remat_resolution,
         )
         self.mapping = MappingNetwork(
             z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim,
@@ -407,27 +440,34 @@ class DiscriminatorEpilogue(nn.Module):
     mbstd_num_channels: int = 1
     activation: str = "lrelu"
     conv_clamp: float | None = None
+    dtype: jnp.dtype = jnp.float32  # of the convs; bfloat16 only with num_bf16_res=-1
 
     @nn.compact
     def __call__(self, x, img, cmap):
-        x = x.astype(jnp.float32)
+        x = x.astype(self.dtype)
         if self.architecture == "skip":
             x = x + Conv2d(self.in_channels, 1, activation=self.activation, name="fromrgb")(
-                img.astype(jnp.float32)
+                img.astype(self.dtype)
             )
-        if self.mbstd_num_channels > 0:
+        if self.mbstd_num_channels > 0:  # statistics in float32 whatever the dtype
             x = ops.minibatch_stddev(x, self.mbstd_group_size, self.mbstd_num_channels)
         x = Conv2d(
             self.in_channels, 3, activation=self.activation, conv_clamp=self.conv_clamp,
             name="conv",
         )(x)
+        # The dense head stays float32: little work, and it sets the logits the loss uses.
         x = Dense(self.in_channels, activation=self.activation, name="fc")(
-            x.reshape(x.shape[0], -1)
+            x.reshape(x.shape[0], -1).astype(jnp.float32)
         )
         x = Dense(1 if self.cmap_dim == 0 else self.cmap_dim, name="out")(x)
         if self.cmap_dim > 0:
             x = jnp.sum(x * cmap, axis=1, keepdims=True) * (1.0 / math.sqrt(self.cmap_dim))
         return x
+
+
+# Rematerialised discriminator blocks (see RematSynthesisBlock for the policy).
+RematDiscriminatorBlock = nn.remat(DiscriminatorBlock)
+RematDiscriminatorEpilogue = nn.remat(DiscriminatorEpilogue)
 
 
 class Discriminator(nn.Module):
@@ -445,6 +485,7 @@ class Discriminator(nn.Module):
     mbstd_group_size: int | None = 4
     mbstd_num_channels: int = 1
     mapping_layers: int = 8
+    remat_resolution: int = 0  # blocks (b4: the epilogue) at and above it rematerialise
 
     @nn.compact
     def __call__(self, img: jax.Array, c: jax.Array | None) -> jax.Array:
@@ -455,14 +496,16 @@ class Discriminator(nn.Module):
                 f"got {self.img_resolution}"
             )
         check_architecture(self.architecture)
+        check_remat_resolution(self.remat_resolution, self.img_resolution)
         _check_shape(
             img, (None, self.img_resolution, self.img_resolution, self.img_channels), "img"
         )
         ch = lambda res: channels_at(res, self.channel_base, self.channel_max)  # noqa: E731
         low_res = low_precision_resolution(self.img_resolution, self.num_bf16_res)
+        remat = lambda res: 0 < self.remat_resolution <= res  # noqa: E731
         x = None
         for res in (2**i for i in range(log2, 2, -1)):
-            x, img = DiscriminatorBlock(
+            x, img = (RematDiscriminatorBlock if remat(res) else DiscriminatorBlock)(
                 in_channels=0 if res == self.img_resolution else ch(res),
                 tmp_channels=ch(res),
                 out_channels=ch(res // 2),
@@ -479,8 +522,9 @@ class Discriminator(nn.Module):
                 z_dim=0, c_dim=self.c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
                 num_layers=self.mapping_layers, name="mapping",
             )(None, c)
-        return DiscriminatorEpilogue(
+        return (RematDiscriminatorEpilogue if remat(4) else DiscriminatorEpilogue)(
             in_channels=ch(4), cmap_dim=cmap_dim, img_channels=self.img_channels,
             architecture=self.architecture, mbstd_group_size=self.mbstd_group_size,
-            mbstd_num_channels=self.mbstd_num_channels, conv_clamp=self.conv_clamp, name="b4",
+            mbstd_num_channels=self.mbstd_num_channels, conv_clamp=self.conv_clamp,
+            dtype=jnp.bfloat16 if low_res <= 4 else jnp.float32, name="b4",
         )(x, img, cmap)
