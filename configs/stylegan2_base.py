@@ -34,12 +34,14 @@ def base() -> ml_collections.ConfigDict:
     c.model.g_architecture = "skip"
     c.model.d_architecture = "resnet"
     c.model.conv_clamp = 256.0
-    c.model.num_bf16_res = 4  # official: fp16 in the 4 highest resolutions
+    c.model.num_bf16_res = 4  # official: fp16 in the 4 highest resolutions; -1: every block
+    c.model.remat_resolution = 0  # blocks at and above it recompute activations (0: off)
     c.model.mbstd_group_size = 4
     c.model.mbstd_num_channels = 1
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 32  # global batch (all devices, all processes)
+    c.train.batch_per_device = 0  # micro-batch per device (official batch_gpu); 0: no rounds
     c.train.total_kimg = 25000.0
     c.train.g_lr = 0.002
     c.train.d_lr = 0.002

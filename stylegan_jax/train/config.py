@@ -109,6 +109,35 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         fail("log.keep_every_kimg", "expected >= 0 (0 = none)")
     _validate_metrics(config, fail)
     family.validate(config, num_devices, fail)
+    if config.family == "stylegan2":
+        _validate_accelerator_options(config, num_devices, fail)
+
+
+def _validate_accelerator_options(config, num_devices: int, fail) -> None:
+    """Micro-batches, rematerialisation and all-bfloat16 (fields optional: older configs)."""
+    m, t = config.model, config.train
+    per_device = t.batch_size // num_devices
+    micro = t.get("batch_per_device", 0)
+    if not isinstance(micro, int) or micro < 0 or (micro and per_device % micro):
+        fail("train.batch_per_device",
+             f"expected 0 (the whole per-device batch) or a divisor of the per-device "
+             f"batch {per_device}")
+    micro = micro or per_device
+    group = m.mbstd_group_size
+    if group is not None and group > 0 and micro % min(group, micro):
+        fail("model.mbstd_group_size",
+             f"must divide the micro-batch train.batch_per_device={micro} (or exceed it)")
+    if t.pl_weight > 0 and micro // t.pl_batch_shrink < 1:
+        fail("train.pl_batch_shrink",
+             f"leaves no sample of the micro-batch train.batch_per_device={micro}")
+    bf16 = m.num_bf16_res
+    if not isinstance(bf16, int) or bf16 < -1:
+        fail("model.num_bf16_res", "expected an integer >= 0, or -1 (every block)")
+    remat, res = m.get("remat_resolution", 0), config.data.resolution
+    if remat != 0 and (not isinstance(remat, int) or remat < 4 or remat & (remat - 1)
+                       or remat > res):
+        fail("model.remat_resolution",
+             f"expected 0 (off) or a power of two in [4, data.resolution={res}]")
 
 
 def metric_specs(config: ml_collections.ConfigDict) -> list:
@@ -178,7 +207,8 @@ def data_source(data: ml_collections.ConfigDict) -> dict[str, Any]:
 def step_config(config: ml_collections.ConfigDict) -> StepConfig:
     t = config.train
     return StepConfig(
-        batch_size=t.batch_size, g_lr=t.g_lr, d_lr=t.d_lr, betas=tuple(t.betas), eps=t.eps,
+        batch_size=t.batch_size, batch_per_device=t.get("batch_per_device", 0), g_lr=t.g_lr,
+        d_lr=t.d_lr, betas=tuple(t.betas), eps=t.eps,
         r1_gamma=t.r1_gamma, pl_weight=t.pl_weight, pl_decay=t.pl_decay,
         pl_batch_shrink=t.pl_batch_shrink, style_mixing_prob=t.style_mixing_prob,
         g_reg_interval=t.g_reg_interval, d_reg_interval=t.d_reg_interval,

@@ -5,6 +5,16 @@ iterations), Dmain, Dreg (every d_reg_interval), then the G EMA update. Which la
 phases run is static, so a run compiles at most four programs. Gradients are averaged
 over devices (`pmean`), passed through `nan_to_num` as officially, then fed to one Adam
 per network whose lr and betas carry the lazy-regularisation rescaling.
+
+Gradient accumulation (`batch_per_device`, the official `batch_gpu`): each phase runs
+the per-device share in R = share / batch_per_device rounds (one compiled `lax.scan`
+body) and sums the rounds' gradients before the one pmean + Adam. As in the official
+loop, each round's loss is the mean over its micro-batch times the phase gain, so the
+sum is R times the gradient of the share's mean (Adam ignores that factor up to eps);
+and everything per call happens per round: a fresh style-mixing cutoff and noise,
+minibatch-stddev groups within the round, path length on the first
+micro // pl_batch_shrink samples of each round, and one w_avg / pl_mean update per
+round, in order. R = 1 is the plain step, unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ class StepConfig:
     """The static hyperparameters of the step (hashable: part of the compiled program)."""
 
     batch_size: int  # global batch, all devices
+    batch_per_device: int = 0  # micro-batch per device and round (official batch_gpu); 0: all
     g_lr: float = 0.002
     d_lr: float = 0.002
     betas: tuple[float, float] = (0.0, 0.99)
@@ -43,6 +54,14 @@ class StepConfig:
     ema_kimg: float = 10.0
     ema_rampup: float | None = None
     noise_mode: str = "random"
+
+    def rounds(self, local_batch: int) -> int:
+        """How many micro-batches a phase runs on a per-device batch of `local_batch`."""
+        micro = self.batch_per_device or local_batch
+        if micro < 0 or local_batch % micro:
+            raise ValueError(f"train.batch_per_device={self.batch_per_device} must divide the "
+                             f"per-device batch {local_batch}")
+        return local_batch // micro
 
     def phases(self, step: int) -> tuple[bool, bool]:
         """(run Greg, run Dreg) at iteration `step`."""
@@ -72,7 +91,7 @@ class IterationDraws(NamedTuple):
     g_main: PhaseDraws
     g_reg: PhaseDraws
     d_main: PhaseDraws
-    pl_noise: jax.Array  # [b // pl_batch_shrink, H, W, C], already / sqrt(H * W)
+    pl_noise: jax.Array  # [R * (b / R // pl_batch_shrink), H, W, C], already / sqrt(H * W)
 
 
 def lazy_adam(lr: float, betas, eps: float, interval: int) -> optax.GradientTransformation:
@@ -118,16 +137,21 @@ def ema_beta(cfg: StepConfig, nimg) -> jax.Array:
 
 def draw_iteration(key, nets: Networks, cfg: StepConfig, local_batch: int,
                    label_table: jax.Array) -> IterationDraws:
-    """The draws of one iteration on this device (key already specific to the device)."""
+    """The draws of one iteration on this device (key already specific to the device).
+
+    A phase's style-mixing cutoff is drawn per round ([R]); round r of R > 1 takes the
+    synthesis noise from fold_in(noise_key, r).
+    """
     G = nets.G
     num_ws = G.num_ws
     keys = jax.random.split(key, 4)
+    rounds = cfg.rounds(local_batch)
 
     def phase(k, b):
         kz, kc, km, kcut, kp, kn = jax.random.split(k, 6)
         idx = jax.random.randint(kc, (b,), 0, label_table.shape[0])
-        cutoff = jax.random.randint(kcut, (1,), 1, num_ws)
-        mix = jax.random.uniform(kp, (1,)) < cfg.style_mixing_prob
+        cutoff = jax.random.randint(kcut, (rounds,), 1, num_ws)
+        mix = jax.random.uniform(kp, (rounds,)) < cfg.style_mixing_prob
         return PhaseDraws(
             z=jax.random.normal(kz, (b, G.z_dim)),
             c=label_table[idx],
@@ -137,7 +161,7 @@ def draw_iteration(key, nets: Networks, cfg: StepConfig, local_batch: int,
         )
 
     res, ch = G.img_resolution, G.img_channels
-    pl_b = local_batch // cfg.pl_batch_shrink
+    pl_b = rounds * (local_batch // rounds // cfg.pl_batch_shrink)
     pl_noise = jax.random.normal(keys[3], (pl_b, res, res, ch)) / jnp.sqrt(float(res * res))
     return IterationDraws(phase(keys[0], local_batch), phase(keys[1], local_batch),
                           phase(keys[2], local_batch), pl_noise)
@@ -154,47 +178,101 @@ def _apply(opt: optax.GradientTransformation, grads, opt_state, params):
     return optax.apply_updates(params, updates), opt_state
 
 
-def _scalar(draw: PhaseDraws) -> PhaseDraws:
-    # Per-device draws carry the cutoff as shape [1], so that device blocks stack.
-    return draw._replace(mix_cutoff=draw.mix_cutoff.reshape(()))
+def _split(x, rounds: int):
+    """[R * m, ...] -> [R, m, ...]: round r takes the r-th contiguous slice (official split)."""
+    return x.reshape(rounds, x.shape[0] // rounds, *x.shape[1:])
+
+
+def _round_draws(draw: PhaseDraws, rounds: int) -> PhaseDraws:
+    """A phase's per-device draws with a leading round axis (see draw_iteration)."""
+    key = draw.noise_key
+    keys = key[None] if rounds == 1 else jax.vmap(
+        lambda r: jax.random.fold_in(key, r))(jnp.arange(rounds))
+    return PhaseDraws(z=_split(draw.z, rounds), c=_split(draw.c, rounds),
+                      mix_z=_split(draw.mix_z, rounds),
+                      mix_cutoff=draw.mix_cutoff.reshape(rounds), noise_key=keys)
+
+
+def _accumulate(round_fn, carry, xs, params):
+    """Runs round_fn(carry, x) -> (carry, grads, stats) over the rounds of xs (leading axis)
+    -> (carry, gradients summed over rounds, stats averaged over rounds)."""
+    rounds = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    if rounds == 1:
+        return round_fn(carry, jax.tree_util.tree_map(lambda x: x[0], xs))
+
+    def body(acc, x):
+        carry, total = acc
+        carry, grads, stats = round_fn(carry, x)
+        return (carry, jax.tree_util.tree_map(jnp.add, total, grads)), stats
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    (carry, grads), stats = jax.lax.scan(body, (carry, zeros), xs)
+    return carry, grads, jax.tree_util.tree_map(lambda s: jnp.mean(s, axis=0), stats)
 
 
 def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets: Networks,
               cfg: StepConfig, do_greg: bool, do_dreg: bool, return_grads: bool = False):
-    """One official iteration on one device's share of the batch -> (state, stats[, grads])."""
-    real = real_u8.astype(jnp.float32) / 127.5 - 1.0
+    """One official iteration on one device's share of the batch -> (state, stats[, grads]).
+
+    Each phase sums its gradients over cfg.rounds(share) micro-batches (module docstring).
+    """
+    rounds = cfg.rounds(real_u8.shape[0])
+    real = _split(real_u8.astype(jnp.float32) / 127.5 - 1.0, rounds)
+    real_c = _split(real_c, rounds)
     g_opt, d_opt = optimizers(cfg)
     stats, grads_log = {}, {}
     G, G_opt, buffers, pl_mean = state.G, state.G_opt, state.G_buffers, state.pl_mean
 
-    g_main = _scalar(draws.g_main)
-    (_, (buffers, st)), grads = jax.value_and_grad(losses.g_main_loss, has_aux=True)(
-        G, nets, buffers, state.D, g_main, gain=1.0, noise_mode=cfg.noise_mode)
+    def g_main_round(buffers, d):
+        (_, (buffers, st)), grads = jax.value_and_grad(losses.g_main_loss, has_aux=True)(
+            G, nets, buffers, state.D, d, gain=1.0, noise_mode=cfg.noise_mode)
+        return buffers, grads, st
+
+    buffers, grads, st = _accumulate(g_main_round, buffers,
+                                     _round_draws(draws.g_main, rounds), G)
     grads = grads_log["Gmain"] = _clean(grads)
     G, G_opt = _apply(g_opt, grads, G_opt, G)
     stats.update(st)
 
     if do_greg:
-        (_, (buffers, pl_mean, st)), grads = jax.value_and_grad(losses.g_reg_loss, has_aux=True)(
-            G, nets, buffers, _scalar(draws.g_reg), draws.pl_noise, pl_mean,
-            gain=float(cfg.g_reg_interval), noise_mode=cfg.noise_mode,
-            pl_weight=cfg.pl_weight, pl_decay=cfg.pl_decay, axis_name=AXIS)
+        def g_reg_round(carry, x):
+            (buffers, pl_mean), (d, pl_noise) = carry, x
+            (_, (buffers, pl_mean, st)), grads = jax.value_and_grad(
+                losses.g_reg_loss, has_aux=True)(
+                G, nets, buffers, d, pl_noise, pl_mean, gain=float(cfg.g_reg_interval),
+                noise_mode=cfg.noise_mode, pl_weight=cfg.pl_weight, pl_decay=cfg.pl_decay,
+                axis_name=AXIS)
+            return (buffers, pl_mean), grads, st
+
+        (buffers, pl_mean), grads, st = _accumulate(
+            g_reg_round, (buffers, pl_mean),
+            (_round_draws(draws.g_reg, rounds), _split(draws.pl_noise, rounds)), G)
         grads = grads_log["Greg"] = _clean(grads)
         G, G_opt = _apply(g_opt, grads, G_opt, G)
         stats.update(st)
 
     D, D_opt = state.D, state.D_opt
-    d_main = _scalar(draws.d_main)
-    gen_img, _, buffers, _ = losses.run_generator(nets, G, buffers, d_main, cfg.noise_mode)
-    (_, st), grads = jax.value_and_grad(losses.d_main_loss, has_aux=True)(
-        D, nets, jax.lax.stop_gradient(gen_img), d_main.c, real, real_c, gain=1.0)
+
+    def d_main_round(buffers, x):
+        d, real_r, real_c_r = x
+        gen_img, _, buffers, _ = losses.run_generator(nets, G, buffers, d, cfg.noise_mode)
+        (_, st), grads = jax.value_and_grad(losses.d_main_loss, has_aux=True)(
+            D, nets, jax.lax.stop_gradient(gen_img), d.c, real_r, real_c_r, gain=1.0)
+        return buffers, grads, st
+
+    buffers, grads, st = _accumulate(
+        d_main_round, buffers, (_round_draws(draws.d_main, rounds), real, real_c), D)
     grads = grads_log["Dmain"] = _clean(grads)
     D, D_opt = _apply(d_opt, grads, D_opt, D)
     stats.update(st)
 
     if do_dreg:
-        (_, st), grads = jax.value_and_grad(losses.d_reg_loss, has_aux=True)(
-            D, nets, real, real_c, gain=float(cfg.d_reg_interval), r1_gamma=cfg.r1_gamma)
+        def d_reg_round(carry, x):
+            (_, st), grads = jax.value_and_grad(losses.d_reg_loss, has_aux=True)(
+                D, nets, *x, gain=float(cfg.d_reg_interval), r1_gamma=cfg.r1_gamma)
+            return carry, grads, st
+
+        _, grads, st = _accumulate(d_reg_round, (), (real, real_c), D)
         grads = grads_log["Dreg"] = _clean(grads)
         D, D_opt = _apply(d_opt, grads, D_opt, D)
         stats.update(st)
@@ -225,7 +303,8 @@ def build_networks(model_cfg, img_resolution: int, img_channels: int, c_dim: int
     """Generator and discriminator from a config's `model` section."""
     common = dict(img_resolution=img_resolution, img_channels=img_channels,
                   channel_base=model_cfg.channel_base, channel_max=model_cfg.channel_max,
-                  conv_clamp=model_cfg.conv_clamp, num_bf16_res=model_cfg.num_bf16_res)
+                  conv_clamp=model_cfg.conv_clamp, num_bf16_res=model_cfg.num_bf16_res,
+                  remat_resolution=model_cfg.get("remat_resolution", 0))
     G = stylegan2.Generator(z_dim=model_cfg.z_dim, c_dim=c_dim, w_dim=model_cfg.w_dim,
                             mapping_layers=model_cfg.mapping_layers,
                             architecture=model_cfg.g_architecture, axis_name=AXIS, **common)
