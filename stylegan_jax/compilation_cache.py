@@ -38,9 +38,11 @@ def enable(directory: str | Path | None = None) -> Path | None:
 
     if directory is not None and str(directory).strip().lower() in OFF:
         os.environ["SGJ_COMPILATION_CACHE"] = "off"  # and for the processes this one starts
+        jax.config.update("jax_enable_compilation_cache", False)
         return None
     path = Path(directory).expanduser() if directory is not None else default_directory()
     if path is None:
+        jax.config.update("jax_enable_compilation_cache", False)
         return None
     path = path.absolute()
     try:
@@ -49,6 +51,7 @@ def enable(directory: str | Path | None = None) -> Path | None:
         raise ValueError(f"compilation cache directory {path} cannot be created ({e}); "
                          "set SGJ_COMPILATION_CACHE to another directory or to 'off'") from e
     os.environ["SGJ_COMPILATION_CACHE"] = str(path)
+    jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     # Cache every program that takes a noticeable time; tiny ones compile faster than a read.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
@@ -65,13 +68,23 @@ class _Counts:
         return self.requests - self.hits
 
 
+def active() -> bool:
+    """Whether compilations now go through a persistent cache directory."""
+    import jax
+
+    return bool(jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir)
+
+
 @contextlib.contextmanager
 def count_hits():
     """Counts, inside the block, compilations served by the persistent cache (`hits`) and
-    those that compiled although the cache was on (`misses`)."""
+    those that compiled although the cache was on (`misses`); none without a cache."""
     from jax import monitoring
 
     counts = _Counts()
+    if not active():  # jax still records 'requests' when no directory is set
+        yield counts
+        return
 
     def listener(event: str, **_):
         if event == "/jax/compilation_cache/compile_requests_use_cache":
