@@ -27,13 +27,11 @@ from stylegan_jax.augment import (
     augment,
     benchmark,
     draw_plan,
-    fir_adjoint,
     geometric,
     make_config,
     named_pipe,
 )
 from stylegan_jax.augment.filters import SYM6, filter_bank
-from stylegan_jax.nn import fir
 
 RES = 32  # image-space filtering needs more than 21 pixels per side
 
@@ -184,36 +182,6 @@ def test_geometric_matches_numpy_official_transcription():
         ours = np.asarray(run(jnp.asarray(x[batch], jnp.float32), jnp.asarray(g_inv)))
         assert ours.shape == ref.shape
         np.testing.assert_allclose(ours, ref, atol=1e-5 * np.abs(ref).max())
-
-
-@pytest.mark.parametrize("up,down,pad,shape,second_order", [
-    (2, 1, (6, 5, 6, 5), (9, 11), False),  # the pipe's upsampling padding
-    (1, 2, (-1, -1, -1, -1), (26, 30), False),  # its downsampling with crop
-    (3, 2, (1, -1, 2, 0), (6, 7), True),  # odd factors, mixed padding
-])
-def test_fir_adjoint_equals_jax_transpose(up, down, pad, shape, second_order):
-    rng = np.random.default_rng(0)
-    f = np.outer(rng.normal(size=4), rng.normal(size=3))  # asymmetric, separable
-    spec = fir_adjoint.make_spec(f, shape, up, down, pad, gain=2.0)
-    x = _images(9, (2, *shape, 3))
-
-    def ours(x):
-        return fir_adjoint.upfirdn2d(x, spec)
-
-    def jaxs(x):
-        return fir.upfirdn2d(x, f, up, down, pad, 2.0)
-
-    ct = _images(10, jax.eval_shape(ours, x).shape)
-
-    @functools.partial(jax.jit, static_argnums=0)
-    def check(fn, x):
-        out = (fn(x), jax.vjp(fn, x)[1](ct)[0])
-        if second_order:  # differentiating the backward uses the adjoint's adjoint
-            out += (jax.grad(lambda x: jnp.sum(jax.vjp(fn, x)[1](ct * fn(x))[0] ** 2))(x),)
-        return out
-
-    for a, b in zip(check(ours, x), check(jaxs, x), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
 
 
 # ---------------------------------------------------------------- constants and rules

@@ -16,7 +16,7 @@ import numpy as np
 from stylegan_jax.augment.config import AugmentConfig
 from stylegan_jax.augment.draws import DrawSource
 from stylegan_jax.augment.filters import SYM6
-from stylegan_jax.augment.fir_adjoint import make_spec, upfirdn2d
+from stylegan_jax.nn.fir import upfirdn2d
 
 # 2-D form of the normalised sym6 filter (the official `setup_filter`, sum 1).
 _SYM6_2D = np.outer(SYM6, SYM6) / SYM6.sum() ** 2
@@ -148,7 +148,7 @@ def resample(images: jax.Array, g_inv: jax.Array) -> jax.Array:
     x = x * (keep_y[:, None] & keep_x[None, :]).astype(x.dtype)[None, :, :, None]
 
     pad_up = ((_TAPS + 1) // 2, (_TAPS - 2) // 2)
-    x = upfirdn2d(x, make_spec(_SYM6_2D, x.shape[1:3], up=2, padding=pad_up * 2, gain=4.0))
+    x = upfirdn2d(x, _SYM6_2D, up=2, padding=pad_up * 2, gain=4.0)
 
     # Output grid: the image plus the downsampling filter's border, at twice the size.
     ho, wo = 2 * (h + 2 * _FILTER_PAD), 2 * (w + 2 * _FILTER_PAD)
@@ -173,8 +173,7 @@ def resample(images: jax.Array, g_inv: jax.Array) -> jax.Array:
     crop = 2 * _FILTER_PAD
     pad_down = ((_TAPS - 1) // 2 - crop, (_TAPS - 2) // 2 - crop)
     # Correlation with sym6 (the official flip_filter=True); upfirdn2d convolves.
-    return upfirdn2d(x, make_spec(_SYM6_2D[::-1, ::-1], x.shape[1:3], down=2,
-                                  padding=pad_down * 2))
+    return upfirdn2d(x, _SYM6_2D[::-1, ::-1], down=2, padding=pad_down * 2)
 
 
 def apply_geometric(images: jax.Array, g_inv: jax.Array) -> jax.Array:

@@ -5,11 +5,19 @@ backend runs it ~50x slower than the same arithmetic written as shifted slices, 
 XLA fuses into one elementwise loop on every backend. Separable filters (all of the
 official ones) take two 1-D passes; the strided slice of the last pass does the
 downsampling, so nothing is computed at positions that are thrown away.
+
+The gradient is written out: the adjoint of an up-by-u / down-by-d FIR is itself a FIR
+(down-by-u / up-by-d, flipped filter, adjusted padding), as cheap as the forward. JAX's
+transpose of the shifted slices is a sum of pads that runs several times slower (5x for
+the 2x upsampling FIR on the CPU). The backward calls the same wrapped function, so
+second derivatives (R1, path length) use the rule again.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -66,6 +74,64 @@ def upfirdn2d(
     """
     if isinstance(padding, int):
         padding = (padding,) * 4
+    taps = tuple(tuple(float(v) for v in row) for row in np.asarray(f, np.float64))
+    spec = _Spec(taps, int(up), int(down), tuple(int(p) for p in padding), float(gain),
+                 (int(x.shape[1]), int(x.shape[2])))
+    return _upfirdn2d(x, spec)
+
+
+class _Spec(NamedTuple):
+    """One static upfirdn2d call (hashable): taps, factors, padding (x0, x1, y0, y1),
+    gain and the input's (H, W)."""
+
+    f: tuple
+    up: int
+    down: int
+    padding: tuple[int, int, int, int]
+    gain: float
+    in_hw: tuple[int, int]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _upfirdn2d(x: jax.Array, spec: _Spec) -> jax.Array:
+    return _shifted_adds(x, np.asarray(spec.f), spec.up, spec.down, spec.padding, spec.gain)
+
+
+def _fwd(x, spec):
+    return _upfirdn2d(x, spec), None
+
+
+def _bwd(spec, _, cotangent):
+    return (_upfirdn2d(cotangent, _adjoint(spec)),)
+
+
+_upfirdn2d.defvjp(_fwd, _bwd)
+
+
+def _adjoint(spec: _Spec) -> _Spec:
+    """The upfirdn2d call that computes the transpose of `spec`'s linear map.
+
+    Per axis: forward = zero-insert by u, pad (p0, p1) to length L, convolve (valid) with
+    K taps, keep every d-th (m outputs). Adjoint = zero-insert by d, pad (K-1-p0,
+    L-K+1-m*d + K-1-p1), convolve with the flipped filter, keep every u-th.
+    """
+    kh, kw = len(spec.f), len(spec.f[0])
+    u, d = spec.up, spec.down
+    x0, x1, y0, y1 = spec.padding
+
+    def axis(n, p0, p1, k):
+        length = n * u + p0 + p1
+        m = (length - k) // d + 1
+        return (k - 1 - p0, length - k + 1 - m * d + k - 1 - p1), m
+
+    (ax0, ax1), mw = axis(spec.in_hw[1], x0, x1, kw)
+    (ay0, ay1), mh = axis(spec.in_hw[0], y0, y1, kh)
+    flipped = tuple(tuple(row[::-1]) for row in spec.f[::-1])
+    return _Spec(flipped, d, u, (ax0, ax1, ay0, ay1), spec.gain, (mh, mw))
+
+
+def _shifted_adds(x, f, up, down, padding, gain):
+    """The forward arithmetic: zero insertion, padding, then shifted multiply-adds."""
     px0, px1, py0, py1 = padding
     x = _zero_insert(_zero_insert(x, up, 1), up, 2)
     x = jax.lax.pad(x, jnp.zeros((), x.dtype),
