@@ -110,7 +110,7 @@ def _input_grad(dy, w, x_shape, strides, padding, lhs_dil, rhs_dil, groups):
 
 
 def _weight_grad(x, dy, w_shape, strides, padding, lhs_dil, rhs_dil, groups):
-    """dw as a stride-free-input convolution whose kernel (an image) is window-dilated.
+    """dw as a convolution without input dilation whose kernel (an image) is window-dilated.
 
     Without input dilation, dw[k] = sum_o xpad[o * s + k * r] dy[o]: x convolved with dy
     dilated by the stride s. With input dilation d (stride 1), dw[k] = sum_i x[i]
