@@ -3,13 +3,17 @@
 Every random draw is an explicit input (`PhaseDraws`), so one iteration can be replayed
 on recorded draws. Each function returns the phase loss already multiplied by its
 `gain` (the lazy-regularisation interval) plus auxiliary outputs; the caller
-differentiates it. Inside a per-device program, `axis_name` averages batch statistics
+differentiates it. Every discriminator evaluation first passes its images through
+`augment` (the ADA pipe with that evaluation's draws, or None: no augmentation), as the
+official `run_D` does, so generator gradients and R1 flow through the augmentation.
+Inside a per-device program, `axis_name` averages batch statistics
 (w_avg, the path-length mean) over devices so that N devices compute what one device
 would compute on the global batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -31,6 +35,16 @@ class PhaseDraws(NamedTuple):
 class Networks(NamedTuple):
     G: stylegan2.Generator
     D: stylegan2.Discriminator
+
+
+Augment = Callable[[jax.Array], jax.Array] | None  # NHWC images -> what D sees
+
+
+def run_discriminator(nets: Networks, d_params, img, c, augment: Augment = None):
+    """D logits [b, 1] of the (augmented) images: the official run_D."""
+    if augment is not None:
+        img = augment(img)
+    return nets.D.apply({"params": d_params}, img, c)
 
 
 def _pmean(x, axis_name):
@@ -57,10 +71,10 @@ def run_generator(nets: Networks, g_params, g_buffers, d: PhaseDraws, noise_mode
 
 
 def g_main_loss(g_params, nets: Networks, g_buffers, d_params, d: PhaseDraws, *,
-                gain: float, noise_mode: str):
+                gain: float, noise_mode: str, augment: Augment = None):
     """Gmain: softplus(-D(G(z))), the non-saturating generator loss."""
     img, _, buffers, _ = run_generator(nets, g_params, g_buffers, d, noise_mode)
-    logits = nets.D.apply({"params": d_params}, img, d.c)
+    logits = run_discriminator(nets, d_params, img, d.c, augment)
     loss = jnp.mean(jax.nn.softplus(-logits))
     return loss * gain, (buffers, {"G/loss": loss, "scores/fake": jnp.mean(logits)})
 
@@ -86,25 +100,36 @@ def g_reg_loss(g_params, nets: Networks, g_buffers, d: PhaseDraws, pl_noise, pl_
     return loss * gain, (buffers, jax.lax.stop_gradient(new_mean), stats)
 
 
-def d_main_loss(d_params, nets: Networks, gen_img, gen_c, real, real_c, *, gain: float):
-    """Dmain: softplus(D(fake)) + softplus(-D(real)); `gen_img` comes without gradient."""
-    fake_logits = nets.D.apply({"params": d_params}, gen_img, gen_c)
-    real_logits = nets.D.apply({"params": d_params}, real, real_c)
+def d_main_loss(d_params, nets: Networks, gen_img, gen_c, real, real_c, *, gain: float,
+                augment_fake: Augment = None, augment_real: Augment = None):
+    """Dmain: softplus(D(fake)) + softplus(-D(real)); `gen_img` comes without gradient.
+
+    `signs/real` (mean sign of the real logits) is the ADA overfitting statistic.
+    """
+    fake_logits = run_discriminator(nets, d_params, gen_img, gen_c, augment_fake)
+    real_logits = run_discriminator(nets, d_params, real, real_c, augment_real)
     loss_gen = jnp.mean(jax.nn.softplus(fake_logits))
     loss_real = jnp.mean(jax.nn.softplus(-real_logits))
     loss = loss_gen + loss_real
     stats = {"D/loss": loss, "scores/fake": jnp.mean(fake_logits),
-             "scores/real": jnp.mean(real_logits)}
+             "scores/real": jnp.mean(real_logits), "signs/real": jnp.mean(jnp.sign(real_logits))}
     return loss * gain, stats
 
 
-def d_reg_loss(d_params, nets: Networks, real, real_c, *, gain: float, r1_gamma: float):
-    """Dreg: R1, the squared gradient norm of D on reals, times gamma / 2."""
-    def d_sum(x):
-        return jnp.sum(nets.D.apply({"params": d_params}, x, real_c))
+def d_reg_loss(d_params, nets: Networks, real, real_c, *, gain: float, r1_gamma: float,
+               augment: Augment = None):
+    """Dreg: R1, the squared gradient norm of D on reals, times gamma / 2.
 
-    r1_grads = jax.grad(d_sum)(real)
+    The gradient is taken with respect to the reals *before* augmentation (official), and
+    the real logits' mean sign is reported as in Dmain (ADA counts both).
+    """
+    def d_sum(x):
+        logits = run_discriminator(nets, d_params, x, real_c, augment)
+        return jnp.sum(logits), logits
+
+    r1_grads, logits = jax.grad(d_sum, has_aux=True)(real)
     r1_penalty = jnp.sum(jnp.square(r1_grads), axis=(1, 2, 3))
     loss = jnp.mean(r1_penalty * (r1_gamma / 2))
-    return loss * gain, {"D/reg": loss, "r1_penalty": jnp.mean(r1_penalty)}
+    return loss * gain, {"D/reg": loss, "r1_penalty": jnp.mean(r1_penalty),
+                         "signs/real": jax.lax.stop_gradient(jnp.mean(jnp.sign(logits)))}
 

@@ -15,6 +15,15 @@ and everything per call happens per round: a fresh style-mixing cutoff and noise
 minibatch-stddev groups within the round, path length on the first
 micro // pl_batch_shrink samples of each round, and one w_avg / pl_mean update per
 round, in order. R = 1 is the plain step, unchanged.
+
+ADA (Karras et al. 2020; `cfg.augment`): every D evaluation sees its images through the
+augmentation pipe at strength p = `state.augment_p`, with its own draws: the fakes in
+Gmain, the fakes and the reals in Dmain, the reals in Dreg (gradients flow through it).
+With `cfg.ada_target` set, the sign of every real logit (Dmain and Dreg) is summed and
+counted in the state over all devices; every `ada_interval` iterations p moves by
+sign(mean - target) * batch * ada_interval / (ada_kimg * 1000), clamped at 0, inside the
+compiled iteration (a traced condition), so p is identical on every device and process
+and is checkpointed with the rest of the state.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from stylegan_jax import augment as augment_lib
 from stylegan_jax.models import stylegan2
 from stylegan_jax.train import losses
 from stylegan_jax.train.losses import Networks, PhaseDraws
@@ -54,6 +64,11 @@ class StepConfig:
     ema_kimg: float = 10.0
     ema_rampup: float | None = None
     noise_mode: str = "random"
+    augment: augment_lib.AugmentConfig | None = None  # the ADA pipe before D; None: off
+    augment_p: float = 0.0  # its initial strength
+    ada_target: float | None = None  # None: p stays fixed; else the ADA heuristic's target
+    ada_interval: int = 4  # iterations between adjustments of p
+    ada_kimg: float = 500.0  # p can move from 0 to 1 in this many kimg
 
     def rounds(self, local_batch: int) -> int:
         """How many micro-batches a phase runs on a per-device batch of `local_batch`."""
@@ -80,9 +95,23 @@ class TrainState:
     G_opt: optax.OptState
     D_opt: optax.OptState
     pl_mean: jax.Array  # float32 scalar
+    augment_p: jax.Array  # float32 scalar: the ADA strength p
+    ada_sign_sum: jax.Array  # float32: sum of sign(real logits) since p was last adjusted
+    ada_sign_count: jax.Array  # float32: how many real logits that sum holds
     step: jax.Array  # int32: iterations done (official batch_idx)
     nimg: jax.Array  # int32: images shown (official cur_nimg)
     rng: jax.Array  # base PRNG key; iteration i draws from fold_in(rng, i)
+
+
+class AugmentDraws(NamedTuple):
+    """The draws of the ADA pipe for each D evaluation of an iteration, in official call
+    order. Each is a PRNG key or a tuple of recorded official draws (batch-first shapes;
+    with R rounds, the R rounds' draws concatenated along the batch axis)."""
+
+    g_main: jax.Array | tuple  # the fakes of Gmain
+    d_fake: jax.Array | tuple  # the fakes of Dmain
+    d_real: jax.Array | tuple  # the reals of Dmain
+    d_reg: jax.Array | tuple  # the reals of Dreg
 
 
 class IterationDraws(NamedTuple):
@@ -92,6 +121,7 @@ class IterationDraws(NamedTuple):
     g_reg: PhaseDraws
     d_main: PhaseDraws
     pl_noise: jax.Array  # [R * (b / R // pl_batch_shrink), H, W, C], already / sqrt(H * W)
+    augment: AugmentDraws | None = None  # needed when cfg.augment is set
 
 
 def lazy_adam(lr: float, betas, eps: float, interval: int) -> optax.GradientTransformation:
@@ -122,7 +152,10 @@ def init_state(nets: Networks, cfg: StepConfig, seed: int) -> TrainState:
         G=g_vars["params"], G_buffers=g_vars["buffers"], D=d_vars["params"],
         G_ema=g_vars["params"], G_ema_buffers=g_vars["buffers"],
         G_opt=g_opt.init(g_vars["params"]), D_opt=d_opt.init(d_vars["params"]),
-        pl_mean=jnp.zeros((), jnp.float32), step=jnp.zeros((), jnp.int32),
+        pl_mean=jnp.zeros((), jnp.float32),
+        augment_p=jnp.asarray(cfg.augment_p if cfg.augment is not None else 0.0, jnp.float32),
+        ada_sign_sum=jnp.zeros((), jnp.float32), ada_sign_count=jnp.zeros((), jnp.float32),
+        step=jnp.zeros((), jnp.int32),
         nimg=jnp.zeros((), jnp.int32), rng=k_run,
     )
 
@@ -140,7 +173,8 @@ def draw_iteration(key, nets: Networks, cfg: StepConfig, local_batch: int,
     """The draws of one iteration on this device (key already specific to the device).
 
     A phase's style-mixing cutoff is drawn per round ([R]); round r of R > 1 takes the
-    synthesis noise from fold_in(noise_key, r).
+    synthesis noise from fold_in(noise_key, r). The ADA pipe's keys come from
+    fold_in(key, _AUGMENT_SALT), leaving the other draws as they are without augmentation.
     """
     G = nets.G
     num_ws = G.num_ws
@@ -163,8 +197,14 @@ def draw_iteration(key, nets: Networks, cfg: StepConfig, local_batch: int,
     res, ch = G.img_resolution, G.img_channels
     pl_b = rounds * (local_batch // rounds // cfg.pl_batch_shrink)
     pl_noise = jax.random.normal(keys[3], (pl_b, res, res, ch)) / jnp.sqrt(float(res * res))
+    aug = None
+    if cfg.augment is not None:
+        aug = AugmentDraws(*jax.random.split(jax.random.fold_in(key, _AUGMENT_SALT), 4))
     return IterationDraws(phase(keys[0], local_batch), phase(keys[1], local_batch),
-                          phase(keys[2], local_batch), pl_noise)
+                          phase(keys[2], local_batch), pl_noise, aug)
+
+
+_AUGMENT_SALT = 0x41444121  # any constant: separates the pipe's keys from the others
 
 
 def _clean(grads):
@@ -193,6 +233,42 @@ def _round_draws(draw: PhaseDraws, rounds: int) -> PhaseDraws:
                       mix_cutoff=draw.mix_cutoff.reshape(rounds), noise_key=keys)
 
 
+def _round_augment(draws, rounds: int):
+    """One D evaluation's pipe draws with a leading round axis (see AugmentDraws)."""
+    if isinstance(draws, tuple | list):
+        return tuple(_split(jnp.asarray(x), rounds) for x in draws)
+    return draws[None] if rounds == 1 else jax.vmap(
+        lambda r: jax.random.fold_in(draws, r))(jnp.arange(rounds))
+
+
+def _augmenter(cfg: StepConfig, p, draws):
+    """NHWC images -> the ADA pipe's output at strength p with these draws; None when off."""
+    if cfg.augment is None:
+        return None
+
+    def run(images):
+        source = (augment_lib.RecordedDraws(draws) if isinstance(draws, tuple | list)
+                  else draws)
+        return augment_lib.augment(images, p, cfg.augment, source)
+
+    return run
+
+
+def _ada_update(cfg: StepConfig, state: TrainState, sign_sum, sign_count):
+    """(p, sum, count) after this iteration's real-logit signs (summed over devices)."""
+    p, total, count = state.augment_p, state.ada_sign_sum, state.ada_sign_count
+    if cfg.augment is None or cfg.ada_target is None:
+        return p, total, count
+    total, count = total + sign_sum, count + sign_count
+    adjust_now = (state.step + 1) % cfg.ada_interval == 0  # official batch_idx, from 1
+    rate = cfg.batch_size * cfg.ada_interval / (cfg.ada_kimg * 1000)
+    mean = total / jnp.maximum(count, 1.0)
+    step = jnp.where(count > 0, jnp.sign(mean - cfg.ada_target) * jnp.float32(rate), 0.0)
+    zero = jnp.zeros((), jnp.float32)
+    return (jnp.where(adjust_now, jnp.maximum(p + step, 0.0), p),
+            jnp.where(adjust_now, zero, total), jnp.where(adjust_now, zero, count))
+
+
 def _accumulate(round_fn, carry, xs, params):
     """Runs round_fn(carry, x) -> (carry, grads, stats) over the rounds of xs (leading axis)
     -> (carry, gradients summed over rounds, stats averaged over rounds)."""
@@ -216,20 +292,30 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
 
     Each phase sums its gradients over cfg.rounds(share) micro-batches (module docstring).
     """
-    rounds = cfg.rounds(real_u8.shape[0])
+    local_batch = real_u8.shape[0]
+    rounds = cfg.rounds(local_batch)
     real = _split(real_u8.astype(jnp.float32) / 127.5 - 1.0, rounds)
     real_c = _split(real_c, rounds)
     g_opt, d_opt = optimizers(cfg)
     stats, grads_log = {}, {}
     G, G_opt, buffers, pl_mean = state.G, state.G_opt, state.G_buffers, state.pl_mean
+    p = state.augment_p
+    if cfg.augment is not None and draws.augment is None:
+        raise ValueError("cfg.augment is set but the iteration's draws have no augment draws")
+    # Per D evaluation: its pipe draws with a round axis (a placeholder when off).
+    aug = (AugmentDraws(*(_round_augment(x, rounds) for x in draws.augment))
+           if cfg.augment is not None else AugmentDraws(*[jnp.zeros((rounds,))] * 4))
+    signs_sum = jnp.zeros((), jnp.float32)  # of this device's real logits (ADA)
 
-    def g_main_round(buffers, d):
+    def g_main_round(buffers, x):
+        d, aug_draws = x
         (_, (buffers, st)), grads = jax.value_and_grad(losses.g_main_loss, has_aux=True)(
-            G, nets, buffers, state.D, d, gain=1.0, noise_mode=cfg.noise_mode)
+            G, nets, buffers, state.D, d, gain=1.0, noise_mode=cfg.noise_mode,
+            augment=_augmenter(cfg, p, aug_draws))
         return buffers, grads, st
 
     buffers, grads, st = _accumulate(g_main_round, buffers,
-                                     _round_draws(draws.g_main, rounds), G)
+                                     (_round_draws(draws.g_main, rounds), aug.g_main), G)
     grads = grads_log["Gmain"] = _clean(grads)
     G, G_opt = _apply(g_opt, grads, G_opt, G)
     stats.update(st)
@@ -254,37 +340,49 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
     D, D_opt = state.D, state.D_opt
 
     def d_main_round(buffers, x):
-        d, real_r, real_c_r = x
+        d, real_r, real_c_r, aug_fake, aug_real = x
         gen_img, _, buffers, _ = losses.run_generator(nets, G, buffers, d, cfg.noise_mode)
         (_, st), grads = jax.value_and_grad(losses.d_main_loss, has_aux=True)(
-            D, nets, jax.lax.stop_gradient(gen_img), d.c, real_r, real_c_r, gain=1.0)
+            D, nets, jax.lax.stop_gradient(gen_img), d.c, real_r, real_c_r, gain=1.0,
+            augment_fake=_augmenter(cfg, p, aug_fake),
+            augment_real=_augmenter(cfg, p, aug_real))
         return buffers, grads, st
 
     buffers, grads, st = _accumulate(
-        d_main_round, buffers, (_round_draws(draws.d_main, rounds), real, real_c), D)
+        d_main_round, buffers,
+        (_round_draws(draws.d_main, rounds), real, real_c, aug.d_fake, aug.d_real), D)
     grads = grads_log["Dmain"] = _clean(grads)
     D, D_opt = _apply(d_opt, grads, D_opt, D)
     stats.update(st)
+    # A mean of +-1 / 0 over equal rounds times the count is an integer: round off the ulp.
+    signs_sum += jnp.round(st["signs/real"] * local_batch)
 
     if do_dreg:
         def d_reg_round(carry, x):
+            real_r, real_c_r, aug_real = x
             (_, st), grads = jax.value_and_grad(losses.d_reg_loss, has_aux=True)(
-                D, nets, *x, gain=float(cfg.d_reg_interval), r1_gamma=cfg.r1_gamma)
+                D, nets, real_r, real_c_r, gain=float(cfg.d_reg_interval),
+                r1_gamma=cfg.r1_gamma, augment=_augmenter(cfg, p, aug_real))
             return carry, grads, st
 
-        _, grads, st = _accumulate(d_reg_round, (), (real, real_c), D)
+        _, grads, st = _accumulate(d_reg_round, (), (real, real_c, aug.d_reg), D)
         grads = grads_log["Dreg"] = _clean(grads)
         D, D_opt = _apply(d_opt, grads, D_opt, D)
         stats.update(st)
+        signs_sum += jnp.round(st["signs/real"] * local_batch)
 
     beta = ema_beta(cfg, state.nimg)
     G_ema = jax.tree_util.tree_map(lambda e, p: p + beta * (e - p), state.G_ema, G)
     stats["ema_beta"] = beta
     stats["pl_mean"] = pl_mean
+    evaluations = 2 if do_dreg else 1  # real-logit evaluations this iteration
+    p, sign_sum, sign_count = _ada_update(cfg, state, jax.lax.psum(signs_sum, AXIS),
+                                          jnp.float32(evaluations * cfg.batch_size))
+    stats["augment"] = p
     new_state = state.replace(
         G=G, G_buffers=buffers, D=D, G_ema=G_ema, G_ema_buffers=buffers, G_opt=G_opt,
-        D_opt=D_opt, pl_mean=pl_mean, step=state.step + 1,
-        nimg=state.nimg + cfg.batch_size)
+        D_opt=D_opt, pl_mean=pl_mean, augment_p=p, ada_sign_sum=sign_sum,
+        ada_sign_count=sign_count, step=state.step + 1, nimg=state.nimg + cfg.batch_size)
     stats = jax.lax.pmean(stats, AXIS)
     return (new_state, stats, grads_log) if return_grads else (new_state, stats)
 
