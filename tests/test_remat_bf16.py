@@ -75,11 +75,11 @@ def test_remat_changes_no_number():
                                    err_msg=jax.tree_util.keystr(path))
 
 
-def train_networks(**model):
+def train_networks(res=32, **model):
     base = dict(z_dim=16, w_dim=16, mapping_layers=1, channel_base=256, channel_max=16,
                 g_architecture="skip", d_architecture="resnet", conv_clamp=256.0,
                 num_bf16_res=0, mbstd_group_size=4, mbstd_num_channels=1, remat_resolution=0)
-    return step_lib.build_networks(ml_collections.ConfigDict({**base, **model}), 32, 3, 0)
+    return step_lib.build_networks(ml_collections.ConfigDict({**base, **model}), res, 3, 0)
 
 
 def lowered_step(nets, batch, flags=(True, True)):
@@ -91,7 +91,8 @@ def lowered_step(nets, batch, flags=(True, True)):
                            do_dreg=flags[1])
     program = backend.compile(fn, ("replicated", "sharded", "sharded", "replicated"),
                               ("replicated", "replicated"), donate_state=False)
-    real = backend.put_batch((np.zeros((batch, 32, 32, 3), np.uint8),
+    res = nets.G.img_resolution
+    real = backend.put_batch((np.zeros((batch, res, res, 3), np.uint8),
                               np.zeros((batch, 0), np.float32)))
     return program.lower(state, *real, backend.put_replicated(jnp.zeros((1, 0))))
 
@@ -145,7 +146,8 @@ def conv_dtypes(hlo: str) -> list[str]:
 @pytest.mark.parametrize("num_bf16_res", [1, -1])
 def test_every_convolution_is_bfloat16_only_with_all_bf16(num_bf16_res):
     """The whole lowered training step (all four phases: first and second-order convs)."""
-    hlo = lowered_step(train_networks(num_bf16_res=num_bf16_res), 4).as_text(dialect="hlo")
+    nets = train_networks(res=16, num_bf16_res=num_bf16_res)
+    hlo = lowered_step(nets, 4).as_text(dialect="hlo")
     dtypes = conv_dtypes(hlo)
     assert len(dtypes) > 50, len(dtypes)
     if num_bf16_res == -1:
