@@ -58,6 +58,14 @@ def base() -> ml_collections.ConfigDict:
     c.train.ema_rampup = -1.0  # < 0: none (official `ramp=None`)
     c.train.noise_mode = "random"  # synthesis noise during training
     c.train.backend = "pmap"  # pmap | shard_map
+    # ADA (official train.py defaults: --aug=ada --augpipe=bgc --target=0.6).
+    c.train.aug = "ada"  # noaug | fixed (p = aug_p throughout) | ada (p adjusted)
+    c.train.augpipe = "bgc"  # an official pipe: blit, geom, color, filter, noise, cutout,
+    #                          bg, bgc, bgcf, bgcfn, bgcfnc
+    c.train.aug_p = 0.0  # fixed: the strength; ada: the initial strength
+    c.train.ada_target = 0.6  # ada: target mean sign of D's real logits
+    c.train.ada_interval = 4  # ada: iterations between adjustments of p
+    c.train.ada_kimg = 500.0  # ada: p can move from 0 to 1 in this many kimg
 
     c.log = ml_collections.ConfigDict()
     c.log.tick_kimg = 4.0  # official kimg_per_tick

@@ -111,6 +111,52 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     family.validate(config, num_devices, fail)
     if config.family == "stylegan2":
         _validate_accelerator_options(config, num_devices, fail)
+        _validate_augment(config, fail)
+
+
+AUG_MODES = ("noaug", "fixed", "ada")
+
+
+def _validate_augment(config, fail) -> None:
+    """ADA settings (fields optional: configs without them train without augmentation)."""
+    from stylegan_jax.augment import PIPES
+
+    t = config.train
+    mode = t.get("aug", "noaug")
+    if mode not in AUG_MODES:
+        fail("train.aug", f"expected one of {AUG_MODES}")
+    if mode == "noaug":
+        return
+    if t.augpipe not in PIPES:
+        fail("train.augpipe", f"expected one of {sorted(PIPES)}")
+    if not 0 <= t.aug_p < float("inf"):
+        fail("train.aug_p", "expected a finite number >= 0")
+    if mode == "fixed" and t.aug_p == 0:
+        fail("train.aug_p", "train.aug=fixed needs a strength > 0 (or use train.aug=noaug)")
+    if mode == "ada":
+        if not -1 <= t.ada_target <= 1:
+            fail("train.ada_target", "expected a mean sign in [-1, 1] (official 0.6)")
+        if not isinstance(t.ada_interval, int) or t.ada_interval < 1:
+            fail("train.ada_interval", "expected an integer >= 1")
+        if not 0 < t.ada_kimg < float("inf"):
+            fail("train.ada_kimg", "expected a positive number")
+    if augment_config(config).imgfilter > 0:
+        from stylegan_jax.augment import imgfilter
+
+        try:
+            imgfilter.check_size(config.data.resolution, config.data.resolution)
+        except ValueError as e:
+            fail("train.augpipe", str(e))
+
+
+def augment_config(config: ml_collections.ConfigDict):
+    """The AugmentConfig of `train.augpipe`, or None for train.aug=noaug (or no field)."""
+    from stylegan_jax.augment import named_pipe
+
+    t = config.train
+    if t.get("aug", "noaug") == "noaug":
+        return None
+    return named_pipe(t.augpipe)
 
 
 def _validate_accelerator_options(config, num_devices: int, fail) -> None:
@@ -213,4 +259,7 @@ def step_config(config: ml_collections.ConfigDict) -> StepConfig:
         pl_batch_shrink=t.pl_batch_shrink, style_mixing_prob=t.style_mixing_prob,
         g_reg_interval=t.g_reg_interval, d_reg_interval=t.d_reg_interval,
         ema_kimg=t.ema_kimg, ema_rampup=None if t.ema_rampup < 0 else t.ema_rampup,
-        noise_mode=t.noise_mode)
+        noise_mode=t.noise_mode, augment=augment_config(config),
+        augment_p=float(t.get("aug_p", 0.0)),
+        ada_target=float(t.ada_target) if t.get("aug", "noaug") == "ada" else None,
+        ada_interval=int(t.get("ada_interval", 4)), ada_kimg=float(t.get("ada_kimg", 500.0)))

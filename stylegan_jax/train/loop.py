@@ -258,7 +258,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
                         log(tick_line(tick, nimg / 1000, t.total_kimg, now - tick_start_time,
                                       tick_kimg, now - start_time, values))
                         writer.scalars(nimg / 1000, {
-                            **{f"Loss/{k}": v for k, v in values.items()},
+                            **{f"Loss/{k}": v for k, v in values.items() if k != "augment"},
+                            **({"Progress/augment": values["augment"]}
+                               if "augment" in values else {}),
                             "Progress/stage": stage.index,
                             "Timing/sec_per_kimg": (now - tick_start_time) / max(tick_kimg, 1e-8)})
                     tick += 1

@@ -42,6 +42,8 @@ def tick_line(tick: int, kimg: float, total_kimg: float, tick_s: float, tick_kim
     for name in ("G/loss", "D/loss", "G/reg", "D/reg", "pl_mean"):
         if name in stats:
             parts.append(f"{name} {stats[name]:<7.3f}")
+    if "augment" in stats:  # the ADA strength p, as the official tick line
+        parts.append(f"augment {stats['augment']:.3f}")
     in_use, peak = device_memory_gib()
     if peak is not None:
         parts.append(f"gpumem {in_use:<5.2f} peak {peak:<5.2f}")

@@ -378,12 +378,13 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
     evaluations = 2 if do_dreg else 1  # real-logit evaluations this iteration
     p, sign_sum, sign_count = _ada_update(cfg, state, jax.lax.psum(signs_sum, AXIS),
                                           jnp.float32(evaluations * cfg.batch_size))
-    stats["augment"] = p
     new_state = state.replace(
         G=G, G_buffers=buffers, D=D, G_ema=G_ema, G_ema_buffers=buffers, G_opt=G_opt,
         D_opt=D_opt, pl_mean=pl_mean, augment_p=p, ada_sign_sum=sign_sum,
         ada_sign_count=sign_count, step=state.step + 1, nimg=state.nimg + cfg.batch_size)
     stats = jax.lax.pmean(stats, AXIS)
+    if cfg.augment is not None:  # p after this iteration's adjustment, the same everywhere
+        stats["augment"] = p
     return (new_state, stats, grads_log) if return_grads else (new_state, stats)
 
 
