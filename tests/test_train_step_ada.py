@@ -8,6 +8,7 @@ against hand-computed values, and a data-parallel run against its invariants.
 from __future__ import annotations
 
 import functools
+import json
 import types
 
 import jax
@@ -120,3 +121,27 @@ def test_p_moves_by_the_official_step(ada_run):
     assert total == 0 and count == 0  # reset after the adjustment
     assert p in (np.float32(0.5) + rate, np.float32(0.5) - rate, np.float32(0.5))
     assert shown == p
+
+
+def test_the_loop_resumes_with_the_same_p(tmp_path):
+    """2 + restart + 2 iterations == 4 straight, bitwise, with p adjusted every iteration;
+    the tick line and stats.jsonl report p."""
+    from test_train_loop import assert_trees_equal
+    from train_fixtures import tiny_config
+
+    from stylegan_jax.train import loop
+
+    ada = dict(aug="ada", aug_p=0.3, ada_interval=1, ada_kimg=1.0)  # steps of 16 / 1000
+    lines = []
+    straight = loop.train(tiny_config(**ada), tmp_path / "a", stop_at_step=4, log=lines.append)
+    loop.train(tiny_config(**ada), tmp_path / "b", stop_at_step=2, log=lambda _: None)
+    resumed = loop.train(tiny_config(**ada), tmp_path / "b", stop_at_step=4,
+                         log=lambda _: None)
+    assert_trees_equal(straight["state"], resumed["state"])
+    p = float(straight["state"].augment_p)
+    # Four adjustments of +-0.016 from 0.3 (never near the clamp at 0).
+    assert min(abs(p - (0.3 + k * 0.016)) for k in (-4, -2, 0, 2, 4)) < 1e-6, p
+    ticks = [x for x in lines if x.startswith("tick ")]
+    assert ticks and all(" augment " in x for x in ticks)
+    records = (tmp_path / "a" / "stats.jsonl").read_text().splitlines()
+    assert abs(json.loads(records[-1])["Progress/augment"] - p) < 1e-6
