@@ -145,3 +145,39 @@ def test_the_loop_resumes_with_the_same_p(tmp_path):
     assert ticks and all(" augment " in x for x in ticks)
     records = (tmp_path / "a" / "stats.jsonl").read_text().splitlines()
     assert abs(json.loads(records[-1])["Progress/augment"] - p) < 1e-6
+
+
+@pytest.mark.parametrize("preset", ["paper256", "stylegan2", "auto", "cifar"])
+def test_presets_train_with_the_official_ada(preset):
+    from stylegan_jax.train import config as config_lib
+
+    cfg = config_lib.step_config(config_lib.load_config(preset))
+    assert cfg.augment == named_pipe("bgc") and cfg.augment_p == 0.0
+    assert (cfg.ada_target, cfg.ada_interval, cfg.ada_kimg) == (0.6, 4, 500.0)
+
+
+@pytest.mark.parametrize("override, field", [
+    ("train.aug=always", "train.aug"), ("train.augpipe=bgcx", "train.augpipe"),
+    ("train.aug_p=-0.5", "train.aug_p"), ("train.ada_target=1.5", "train.ada_target"),
+    ("train.ada_interval=0", "train.ada_interval"), ("train.ada_kimg=0", "train.ada_kimg"),
+])
+def test_bad_augment_settings_name_the_field(override, field):
+    from stylegan_jax.train import config as config_lib
+
+    config = config_lib.load_config("paper256", [override])
+    with pytest.raises(config_lib.ConfigError, match=f"config.{field}="):
+        config_lib.validate(config, num_devices=8)
+
+
+def test_fixed_needs_a_strength_and_overrides_apply():
+    from stylegan_jax.train import config as config_lib
+
+    with pytest.raises(config_lib.ConfigError, match="config.train.aug_p=0.0"):
+        config_lib.validate(config_lib.load_config("paper256", ["train.aug=fixed"]), 8)
+    fixed = config_lib.load_config("paper256", ["train.aug=fixed", "train.aug_p=0.2",
+                                                "train.augpipe=bgcfnc"])
+    config_lib.validate(fixed, 8)
+    cfg = config_lib.step_config(fixed)
+    assert (cfg.augment, cfg.augment_p, cfg.ada_target) == (named_pipe("bgcfnc"), 0.2, None)
+    assert config_lib.step_config(config_lib.load_config(
+        "paper256", ["train.aug=noaug"])).augment is None
