@@ -109,9 +109,9 @@ class Checkpoints:
         self.manager.wait_until_finished()
 
     def restore(self, step: int, template) -> tuple[Any, dict, dict]:
-        """(state as NumPy arrays shaped like `template`, data position, meta)."""
-        target = jax.tree_util.tree_map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype),
-                                        template)
+        """(state as NumPy arrays shaped like `template` - arrays or jax.ShapeDtypeStructs -,
+        data position, meta)."""
+        target = jax.tree_util.tree_map(lambda x: np.zeros(np.shape(x), x.dtype), template)
         try:
             restored = self.manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(target),

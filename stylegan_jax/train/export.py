@@ -80,7 +80,7 @@ def networks_from_workdir(workdir: str | Path, step: int | str | None = None) ->
         step = _resolve(ckpts, workdir, step)
         meta = ckpts.read_meta(step)
         trainer = trainer_class(config.family)(config, int(meta.get("c_dim", 0)))
-        state, _, _ = ckpts.restore(step, trainer.init_state(config.seed))
+        state, _, _ = ckpts.restore(step, jax.eval_shape(trainer.init_state, config.seed))
     finally:
         ckpts.close()
     return trainer.export(jax.tree_util.tree_map(jnp.asarray, state))

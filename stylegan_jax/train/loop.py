@@ -138,10 +138,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     keep_every = int(lg.keep_every_kimg * 1000) or None
     ckpts = Checkpoints(workdir / "checkpoints", lg.keep_last, keep_every,
                         best=config_lib.best_by(config))
-    host_state = trainer.init_state(config.seed)
     latest, data_state, meta = ckpts.latest_step(), {}, {}
-    if latest is not None:
-        host_state, data_state, meta = ckpts.restore(latest, host_state)
+    if latest is None:
+        # One compiled program (cached across restarts), not hundreds of eager ops.
+        host_state = jax.jit(trainer.init_state, static_argnums=0)(config.seed)
+    else:  # the checkpoint only needs the layout
+        host_state, data_state, meta = ckpts.restore(
+            latest, jax.eval_shape(trainer.init_state, config.seed))
         host_state = jax.tree_util.tree_map(jnp.asarray, host_state)
         if main_process:
             log(f"Resuming from {ckpts.directory}/{latest} (kimg {latest / 1000:.1f})")
