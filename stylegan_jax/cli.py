@@ -20,9 +20,12 @@ SUBCOMMANDS = {
     "bench-metrics": ("stylegan_jax.metrics.benchmark",
                       "throughput of the metrics' feature networks"),
     "bench-data": ("stylegan_jax.data.benchmark", "benchmark the input pipeline (img/s)"),
+    "bench-augment": ("stylegan_jax.benchmarks.augment",
+                      "throughput of the ADA augmentation pipe (forward, forward+backward)"),
 }
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
-COMPILING = ("train", "generate", "metrics", "bench", "bench-networks", "bench-metrics")
+COMPILING = ("train", "generate", "metrics", "bench", "bench-networks", "bench-metrics",
+             "bench-augment")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -68,6 +68,20 @@ def official_init_kwargs(meta: dict) -> tuple[dict, dict]:
     return g, d
 
 
+def official_networks(arrays: dict[str, np.ndarray], meta: dict):
+    """(G, D, G variables, D variables) of a `stylegan2_ada` reference file, via the
+    project's converter."""
+    from stylegan_jax.convert import official
+    from stylegan_jax.models import stylegan2
+
+    g_init, d_init = official_init_kwargs(meta)
+    G = stylegan2.Generator(**official.generator_kwargs(g_init))
+    D = stylegan2.Discriminator(**official.discriminator_kwargs(d_init))
+    g_vars = official.state_dict_to_variables(subdict(arrays, "G/"), G, "G")
+    d_vars = official.state_dict_to_variables(subdict(arrays, "D/"), D, "D")
+    return G, D, g_vars, d_vars
+
+
 def assert_close(name, ours, ref, rel):
     ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
     assert ours.shape == ref.shape, f"{name}: shape {ours.shape} != {ref.shape}"

@@ -25,13 +25,13 @@ from stylegan_jax.augment import (
     KeyDraws,
     RecordedDraws,
     augment,
-    benchmark,
     draw_plan,
     geometric,
     make_config,
     named_pipe,
 )
 from stylegan_jax.augment.filters import SYM6, filter_bank
+from stylegan_jax.benchmarks import augment as augment_benchmark
 
 RES = 32  # image-space filtering needs more than 21 pixels per side
 
@@ -291,7 +291,7 @@ def test_bad_input_errors_name_the_culprit():
 def test_benchmark_prints_rates(capsys):
     argv = ["--pipe", "color", "--resolution", "8", "--batch", "2", "--p", "0", "0.5",
             "--iters", "1"]
-    assert benchmark.main(argv) == 0
+    assert augment_benchmark.main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     rates = [re.search(r"(forward\+backward|forward) +res=8 batch=2 p=([\d.]+) .* ([\d.]+) img/s",
                        line) for line in lines[:4]]

@@ -24,11 +24,10 @@ from official_fixtures import (
     fixture_files,
     load,
     nchw_to_nhwc,
-    official_init_kwargs,
+    official_networks,
     subdict,
 )
 
-from stylegan_jax.convert import official
 from stylegan_jax.models import stylegan2
 from stylegan_jax.train import step as step_lib
 from stylegan_jax.train.backends import Backend
@@ -166,11 +165,7 @@ IMG_BOUND, LOGIT_BOUND = 0.04, 0.02
                          ids=lambda p: p.stem)
 def test_all_bf16_stays_close_to_float32_on_the_reference_networks(path):
     meta, arrays = load(path)
-    g_init, d_init = official_init_kwargs(meta)
-    G = stylegan2.Generator(**official.generator_kwargs(g_init))
-    D = stylegan2.Discriminator(**official.discriminator_kwargs(d_init))
-    g_vars = official.state_dict_to_variables(subdict(arrays, "G/"), G, "G")
-    d_vars = official.state_dict_to_variables(subdict(arrays, "D/"), D, "D")
+    G, D, g_vars, d_vars = official_networks(arrays, meta)
     io = subdict(arrays, "io/")
     ws, c = jnp.asarray(io["ws"]), jnp.asarray(io["c"])
     real = jnp.asarray(nchw_to_nhwc(io["real"]))

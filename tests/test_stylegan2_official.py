@@ -15,12 +15,9 @@ from official_fixtures import (
     fixture_files,
     load,
     nchw_to_nhwc,
-    official_init_kwargs,
+    official_networks,
     subdict,
 )
-
-from stylegan_jax.convert import official
-from stylegan_jax.models import stylegan2
 
 FILES = fixture_files("stylegan2_ada", DATA / "official")
 
@@ -28,11 +25,7 @@ FILES = fixture_files("stylegan2_ada", DATA / "official")
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_matches_official(path):
     meta, arrays = load(path)
-    g_init, d_init = official_init_kwargs(meta)
-    G = stylegan2.Generator(**official.generator_kwargs(g_init))
-    D = stylegan2.Discriminator(**official.discriminator_kwargs(d_init))
-    g_vars = official.state_dict_to_variables(subdict(arrays, "G/"), G, "G")
-    d_vars = official.state_dict_to_variables(subdict(arrays, "D/"), D, "D")
+    G, D, g_vars, d_vars = official_networks(arrays, meta)
     io = subdict(arrays, "io/")
     z, c = jnp.asarray(io["z"]), jnp.asarray(io["c"])
     psi, cutoff = meta["truncation_psi"], meta["truncation_cutoff"]

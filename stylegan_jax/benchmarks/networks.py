@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 
+from stylegan_jax.benchmarks.timing import peak_memory_mib, time_compiled
 from stylegan_jax.models import stylegan2
 
 
@@ -34,24 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="per-sample grouped modulated conv instead of activation scaling")
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--json", action="store_true", help="also print one JSON line of results")
-
-
-def _time(fn, args, iters: int) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    compiled = fn.lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*args))  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        out = compiled(*args)
-    jax.block_until_ready(out)
-    return compile_s, (time.perf_counter() - t0) / iters
-
-
-def _peak_memory_mib() -> float | None:
-    stats = jax.local_devices()[0].memory_stats() or {}
-    peak = stats.get("peak_bytes_in_use")
-    return None if peak is None else peak / 2**20
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,14 +57,14 @@ def run(args: argparse.Namespace) -> int:
     results = {"device": str(jax.devices()[0].device_kind), "resolution": args.resolution,
                "batch": args.batch, "fmaps": args.fmaps, "bf16_res": args.bf16_res}
     for name, fn, fn_args in (("G", g_fwd, (g_vars, z, key)), ("D", d_fwd, (d_vars, img))):
-        compile_s, step_s = _time(fn, fn_args, args.iters)
+        compile_s, step_s = time_compiled(fn, fn_args, args.iters)
         results[name] = {"compile_s": round(compile_s, 3),
                          "img_per_s": round(args.batch / step_s, 2),
                          "ms_per_batch": round(step_s * 1e3, 3)}
         print(f"{name} forward  res={args.resolution} batch={args.batch} "
               f"compile {compile_s:7.2f} s   {args.batch / step_s:10.1f} img/s   "
               f"{step_s * 1e3:9.2f} ms/batch")
-    peak = _peak_memory_mib()
+    peak = peak_memory_mib()
     results["peak_mib"] = peak
     print(f"device {results['device']}   peak memory "
           f"{'n/a' if peak is None else f'{peak:.0f} MiB'}")

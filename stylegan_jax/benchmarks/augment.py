@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 
 from stylegan_jax.augment.config import PIPES
 from stylegan_jax.augment.pipe import augment
+from stylegan_jax.benchmarks.timing import peak_memory_mib, time_compiled
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipe", default="bgc", choices=sorted(PIPES))
     p.add_argument("--resolution", type=int, default=256)
     p.add_argument("--batch", type=int, default=32)
@@ -27,23 +26,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--p", type=float, nargs="+", default=[0.6], help="strengths to measure")
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--json", action="store_true", help="also print one JSON line of results")
-    return p
-
-
-def _time(fn, args, iters: int) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*args))  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        out = compiled(*args)
-    jax.block_until_ready(out)
-    return compile_s, (time.perf_counter() - t0) / iters
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__)
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     n, r = args.batch, args.resolution
     key = jax.random.key(0)
     images = jax.random.uniform(key, (n, r, r, args.channels), jnp.float32, -1, 1)
@@ -63,17 +54,16 @@ def main(argv: list[str] | None = None) -> int:
         for name, fn, fn_args in (("forward", forward, (images, p_arr, key)),
                                   ("forward+backward", forward_backward,
                                    (images, p_arr, key, cotangent))):
-            compile_s, step_s = _time(fn, fn_args, args.iters)
+            compile_s, step_s = time_compiled(jax.jit(fn), fn_args, args.iters)
             results["runs"].append({"p": p, "pass": name, "compile_s": round(compile_s, 3),
                                     "img_per_s": round(n / step_s, 1),
                                     "ms_per_batch": round(step_s * 1e3, 3)})
             print(f"augment {args.pipe} {name:16s} res={r} batch={n} p={p:g}  compile "
                   f"{compile_s:6.2f} s  {n / step_s:10.1f} img/s  {step_s * 1e3:9.2f} ms/batch")
-    stats = jax.local_devices()[0].memory_stats() or {}
-    peak = stats.get("peak_bytes_in_use")
-    results["peak_mib"] = None if peak is None else round(peak / 2**20)
+    peak = peak_memory_mib()
+    results["peak_mib"] = None if peak is None else round(peak)
     print(f"device {results['device']}   peak memory "
-          f"{'n/a' if peak is None else f'{peak / 2**20:.0f} MiB'}")
+          f"{'n/a' if peak is None else f'{peak:.0f} MiB'}")
     if args.json:
         print(json.dumps(results))
     return 0
