@@ -57,4 +57,20 @@ def test_a_second_command_loads_its_programs_from_the_cache(tmp_path):
     assert "0 of 1 from the compilation cache" in bench(cache)
     assert any(cache.iterdir())
     assert "1 of 1 from the compilation cache" in bench(cache)
-    assert "compilation cache" not in bench("off")
+
+
+def test_off_switches_the_cache_off(monkeypatch):
+    import jax
+
+    saved = (jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir)
+    monkeypatch.setenv("SGJ_COMPILATION_CACHE", "/somewhere")
+    try:
+        assert compilation_cache.enable("off") is None
+        assert not compilation_cache.active()
+        assert os.environ["SGJ_COMPILATION_CACHE"] == "off"  # processes it starts agree
+        with compilation_cache.count_hits() as counts:
+            jax.jit(lambda x: x * 3)(jax.numpy.ones(3)).block_until_ready()
+        assert (counts.hits, counts.misses) == (0, 0)
+    finally:
+        jax.config.update("jax_enable_compilation_cache", saved[0])
+        jax.config.update("jax_compilation_cache_dir", saved[1])
