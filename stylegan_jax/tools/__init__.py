@@ -1,0 +1,1 @@
+"""Tools for a trained generator: projection, style mixing, latent-walk videos."""
