@@ -6,7 +6,7 @@ gpus), mbstd group = min(batch // gpus, 4), fmaps = 1 at >= 512 else 0.5, lr = 0
 0.05, mapping depth 2. Choose them with `get_config("res=256,gpus=8")`.
 """
 
-from configs.stylegan2_base import apply_official_preset, base
+from stylegan_jax.configs.stylegan2_base import apply_official_preset, base
 
 
 def get_config(arg: str | None = None):

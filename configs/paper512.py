@@ -3,7 +3,7 @@
 Point it at your data with e.g. `--config.data.source=tfrecord --config.data.path=DIR`.
 """
 
-from configs.stylegan2_base import apply_official_preset, base
+from stylegan_jax.configs.stylegan2_base import apply_official_preset, base
 
 
 def get_config():

@@ -10,7 +10,7 @@ cannot hold integer keys; on the command line:
 
 import ml_collections
 
-from configs.metrics_base import metrics_section
+from stylegan_jax.configs.metrics_base import metrics_section
 
 # Official "preset-v2" schedules by GPU count (ProGAN config.py, and the StyleGAN train.py
 # presets taken from it): (minibatch_base, minibatch_dict, G/D lrate dict).

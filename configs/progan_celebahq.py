@@ -10,7 +10,7 @@ Data: `stylegan-jax dataset --source DIR --dest ~/data/celebahq --resolution 102
 then `--config.data.path=~/data/celebahq`.
 """
 
-from configs.progan_base import apply_preset_v2, base, parse_options
+from stylegan_jax.configs.progan_base import apply_preset_v2, base, parse_options
 
 
 def get_config(arg: str | None = None):

@@ -6,7 +6,7 @@ this scale (textures, not yet faces, at 20 kimg), while
 `--config.train.loss=logistic_r1 --config.train.r1_gamma=1.0` shows faces by then.
 """
 
-from configs.progan_base import base, pairs
+from stylegan_jax.configs.progan_base import base, pairs
 
 
 def get_config():

@@ -3,7 +3,7 @@
 `stylegan-jax train` with no arguments runs this into ./runs/quickstart.
 """
 
-from configs.stylegan2_base import base
+from stylegan_jax.configs.stylegan2_base import base
 
 
 def get_config():

@@ -6,7 +6,7 @@ Each preset file imports `base()` and overrides a few fields, as the official
 
 import ml_collections
 
-from configs.metrics_base import metrics_section
+from stylegan_jax.configs.metrics_base import metrics_section
 
 
 def base() -> ml_collections.ConfigDict:

@@ -7,7 +7,7 @@ style mixing 0.9, and training from 8x8.
 
 import ml_collections
 
-from configs.progan_base import base as progan_base
+from stylegan_jax.configs.progan_base import base as progan_base
 
 
 def base():

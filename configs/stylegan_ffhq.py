@@ -10,9 +10,9 @@ Data: `stylegan-jax dataset --source ~/ffhq/images1024x1024 --dest ~/data/ffhq -
 stored); then `--config.data.path=~/data/ffhq`.
 """
 
-from configs.metrics_base import metrics_section
-from configs.progan_base import apply_preset_v2, parse_options
-from configs.stylegan_base import base
+from stylegan_jax.configs.metrics_base import metrics_section
+from stylegan_jax.configs.progan_base import apply_preset_v2, parse_options
+from stylegan_jax.configs.stylegan_base import base
 
 
 def get_config(arg: str | None = None):

@@ -4,8 +4,8 @@ Tiny networks, the official loop and losses; ~2.5 minutes on 2 cores. The grids 
 samples/ show the resolution doubling, and faces by 20 kimg.
 """
 
-from configs.progan_base import pairs
-from configs.stylegan_base import base
+from stylegan_jax.configs.progan_base import pairs
+from stylegan_jax.configs.stylegan_base import base
 
 
 def get_config():

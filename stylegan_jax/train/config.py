@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
+import stylegan_jax.configs
 from stylegan_jax.train.backends import BACKENDS
 from stylegan_jax.train.checkpoint import BestBy
 from stylegan_jax.train.step import StepConfig
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# The repository's configs/, installed as the package `stylegan_jax.configs`.
+CONFIG_DIR = Path(stylegan_jax.configs.__file__).resolve().parent
 
 
 class ConfigError(ValueError):
@@ -38,9 +39,7 @@ def resolve_config_path(spec: str) -> tuple[Path, str | None]:
 
 def load_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
     path, arg = resolve_config_path(spec)
-    # Config files import shared defaults as `configs.<module>`.
-    if str(CONFIG_DIR.parent) not in sys.path:
-        sys.path.insert(0, str(CONFIG_DIR.parent))
+    # Config files import shared defaults as `stylegan_jax.configs.<module>`.
     module_spec = importlib.util.spec_from_file_location(f"_sgj_config_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
