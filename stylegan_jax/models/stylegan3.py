@@ -1,0 +1,379 @@
+"""StyleGAN3 (alias-free) generator, as NVIDIA's `training/networks_stylegan3.py`.
+
+Submodule and variable names mirror the official state dict (`mapping.fc0`,
+`synthesis.input.affine`, `synthesis.L5_52_32.weight`, ...), so conversion is a layout
+change only. Variables: `params` and `buffers` (`mapping/w_avg`, the input's `freqs`,
+`phases` and user `transform`, every layer's `magnitude_ema`). The per-layer filters
+are not variables: they follow from the constructor arguments (`layer_specs`) exactly
+as the official `__init__` designs them, and the converter checks a pickle's against
+them.
+
+`stylegan3-t` is `conv_kernel=3, use_radial_filters=False`; `stylegan3-r` is
+`conv_kernel=1, use_radial_filters=True` with doubled `channel_base` / `channel_max`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stylegan_jax.models.stylegan2 import MappingNetwork, check_resolution
+from stylegan_jax.nn import ops
+from stylegan_jax.nn.filter_design import design_lowpass
+from stylegan_jax.nn.filtered_lrelu import filtered_lrelu
+from stylegan_jax.nn.layers import Dense
+
+NOISE_MODES = ("random", "const", "none")  # accepted for API parity; StyleGAN3 has no noise
+
+
+class LayerSpec(NamedTuple):
+    """One synthesis layer's static design (official SynthesisLayer.__init__)."""
+
+    name: str
+    is_torgb: bool
+    is_critically_sampled: bool
+    in_channels: int
+    out_channels: int
+    in_size: int
+    out_size: int
+    in_sampling_rate: int
+    out_sampling_rate: int
+    in_cutoff: float
+    out_cutoff: float
+    in_half_width: float
+    out_half_width: float
+    conv_kernel: int
+    up: int
+    down: int
+    up_taps: int
+    down_taps: int
+    down_radial: bool
+    padding: tuple[int, int, int, int]  # (x0, x1, y0, y1) on the upsampled image
+
+    def up_filter(self) -> np.ndarray | None:
+        return design_lowpass(self.up_taps, self.in_cutoff, self.in_half_width * 2,
+                              self.in_sampling_rate * self.up)
+
+    def down_filter(self) -> np.ndarray | None:
+        return design_lowpass(self.down_taps, self.out_cutoff, self.out_half_width * 2,
+                              self.out_sampling_rate * self.down, radial=self.down_radial)
+
+
+class InputSpec(NamedTuple):
+    channels: int
+    size: int
+    sampling_rate: float
+    bandwidth: float
+
+
+def layer_specs(
+    img_resolution: int,
+    img_channels: int,
+    channel_base: int = 32768,
+    channel_max: int = 512,
+    num_layers: int = 14,
+    num_critical: int = 2,
+    first_cutoff: float = 2,
+    first_stopband: float = 2**2.1,
+    last_stopband_rel: float = 2**0.3,
+    margin_size: int = 10,
+    conv_kernel: int = 3,
+    filter_size: int = 6,
+    lrelu_upsampling: int = 2,
+    use_radial_filters: bool = False,
+) -> tuple[InputSpec, list[LayerSpec]]:
+    """The official progression: cutoffs and minimum stopbands grow geometrically from
+    the first layer to the last non-critical one; sampling rates, transition bands,
+    sizes (with margin), channels, resampling factors, filter lengths and paddings
+    follow from them."""
+    check_resolution(img_resolution)
+    if num_layers <= num_critical:
+        raise ValueError(f"num_layers ({num_layers}) must exceed num_critical ({num_critical})")
+    if conv_kernel < 1:
+        raise ValueError(f"conv_kernel must be >= 1, got {conv_kernel}")
+    last_cutoff = img_resolution / 2
+    last_stopband = last_cutoff * last_stopband_rel
+    exponents = np.minimum(np.arange(num_layers + 1) / (num_layers - num_critical), 1)
+    cutoffs = first_cutoff * (last_cutoff / first_cutoff) ** exponents
+    stopbands = first_stopband * (last_stopband / first_stopband) ** exponents
+    sampling_rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, img_resolution))))
+    half_widths = np.maximum(stopbands, sampling_rates / 2) - cutoffs
+    sizes = sampling_rates + margin_size * 2
+    sizes[-2:] = img_resolution
+    channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
+    channels[-1] = img_channels
+
+    inp = InputSpec(int(channels[0]), int(sizes[0]), float(sampling_rates[0]), float(cutoffs[0]))
+    specs = []
+    for idx in range(num_layers + 1):
+        prev = max(idx - 1, 0)
+        is_torgb = idx == num_layers
+        critical = idx >= num_layers - num_critical
+        in_rate, out_rate = int(sampling_rates[prev]), int(sampling_rates[idx])
+        tmp_rate = max(in_rate, out_rate) * (1 if is_torgb else lrelu_upsampling)
+        kernel = 1 if is_torgb else conv_kernel
+        up, down = int(np.rint(tmp_rate / in_rate)), int(np.rint(tmp_rate / out_rate))
+        up_taps = filter_size * up if up > 1 and not is_torgb else 1
+        down_taps = filter_size * down if down > 1 and not is_torgb else 1
+        in_size, out_size = int(sizes[prev]), int(sizes[idx])
+        # Appendix C.3: shift the sample grid to the symmetric interpretation.
+        pad_total = (out_size - 1) * down + 1 - (in_size + kernel - 1) * up
+        pad_total += up_taps + down_taps - 2
+        pad_lo = (pad_total + up) // 2
+        pad_hi = pad_total - pad_lo
+        specs.append(LayerSpec(
+            name=f"L{idx}_{out_size}_{int(channels[idx])}", is_torgb=is_torgb,
+            is_critically_sampled=critical, in_channels=int(channels[prev]),
+            out_channels=int(channels[idx]), in_size=in_size, out_size=out_size,
+            in_sampling_rate=in_rate, out_sampling_rate=out_rate,
+            in_cutoff=float(cutoffs[prev]), out_cutoff=float(cutoffs[idx]),
+            in_half_width=float(half_widths[prev]), out_half_width=float(half_widths[idx]),
+            conv_kernel=kernel, up=up, down=down, up_taps=up_taps, down_taps=down_taps,
+            down_radial=bool(use_radial_filters and not critical),
+            padding=(pad_lo, pad_hi, pad_lo, pad_hi),
+        ))
+    return inp, specs
+
+
+def _fourier_freqs(key, channels: int, bandwidth: float) -> tuple[jax.Array, jax.Array]:
+    """Random frequencies in the disc of radius `bandwidth` (the official draw: normal
+    directions, radii squashed by exp(r^2)^(1/4)) and phases uniform in [-0.5, 0.5)."""
+    kf, kp = jax.random.split(key)
+    freqs = jax.random.normal(kf, (channels, 2))
+    radii = jnp.sqrt(jnp.sum(jnp.square(freqs), axis=1, keepdims=True))
+    freqs = freqs / (radii * jnp.exp(jnp.square(radii)) ** 0.25) * bandwidth
+    phases = jax.random.uniform(kp, (channels,)) - 0.5
+    return freqs, phases
+
+
+class TransformAffine(nn.Module):
+    """w -> (r_c, r_s, t_x, t_y): equalized-lr dense layer that starts at the identity
+    transform (weight 0, bias [1, 0, 0, 0]), as the official `input.affine`."""
+
+    @nn.compact
+    def __call__(self, w: jax.Array) -> jax.Array:
+        weight = self.param("weight", nn.initializers.zeros_init(), (w.shape[-1], 4))
+        bias = self.param("bias", lambda *_: jnp.array([1.0, 0.0, 0.0, 0.0]))
+        return w @ (weight * (1 / math.sqrt(w.shape[-1]))) + bias
+
+
+class SynthesisInput(nn.Module):
+    """Fourier features [N, size, size, C], rotated and translated per sample by an
+    affine of w, after the user's inverse `transform` (3x3, in image coordinates)."""
+
+    channels: int
+    size: int
+    sampling_rate: float
+    bandwidth: float
+
+    @nn.compact
+    def __call__(self, w: jax.Array) -> jax.Array:
+        c = self.channels
+        init = lambda: _fourier_freqs(self.make_rng("params"), c, self.bandwidth)  # noqa: E731
+        drawn = None if self.has_variable("buffers", "freqs") else init()
+        freqs = self.variable("buffers", "freqs", lambda: drawn[0]).value
+        phases = self.variable("buffers", "phases", lambda: drawn[1]).value
+        user = self.variable("buffers", "transform", lambda: jnp.eye(3)).value
+        weight = self.param("weight", nn.initializers.normal(1.0), (c, c))
+
+        t = TransformAffine(name="affine")(w)
+        t = t / jnp.linalg.norm(t[:, :2], axis=1, keepdims=True)
+        rc, rs, tx, ty = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
+        one, zero = jnp.ones_like(rc), jnp.zeros_like(rc)
+        # Inverse rotation, then inverse translation, then the user's transform.
+        m_r = jnp.stack([jnp.stack([rc, -rs, zero], 1), jnp.stack([rs, rc, zero], 1),
+                         jnp.stack([zero, zero, one], 1)], 1)
+        m_t = jnp.stack([jnp.stack([one, zero, -tx], 1), jnp.stack([zero, one, -ty], 1),
+                         jnp.stack([zero, zero, one], 1)], 1)
+        transforms = m_r @ m_t @ user[None]
+        phases = phases[None] + (freqs[None] @ transforms[:, :2, 2:])[..., 0]  # [N, C]
+        freqs = freqs[None] @ transforms[:, :2, :2]  # [N, C, 2]
+        # Fade out frequencies the user transform pushed beyond the band.
+        amplitudes = jnp.clip(1 - (jnp.linalg.norm(freqs, axis=2) - self.bandwidth)
+                              / (self.sampling_rate / 2 - self.bandwidth), 0, 1)
+        # Pixel centres in units of the sampling rate (affine_grid, align_corners=False).
+        coords = (np.arange(self.size) + 0.5 - self.size / 2) / self.sampling_rate
+        gx, gy = np.meshgrid(coords, coords)  # [H, W]: x varies along W
+        grid = jnp.asarray(np.stack([gx, gy], -1), jnp.float32)  # [H, W, 2]
+        x = jnp.einsum("hwk,nck->nhwc", grid, freqs) + phases[:, None, None, :]
+        x = jnp.sin(x * (2 * np.pi)) * amplitudes[:, None, None, :]
+        return x @ (weight * (1 / math.sqrt(c)))
+
+
+def modulated_conv(x, weight, styles, demodulate: bool, padding: int, input_gain):
+    """StyleGAN3's modulated conv: with demodulation, weights and styles are first
+    normalised to unit RMS (styles over the whole batch, as the official code does);
+    the input gain scales the modulated weights after demodulation."""
+    if demodulate:
+        w32 = weight.astype(jnp.float32)
+        weight = w32 * jax.lax.rsqrt(jnp.mean(jnp.square(w32), axis=(0, 1, 2), keepdims=True))
+        styles = styles * jax.lax.rsqrt(jnp.mean(jnp.square(styles)))
+    x = ops.modulated_conv2d(x, weight, styles, demodulate=demodulate, padding=padding)
+    return x * input_gain.astype(x.dtype)
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated conv (k x k, padded by k - 1), bias, filtered leaky ReLU; the last
+    layer (ToRGB) is a 1x1 conv without demodulation or non-linearity."""
+
+    spec: LayerSpec
+    conv_clamp: float | None = 256
+    magnitude_ema_beta: float = 0.999
+    dtype: jnp.dtype = jnp.float32
+    axis_name: str | None = None  # average the input magnitude over this device axis
+
+    @nn.compact
+    def __call__(self, x: jax.Array, w: jax.Array, update_emas: bool = False) -> jax.Array:
+        s = self.spec
+        if x.shape[1:] != (s.in_size, s.in_size, s.in_channels):
+            raise ValueError(f"{s.name}: input must be [N, {s.in_size}, {s.in_size}, "
+                             f"{s.in_channels}], got {tuple(x.shape)}")
+        ema = self.variable("buffers", "magnitude_ema", lambda: jnp.ones((), jnp.float32))
+        if update_emas and not self.is_initializing():
+            cur = jnp.mean(jnp.square(jax.lax.stop_gradient(x).astype(jnp.float32)))
+            if self.axis_name is not None:
+                cur = jax.lax.pmean(cur, self.axis_name)
+            ema.value = cur + self.magnitude_ema_beta * (ema.value - cur)
+        input_gain = jax.lax.rsqrt(ema.value)
+
+        styles = Dense(s.in_channels, bias_init=1.0, name="affine")(w)
+        k = s.conv_kernel
+        if s.is_torgb:
+            styles = styles * (1 / math.sqrt(s.in_channels * k * k))
+        weight = self.param("weight", nn.initializers.normal(1.0),
+                            (k, k, s.in_channels, s.out_channels))
+        bias = self.param("bias", nn.initializers.zeros_init(), (s.out_channels,))
+        x = modulated_conv(x.astype(self.dtype), weight, styles, not s.is_torgb, k - 1,
+                           input_gain)
+        x = filtered_lrelu(
+            x, s.up_filter(), s.down_filter(), bias, up=s.up, down=s.down,
+            padding=s.padding, gain=1 if s.is_torgb else math.sqrt(2),
+            slope=1 if s.is_torgb else 0.2, clamp=self.conv_clamp,
+        )
+        return x
+
+
+class SynthesisNetwork(nn.Module):
+    """Per-layer ws [N, num_layers + 2, w_dim] -> image [N, H, W, C] (float32)."""
+
+    w_dim: int
+    img_resolution: int
+    img_channels: int
+    channel_base: int = 32768
+    channel_max: int = 512
+    num_layers: int = 14
+    num_critical: int = 2
+    margin_size: int = 10
+    output_scale: float = 0.25
+    conv_kernel: int = 3
+    use_radial_filters: bool = False
+    conv_clamp: float | None = 256
+    magnitude_ema_beta: float = 0.999
+    num_bf16_res: int = 0
+    axis_name: str | None = None
+
+    @property
+    def num_ws(self) -> int:
+        return self.num_layers + 2
+
+    def specs(self) -> tuple[InputSpec, list[LayerSpec]]:
+        return layer_specs(
+            self.img_resolution, self.img_channels, self.channel_base, self.channel_max,
+            num_layers=self.num_layers, num_critical=self.num_critical,
+            margin_size=self.margin_size, conv_kernel=self.conv_kernel,
+            use_radial_filters=self.use_radial_filters,
+        )
+
+    @nn.compact
+    def __call__(self, ws: jax.Array, update_emas: bool = False) -> jax.Array:
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(f"ws must have shape (N, {self.num_ws}, {self.w_dim}), "
+                             f"got {tuple(ws.shape)}")
+        if not isinstance(self.num_bf16_res, int) or self.num_bf16_res < -1:
+            raise ValueError(f"num_bf16_res must be an integer >= -1 (-1: every layer), "
+                             f"got {self.num_bf16_res!r}")
+        ws = ws.astype(jnp.float32)
+        inp, specs = self.specs()
+        x = SynthesisInput(*inp, name="input")(ws[:, 0])
+        for idx, spec in enumerate(specs):
+            # The official fp16 rule, on sampling rates: the num_bf16_res highest.
+            low = self.num_bf16_res == -1 or (
+                spec.out_sampling_rate * 2**self.num_bf16_res > self.img_resolution)
+            x = SynthesisLayer(
+                spec, conv_clamp=self.conv_clamp, magnitude_ema_beta=self.magnitude_ema_beta,
+                dtype=jnp.bfloat16 if low and self.num_bf16_res != 0 else jnp.float32,
+                axis_name=self.axis_name, name=spec.name,
+            )(x, ws[:, idx + 1], update_emas)
+        if self.output_scale != 1:
+            x = x * jnp.asarray(self.output_scale, x.dtype)
+        return x.astype(jnp.float32)
+
+
+class Generator(nn.Module):
+    """StyleGAN3 generator: `mapping` (StyleGAN2's, 2 layers, w_avg beta 0.998) then
+    `synthesis`. `update_emas=True` (with mutable=['buffers']) updates w_avg and every
+    layer's magnitude_ema, as the official generator does in training."""
+
+    z_dim: int
+    c_dim: int
+    w_dim: int
+    img_resolution: int
+    img_channels: int
+    mapping_layers: int = 2
+    mapping_lr_multiplier: float = 0.01
+    w_avg_beta: float | None = 0.998
+    channel_base: int = 32768
+    channel_max: int = 512
+    num_layers: int = 14
+    num_critical: int = 2
+    margin_size: int = 10
+    output_scale: float = 0.25
+    conv_kernel: int = 3
+    use_radial_filters: bool = False
+    conv_clamp: float | None = 256
+    magnitude_ema_beta: float = 0.999
+    num_bf16_res: int = 0
+    axis_name: str | None = None
+
+    def setup(self):
+        check_resolution(self.img_resolution)
+        if self.img_channels < 1:
+            raise ValueError(f"img_channels must be >= 1, got {self.img_channels}")
+        self.synthesis = SynthesisNetwork(
+            w_dim=self.w_dim, img_resolution=self.img_resolution,
+            img_channels=self.img_channels, channel_base=self.channel_base,
+            channel_max=self.channel_max, num_layers=self.num_layers,
+            num_critical=self.num_critical, margin_size=self.margin_size,
+            output_scale=self.output_scale, conv_kernel=self.conv_kernel,
+            use_radial_filters=self.use_radial_filters, conv_clamp=self.conv_clamp,
+            magnitude_ema_beta=self.magnitude_ema_beta, num_bf16_res=self.num_bf16_res,
+            axis_name=self.axis_name,
+        )
+        self.mapping = MappingNetwork(
+            z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim, num_ws=self.num_ws,
+            num_layers=self.mapping_layers, lr_multiplier=self.mapping_lr_multiplier,
+            w_avg_beta=self.w_avg_beta, axis_name=self.axis_name,
+        )
+
+    @property
+    def num_ws(self) -> int:
+        return self.num_layers + 2
+
+    def mapping_fn(self, z, c, truncation_psi=1.0, truncation_cutoff=None, update_w_avg=False):
+        return self.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg)
+
+    def synthesis_fn(self, ws, noise_mode: str = "const", update_emas: bool = False):
+        """`noise_mode` is accepted (and checked) as for the other families; unused."""
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        return self.synthesis(ws, update_emas)
+
+    def __call__(self, z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const",
+                 update_emas=False):
+        ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas)
+        return self.synthesis_fn(ws, noise_mode, update_emas)
