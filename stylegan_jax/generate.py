@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from stylegan_jax import images
 from stylegan_jax.model_store import Network, load_networks
@@ -67,6 +69,114 @@ _synthesize = jax.jit(synthesize, static_argnames=("module", "psi", "cutoff", "n
 GENERATORS = (stylegan2.Generator, stylegan.Generator, progan.Generator)
 
 
+def w_shape(module) -> tuple[int, int]:
+    """(num_ws, w_dim): one w per synthesis layer, for the families that map z to w."""
+    if isinstance(module, stylegan2.Generator):
+        return module.num_ws, module.w_dim
+    if isinstance(module, stylegan.Generator):
+        return module.num_layers, module.dlatent_size
+    raise ValueError(f"a {type(module).__module__.rsplit('.', 1)[-1]}.{type(module).__name__} "
+                     "has no w space (ProGAN maps z straight to images); this needs a "
+                     "StyleGAN2 or StyleGAN generator")
+
+
+def mapping(module, variables, z, c, psi=1.0, cutoff=None):
+    """ws [N, num_ws, w_dim] from z (and labels c), truncated toward the average w as the
+    official generators truncate. Traceable; `psi` and `cutoff` are static."""
+    w_shape(module)
+    if isinstance(module, stylegan2.Generator):
+        return module.apply(variables, z, c, psi, cutoff, method=stylegan2.Generator.mapping_fn)
+    ws = module.apply(variables, z, c, method=stylegan.Generator.mapping_fn)
+    return module.apply(variables, ws, psi, cutoff, method=stylegan.Generator.truncate_fn)
+
+
+def synthesis(module, variables, ws, key, lod=0.0, noise_mode="const"):
+    """Images in [-1, 1] from ws [N, num_ws, w_dim]. Traceable; `lod` is data (StyleGAN v1),
+    `noise_mode` static."""
+    w_shape(module)
+    if isinstance(module, stylegan2.Generator):
+        return module.apply(variables, ws, noise_mode, rngs={"noise": key},
+                            method=stylegan2.Generator.synthesis_fn)
+    return module.apply(variables, ws, jnp.asarray(lod, jnp.float32), noise_mode,
+                        rngs={"noise": key}, method=stylegan.Generator.synthesis_fn)
+
+
+_mapping = jax.jit(mapping, static_argnames=("module", "psi", "cutoff"))
+_synthesis = jax.jit(synthesis, static_argnames=("module", "noise_mode"))
+
+
+def batches(n: int, batch_size: int, desc: str) -> Iterator[slice]:
+    """Slices of [0, n) with a tqdm bar (on stderr): the first batch compiles, the rest run."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    starts = range(0, n, batch_size)
+    for i in tqdm(starts, desc=desc, unit="batch", disable=len(starts) < 2, leave=False):
+        yield slice(i, min(i + batch_size, n))
+
+
+def check_lod(net: Network, lod: float | None) -> float:
+    """The level of detail to render at (default: the network's own), validated."""
+    G = net.module
+    lod = net.lod if lod is None else lod
+    if isinstance(G, stylegan2.Generator) and lod != 0:
+        raise ValueError(f"--lod {lod}: StyleGAN2 generators have no level of detail")
+    if not isinstance(G, stylegan2.Generator) and not 0 <= lod <= G.max_lod:
+        raise ValueError(f"--lod must be in [0, {G.max_lod}] for this generator, got {lod}")
+    return float(lod)
+
+
+def ws_for_seeds(net: Network, seeds: list[int], truncation_psi: float = 1.0,
+                 truncation_cutoff: int | None = None, class_idx: int | None = None
+                 ) -> np.ndarray:
+    """float32 ws [N, num_ws, w_dim] of the seeds' z (the official seeding), truncated."""
+    G = net.module
+    w_shape(G)
+    z = jnp.asarray(latents_for_seeds(seeds, G.z_dim))
+    c = jnp.asarray(labels_for(class_idx, G.c_dim, len(seeds)))
+    return np.asarray(_mapping(G, net.variables, z, c, psi=float(truncation_psi),
+                               cutoff=truncation_cutoff))
+
+
+def images_from_ws(net: Network, ws: np.ndarray, noise_mode: str = "const",
+                   batch_size: int = 16, lod: float | None = None, seed: int = 0,
+                   desc: str = "synthesis") -> np.ndarray:
+    """uint8 NHWC images, one per w [num_ws, w_dim]. Batches are padded to `batch_size`
+    so that one compiled program renders them all; batch b draws random noise from
+    PRNGKey(seed + b)."""
+    G = net.module
+    lod = check_lod(net, lod)
+    expected = w_shape(G)
+    ws = np.asarray(ws, np.float32)
+    if ws.ndim != 3 or ws.shape[1:] != expected:
+        raise ValueError(f"ws of shape {ws.shape}; this generator takes [N, {expected[0]}, "
+                         f"{expected[1]}] (N images, num_ws, w_dim)")
+    out = []
+    size = min(batch_size, len(ws))
+    for b, part in enumerate(batches(len(ws), size, desc)):
+        wb = ws[part]
+        padded = np.concatenate([wb, np.repeat(wb[-1:], size - len(wb), 0)])
+        img = _synthesis(G, net.variables, jnp.asarray(padded), jax.random.PRNGKey(seed + b),
+                         jnp.float32(lod), noise_mode=noise_mode)
+        out.append(images.to_uint8(img)[: len(wb)])
+    return np.concatenate(out)
+
+
+def load_projected_w(path: str | Path, expected: tuple[int, int] | None = None) -> np.ndarray:
+    """ws [N, num_ws, w_dim] of a `projected_w.npz` (the official projector's file, key `w`);
+    `expected` (num_ws, w_dim) is the generator's."""
+    path = Path(path)
+    with np.load(path) as data:
+        if "w" not in data.files:
+            raise ValueError(f"{path}: no array 'w' (the official projected_w.npz key); "
+                             f"it has {data.files}")
+        ws = data["w"]
+    want = "[N, num_ws, w_dim]" if expected is None else f"[N, {expected[0]}, {expected[1]}]"
+    if ws.ndim != 3 or (expected is not None and ws.shape[1:] != tuple(expected)):
+        raise ValueError(f"{path}: 'w' has shape {list(ws.shape)}, expected {want} "
+                         "(N images, num_ws, w_dim of this generator)")
+    return ws.astype(np.float32)
+
+
 def generate_images(
     net: Network,
     seeds: list[int],
@@ -83,21 +193,17 @@ def generate_images(
     ProGAN and StyleGAN v1 generators; ProGAN has no truncation and no noise inputs.
     """
     G = net.module
-    lod = net.lod if lod is None else lod
     if not isinstance(G, GENERATORS):
         raise TypeError(f"expected a generator, got {type(G).__name__}")
-    if isinstance(G, stylegan2.Generator) and lod != 0:
-        raise ValueError(f"--lod {lod}: StyleGAN2 generators have no level of detail")
+    lod = check_lod(net, lod)
     if isinstance(G, progan.Generator) and (truncation_psi != 1 or truncation_cutoff is not None):
         raise ValueError("ProGAN generators have no truncation (--trunc must be 1)")
-    if not isinstance(G, stylegan2.Generator) and not 0 <= lod <= G.max_lod:
-        raise ValueError(f"--lod must be in [0, {G.max_lod}] for this generator, got {lod}")
     z = latents_for_seeds(seeds, G.z_dim)
     c = labels_for(class_idx, G.c_dim, len(seeds))
     out = []
-    for i in range(0, len(seeds), batch_size):
-        key = jax.random.PRNGKey(seeds[i])
-        zb, cb = jnp.asarray(z[i : i + batch_size]), jnp.asarray(c[i : i + batch_size])
+    for part in batches(len(seeds), batch_size, "generate"):
+        key = jax.random.PRNGKey(seeds[part.start])
+        zb, cb = jnp.asarray(z[part]), jnp.asarray(c[part])
         img = _synthesize(G, net.variables, zb, cb, key, jnp.float32(lod),
                           psi=float(truncation_psi), cutoff=truncation_cutoff,
                           noise_mode=noise_mode)
@@ -116,15 +222,52 @@ def random_generator(resolution: int = 32, channels: int = 3, seed: int = 0) -> 
     return Network(G, variables)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def load_generator(source: str | Path, which: str | None = None) -> Network:
+    """The generator in a network directory, a training workdir (its newest checkpoint, or
+    a checkpoint path) or an official .pkl (PyTorch or TensorFlow, converted in memory by
+    the converter `stylegan-jax convert` uses). Default: G_ema if present, else G."""
+    source = Path(source)
+    if source.suffix == ".pkl" and source.is_file():
+        from stylegan_jax.convert import official, tf_official
+        from stylegan_jax.convert.pickle_reader import UnsafePickleError, is_tf_pickle
+
+        try:
+            nets = (tf_official.networks_from_tf_pickle(source) if is_tf_pickle(source)
+                    else official.networks_from_pickle(source))
+        except UnsafePickleError as e:
+            raise ValueError(f"{source}: {e}") from None
+    else:
+        nets = load_networks(source)
+    which = which or ("G_ema" if "G_ema" in nets else "G")
+    if which not in nets:
+        raise ValueError(f"{source} has no network {which!r}; it has {sorted(nets)}")
+    return nets[which]
+
+
+def add_network_arguments(p: argparse.ArgumentParser) -> None:
+    """--network / --random-init / --which / --resolution: how every tool names its generator."""
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--network", type=Path, help="a directory written by `stylegan-jax "
-                     "convert`, or a training workdir (its newest checkpoint)")
+    src.add_argument("--network", type=Path, help="an official .pkl, a directory written by "
+                     "`stylegan-jax convert`, or a training workdir (its newest checkpoint)")
     src.add_argument("--random-init", action="store_true",
                      help="use a small randomly initialised generator")
-    p.add_argument("--which", default=None, help="network name in the directory (default: "
-                   "G_ema if present, else G)")
-    p.add_argument("--seeds", default="0-15", help="seeds, e.g. 0-15 or 1,5,9")
+    p.add_argument("--which", default=None, help="network name in the directory or pickle "
+                   "(default: G_ema if present, else G)")
+    p.add_argument("--resolution", type=int, default=32, help="with --random-init")
+
+
+def network_from_args(args: argparse.Namespace) -> Network:
+    if args.random_init:
+        return random_generator(args.resolution)
+    return load_generator(args.network, args.which)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_network_arguments(p)
+    p.add_argument("--seeds", default=None, help="seeds, e.g. 0-15 or 1,5,9 (default: 0-15)")
+    p.add_argument("--projected-w", type=Path, default=None, metavar="FILE",
+                   help="render the ws of a projected_w.npz (key 'w', [N, num_ws, w_dim]) "
+                   "as projNN.png instead of seeds")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi")
     p.add_argument("--trunc-cutoff", type=int, default=None,
                    help="truncate only the first N ws (default: all)")
@@ -135,28 +278,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="level of detail for ProGAN / StyleGAN v1 generators (0 = full "
                    "resolution, 1 = half, fractional = fade-in; default: the network's, "
                    "e.g. where a training snapshot had grown to)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per compiled call")
     p.add_argument("--outdir", type=Path, required=True)
-    p.add_argument("--resolution", type=int, default=32, help="with --random-init")
-    p.add_argument("--no-grid", action="store_true", help="skip grid.png")
+    p.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write grid.png (default: yes)")
 
 
 def run(args: argparse.Namespace) -> int:
-    seeds = parse_seeds(args.seeds)
-    if args.random_init:
-        net = random_generator(args.resolution)
+    net = network_from_args(args)
+    if args.projected_w is not None:
+        if args.seeds is not None:
+            print("warning: --seeds is ignored with --projected-w")
+        ws = load_projected_w(args.projected_w, w_shape(net.module))
+        imgs = images_from_ws(net, ws, args.noise_mode, args.batch_size, args.lod)
+        names = [f"proj{i:02d}.png" for i in range(len(ws))]
     else:
-        nets = load_networks(args.network)
-        which = args.which or ("G_ema" if "G_ema" in nets else "G")
-        if which not in nets:
-            raise SystemExit(f"{args.network} has no network {which!r}; it has {sorted(nets)}")
-        net = nets[which]
-    imgs = generate_images(net, seeds, args.trunc, args.trunc_cutoff, args.class_idx,
-                           args.noise_mode, lod=args.lod)
-    for seed, img in zip(seeds, imgs, strict=True):
-        images.save_image(img, args.outdir / f"seed{seed:04d}.png")
-    if not args.no_grid:
+        seeds = parse_seeds(args.seeds or "0-15")
+        imgs = generate_images(net, seeds, args.trunc, args.trunc_cutoff, args.class_idx,
+                               args.noise_mode, args.batch_size, lod=args.lod)
+        names = [f"seed{seed:04d}.png" for seed in seeds]
+    for name, img in zip(names, imgs, strict=True):
+        images.save_image(img, args.outdir / name)
+    if args.grid:
         grid = images.save_image(images.make_grid(imgs), args.outdir / "grid.png")
-        print(f"wrote {len(seeds)} images and {grid}")
+        print(f"wrote {len(imgs)} images and {grid}")
     else:
-        print(f"wrote {len(seeds)} images to {args.outdir}")
+        print(f"wrote {len(imgs)} images to {args.outdir}")
     return 0
