@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "train": ("stylegan_jax.train.command", "train a config (default: the quickstart)"),
     "convert": ("stylegan_jax.convert.command", "convert official networks to/from this project"),
     "generate": ("stylegan_jax.generate", "generate images from a network directory"),
+    "style-mix": ("stylegan_jax.tools.style_mix", "the official style-mixing grid (rows x cols)"),
     "dataset": ("stylegan_jax.data.dataset_tool", "convert images / a zip / TFDS into a dataset"),
     "metrics": ("stylegan_jax.metrics.command", "compute FID, KID, precision/recall, IS, PPL"),
     "bench": ("stylegan_jax.benchmarks.train", "benchmark the training step of a config"),
@@ -25,7 +26,7 @@ SUBCOMMANDS = {
 }
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
 COMPILING = ("train", "generate", "metrics", "bench", "bench-networks", "bench-metrics",
-             "bench-augment")
+             "bench-augment", "style-mix")
 
 
 def build_parser() -> argparse.ArgumentParser:
