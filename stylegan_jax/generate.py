@@ -16,8 +16,8 @@ from stylegan_jax.model_store import Network, load_networks
 from stylegan_jax.models import progan, stylegan, stylegan2
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-3,7' -> [0, 1, 2, 3, 7]."""
+def parse_seeds(text: str, what: str = "--seeds") -> list[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7]; `what` names the option in errors."""
     seeds: list[int] = []
     for part in text.split(","):
         part = part.strip()
@@ -27,9 +27,9 @@ def parse_seeds(text: str) -> list[int]:
         try:
             seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
         except ValueError:
-            raise ValueError(f"--seeds: {part!r} is not a seed or a range like 0-7") from None
+            raise ValueError(f"{what}: {part!r} is not a number or a range like 0-7") from None
     if not seeds:
-        raise ValueError(f"--seeds: no seeds in {text!r}")
+        raise ValueError(f"{what}: nothing in {text!r}")
     return seeds
 
 
