@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "convert": ("stylegan_jax.convert.command", "convert official networks to/from this project"),
     "generate": ("stylegan_jax.generate", "generate images from a network directory"),
     "style-mix": ("stylegan_jax.tools.style_mix", "the official style-mixing grid (rows x cols)"),
+    "video": ("stylegan_jax.tools.video", "latent-walk MP4 videos (official gen_video.py)"),
     "dataset": ("stylegan_jax.data.dataset_tool", "convert images / a zip / TFDS into a dataset"),
     "metrics": ("stylegan_jax.metrics.command", "compute FID, KID, precision/recall, IS, PPL"),
     "bench": ("stylegan_jax.benchmarks.train", "benchmark the training step of a config"),
@@ -26,7 +27,7 @@ SUBCOMMANDS = {
 }
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
 COMPILING = ("train", "generate", "metrics", "bench", "bench-networks", "bench-metrics",
-             "bench-augment", "style-mix")
+             "bench-augment", "style-mix", "video")
 
 
 def build_parser() -> argparse.ArgumentParser:
