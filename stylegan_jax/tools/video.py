@@ -1,0 +1,168 @@
+"""`stylegan-jax video`: latent-walk videos as the official gen_video.py makes them.
+
+A grid of cells (--grid WxH), each walking through --num-keyframes ws of its seeds in a
+loop, --w-frames frames per keyframe. As officially, the keyframes are tiled 2 times on
+each side and interpolated with scipy's interp1d (cubic: a not-a-knot cubic spline;
+linear), so the walk loops smoothly. Frames are rendered in batches by one compiled
+synthesis program and encoded to H.264 MP4 by imageio-ffmpeg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from stylegan_jax import images
+from stylegan_jax.generate import (
+    add_network_arguments,
+    images_from_ws,
+    network_from_args,
+    parse_seeds,
+    ws_for_seeds,
+)
+from stylegan_jax.model_store import Network
+from stylegan_jax.models import stylegan2
+
+WRAPS = 2  # keyframe copies on each side of the walked period (the official value)
+KINDS = ("cubic", "linear")
+
+
+def _not_a_knot_second_derivatives(y: np.ndarray) -> np.ndarray:
+    """Second derivatives [n, ...] of the not-a-knot cubic spline through y at x = 0..n-1
+    (scipy's make_interp_spline default): the third derivative is continuous at x = 1 and
+    x = n-2, and the first and second derivatives everywhere."""
+    n = len(y)
+    a = np.zeros((n, n))
+    rhs = np.zeros_like(y, dtype=np.float64)
+    a[0, :3] = a[-1, -3:] = (1.0, -2.0, 1.0)
+    for i in range(1, n - 1):
+        a[i, i - 1:i + 2] = (1.0, 4.0, 1.0)
+        rhs[i] = 6.0 * (y[i - 1] - 2.0 * y[i] + y[i + 1])
+    return np.linalg.solve(a, rhs)
+
+
+def interpolation_weights(num_keyframes: int, t: np.ndarray, kind: str = "cubic"
+                          ) -> np.ndarray:
+    """[T, K] weights: the walk at times `t` (in keyframes, [0, K)) is weights @ keyframes.
+
+    Equals interp1d(x, tile(keyframes), kind) over x = -K*WRAPS .. K*(WRAPS+1)-1, as the
+    official gen_video.py builds it; interpolation is linear in the data, so the spline of
+    the tiled identity gives the weights.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"interpolation kind must be one of {KINDS}, got {kind!r}")
+    k = num_keyframes
+    t = np.asarray(t, np.float64)
+    if k < 1 or t.min() < 0 or t.max() >= k:
+        raise ValueError(f"need num_keyframes >= 1 and times in [0, {k}), got {k}, "
+                         f"[{t.min()}, {t.max()}]")
+    n = k * (2 * WRAPS + 1)
+    y = np.eye(k)[np.arange(n) % k]  # [n, K]: tiled knot j is keyframe j mod K
+    s = t + k * WRAPS  # position among the tiled knots
+    i = np.minimum(np.floor(s).astype(int), n - 2)
+    u = (s - i)[:, None]
+    out = (1 - u) * y[i] + u * y[i + 1]
+    if kind == "cubic":
+        m = _not_a_knot_second_derivatives(y)
+        out += ((1 - u) ** 3 - (1 - u)) * m[i] / 6 + (u ** 3 - u) * m[i + 1] / 6
+    return out
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """'4x2' or '4,2' -> (width, height) in cells."""
+    m = re.fullmatch(r"\s*(\d+)\s*[x,]\s*(\d+)\s*", text)
+    if not m or int(m[1]) < 1 or int(m[2]) < 1:
+        raise ValueError(f"--grid: {text!r} is not a grid like 4x2 (width x height, >= 1)")
+    return int(m[1]), int(m[2])
+
+
+def keyframe_seeds(seeds: list[int], grid: tuple[int, int], num_keyframes: int | None,
+                   shuffle_seed: int | None = None) -> np.ndarray:
+    """[H, W, K] seeds: cell (y, x) walks through seeds[((y*W + x)*K + k) % len(seeds)],
+    shuffled by RandomState(shuffle_seed), as the official script assigns them."""
+    cells = grid[0] * grid[1]
+    if num_keyframes is None:
+        if len(seeds) % cells:
+            raise ValueError(f"--seeds: {len(seeds)} seeds do not divide into the "
+                             f"{grid[0]}x{grid[1]} grid's {cells} cells; give "
+                             "--num-keyframes or a multiple of W*H seeds")
+        num_keyframes = len(seeds) // cells
+    if num_keyframes < 1:
+        raise ValueError(f"--num-keyframes must be >= 1, got {num_keyframes}")
+    all_seeds = np.array([seeds[i % len(seeds)] for i in range(num_keyframes * cells)])
+    if shuffle_seed is not None:
+        np.random.RandomState(shuffle_seed).shuffle(all_seeds)
+    return all_seeds.reshape(grid[1], grid[0], num_keyframes)
+
+
+def render_video(net: Network, output: str | Path, seeds: list[int],
+                 grid: tuple[int, int] = (1, 1), num_keyframes: int | None = None,
+                 w_frames: int = 120, kind: str = "cubic", truncation_psi: float = 1.0,
+                 noise_mode: str = "const", shuffle_seed: int | None = None,
+                 class_idx: int | None = None, fps: float = 60, bitrate: str = "12M",
+                 batch_size: int = 16) -> int:
+    """Writes the MP4; returns its frame count (num_keyframes * w_frames). Each compiled
+    call renders the cells of ceil(batch_size / cells) frames."""
+    import imageio.v2 as imageio
+
+    if w_frames < 1:
+        raise ValueError(f"--w-frames must be >= 1, got {w_frames}")
+    cell_seeds = keyframe_seeds(seeds, grid, num_keyframes, shuffle_seed)
+    gh, gw, k = cell_seeds.shape
+    unique, inverse = np.unique(cell_seeds, return_inverse=True)
+    ws = ws_for_seeds(net, unique.tolist(), truncation_psi, class_idx=class_idx)
+    keyframes = ws[inverse.reshape(-1)].reshape(gh * gw, k, *ws.shape[1:])  # [cells, K, L, D]
+    num_frames = k * w_frames
+    per_call = max(1, -(-batch_size // (gh * gw)))  # frames per compiled call
+    weights = interpolation_weights(k, np.arange(num_frames) / w_frames, kind)
+    weights = np.concatenate([weights, np.repeat(weights[-1:], -num_frames % per_call, 0)])
+    writer = imageio.get_writer(output, mode="I", fps=fps, codec="libx264", bitrate=bitrate)
+    try:
+        for start in tqdm(range(0, num_frames, per_call), desc="video", unit="batch"):
+            w = np.einsum("tk,gkld->tgld", weights[start:start + per_call], keyframes)
+            imgs = images_from_ws(net, w.reshape(-1, *ws.shape[1:]), noise_mode,
+                                  batch_size=len(w) * gh * gw, seed=start)
+            imgs = imgs.reshape(per_call, gh * gw, *imgs.shape[1:])
+            for frame in imgs[: num_frames - start]:
+                canvas = images.make_grid(frame, cols=gw)
+                writer.append_data(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
+    finally:
+        writer.close()
+    return num_frames
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_network_arguments(p)
+    p.add_argument("--seeds", required=True, help="seeds, e.g. 0-31")
+    p.add_argument("--shuffle-seed", type=int, default=None, help="shuffle the seeds' order")
+    p.add_argument("--grid", default="1x1", help="cells, width x height, e.g. 4x2")
+    p.add_argument("--num-keyframes", type=int, default=None,
+                   help="keyframes per cell (default: seeds / cells; seeds are reused)")
+    p.add_argument("--w-frames", type=int, default=120, help="frames per keyframe")
+    p.add_argument("--kind", choices=KINDS, default="cubic", help="interpolation in W")
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi")
+    p.add_argument("--class", dest="class_idx", type=int, default=None,
+                   help="class index for conditional generators")
+    p.add_argument("--noise-mode", choices=stylegan2.NOISE_MODES, default="const")
+    p.add_argument("--fps", type=float, default=60)
+    p.add_argument("--bitrate", default="12M", help="H.264 bitrate (ffmpeg syntax)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per compiled call")
+    p.add_argument("--output", type=Path, required=True, help="the .mp4 to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    seeds = parse_seeds(args.seeds)
+    grid = parse_grid(args.grid)
+    if args.output.suffix.lower() != ".mp4":
+        raise ValueError(f"--output: {args.output} is not an .mp4 file")
+    net = network_from_args(args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    n = render_video(net, args.output, seeds, grid, args.num_keyframes, args.w_frames,
+                     args.kind, args.trunc, args.noise_mode, args.shuffle_seed,
+                     args.class_idx, args.fps, args.bitrate, args.batch_size)
+    print(f"wrote {args.output} ({n} frames at {args.fps:g} fps)")
+    return 0
