@@ -1,0 +1,85 @@
+"""The generator behind the server: one compiled program per batch bucket, all compiled at
+start-up, so nothing compiles while serving (a batch of 5 runs in the bucket of 8)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from stylegan_jax import images
+from stylegan_jax.generate import labels_for, latents_for_seeds
+from stylegan_jax.model_store import Network
+from stylegan_jax.serve.render import make_render, spec
+
+
+def default_buckets(max_batch: int) -> tuple[int, ...]:
+    """1, 2, 4, ... up to `max_batch` (included even when not a power of two)."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    out = [1]
+    while out[-1] * 2 < max_batch:
+        out.append(out[-1] * 2)
+    if out[-1] != max_batch:
+        out.append(max_batch)
+    return tuple(out)
+
+
+class Engine:
+    """Renders batches of (seed, ψ, class) as uint8 NHWC images. Not thread-safe: one
+    caller at a time (the batcher's generator thread)."""
+
+    def __init__(self, net: Network, noise_mode: str = "const", max_batch: int = 32):
+        self.spec = spec(net)
+        self.noise_mode = noise_mode
+        self.buckets = default_buckets(max_batch)
+        self._render = jax.jit(make_render(net, noise_mode))
+        self._variables = jax.device_put(net.variables)
+        self._compiled: dict[int, object] = {}
+
+    @property
+    def max_batch(self) -> int:
+        return self.buckets[-1]
+
+    def _inputs(self, seeds: Sequence[int], psis: Sequence[float],
+                classes: Sequence[int | None]):
+        s = self.spec
+        z = latents_for_seeds(list(seeds), s.z_dim)
+        c = np.concatenate([labels_for(k, s.c_dim, 1) for k in classes])
+        return z, c, np.asarray(psis, np.float32), np.asarray(seeds, np.uint32)
+
+    def warm_up(self) -> float:
+        """Compiles (or reads from the compilation cache) and runs every bucket; seconds."""
+        t0 = time.perf_counter()
+        cls = 0 if self.spec.c_dim else None
+        for b in self.buckets:
+            args = self._inputs([0] * b, [1.0] * b, [cls] * b)
+            self._compiled[b] = self._render.lower(self._variables, *args).compile()
+            jax.block_until_ready(self._compiled[b](self._variables, *args))
+        return time.perf_counter() - t0
+
+    def bucket(self, n: int) -> int:
+        for b in self.buckets:
+            if b >= n:
+                return b
+        raise ValueError(f"batch of {n} is above the largest bucket {self.max_batch}")
+
+    def raw_call(self, b: int):
+        """A zero-argument call of bucket `b`'s program, for timing the bare generator."""
+        cls = 0 if self.spec.c_dim else None
+        args = self._inputs(list(range(b)), [1.0] * b, [cls] * b)
+        args = jax.device_put(args)
+        return lambda: self._compiled[b](self._variables, *args)
+
+    def __call__(self, seeds: Sequence[int], psis: Sequence[float],
+                 classes: Sequence[int | None]) -> np.ndarray:
+        """uint8 [len(seeds), H, W, C]; the batch is padded with copies of its first item."""
+        if not self._compiled:
+            raise RuntimeError("Engine.warm_up() has not run")
+        n = len(seeds)
+        pad = self.bucket(n) - n
+        seeds, psis, classes = ([*x] + [x[0]] * pad for x in (seeds, psis, classes))
+        out = self._compiled[n + pad](self._variables, *self._inputs(seeds, psis, classes))
+        return images.to_uint8(np.asarray(out[:n]))

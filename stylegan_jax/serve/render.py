@@ -1,0 +1,95 @@
+"""One traceable render per network: z, labels, ψ and seeds per sample -> images in [-1, 1].
+
+ψ is data here (not a static argument as in `generate`), so one compiled program serves
+every truncation. Each family truncates with its own official formula, and ψ = 1 keeps
+the untruncated ws exactly, so a served image is the image `stylegan-jax generate`
+makes for the same seed, ψ, class and noise mode.
+
+Noise: in the `const` and `none` modes the noise does not depend on the batch, so a
+batch is one call. In `random` mode every sample is drawn as its own batch of one with
+the key `PRNGKey(seed)`: seed N always gives the image of `generate --seeds N`, whatever
+else shares its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from stylegan_jax.generate import GENERATORS
+from stylegan_jax.model_store import Network
+from stylegan_jax.models import progan, stylegan, stylegan2
+from stylegan_jax.nn import ops
+
+FAMILIES = {stylegan2.Generator: "stylegan2", stylegan.Generator: "stylegan",
+            progan.Generator: "progan"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a client may ask of a network (reported by /api/info)."""
+
+    family: str
+    resolution: int
+    channels: int
+    z_dim: int
+    c_dim: int
+    truncates: bool  # ProGAN has no w_avg: ψ must be 1
+
+
+def spec(net: Network) -> Spec:
+    G = net.module
+    if not isinstance(G, GENERATORS):
+        raise TypeError(f"expected a generator, got {type(G).__name__}")
+    if isinstance(G, stylegan2.Generator):
+        res, ch, c_dim = G.img_resolution, G.img_channels, G.c_dim
+    else:
+        res, ch, c_dim = G.resolution, G.num_channels, G.label_size
+    return Spec(FAMILIES[type(G)], res, ch, G.z_dim, c_dim,
+                not isinstance(G, progan.Generator))
+
+
+def _truncate_stylegan2(G, variables, z, c, psi):
+    ws = G.apply(variables, z, c, method=stylegan2.Generator.mapping_fn)
+    avg = variables["buffers"]["mapping"]["w_avg"]
+    return jnp.where(psi == 1, ws, avg + psi * (ws - avg))  # MappingNetwork's formula
+
+
+def _truncate_stylegan(G, variables, z, c, psi):
+    dlatents = G.apply(variables, z, c, method=stylegan.Generator.mapping_fn)
+    truncated = ops.lerp(variables["buffers"]["dlatent_avg"], dlatents, psi)  # truncate_fn's
+    return jnp.where(psi == 1, dlatents, truncated)
+
+
+def _render_batch(net: Network, noise_mode: str, variables, z, c, psi, key):
+    G, psi = net.module, psi[:, None, None]
+    if isinstance(G, progan.Generator):
+        return G.apply(variables, z, c, jnp.float32(net.lod))
+    if isinstance(G, stylegan2.Generator):
+        ws = _truncate_stylegan2(G, variables, z, c, psi)
+        return G.apply(variables, ws, noise_mode, rngs={"noise": key},
+                       method=stylegan2.Generator.synthesis_fn)
+    ws = _truncate_stylegan(G, variables, z, c, psi)
+    return G.apply(variables, ws, jnp.float32(net.lod), noise_mode, rngs={"noise": key},
+                   method=stylegan.Generator.synthesis_fn)
+
+
+def make_render(net: Network, noise_mode: str = "const") -> Callable:
+    """render(variables, z [N, z_dim], c [N, c_dim], psi [N], seeds [N] uint32) -> NHWC."""
+    if noise_mode not in stylegan2.NOISE_MODES:
+        raise ValueError(f"noise_mode must be one of {stylegan2.NOISE_MODES}, got {noise_mode!r}")
+
+    def render(variables, z, c, psi, seeds):
+        if noise_mode != "random":
+            return _render_batch(net, noise_mode, variables, z, c, psi, jax.random.PRNGKey(0))
+
+        def one(z1, c1, psi1, seed):
+            return _render_batch(net, noise_mode, variables, z1[None], c1[None], psi1[None],
+                                 jax.random.PRNGKey(seed))[0]
+
+        return jax.vmap(one)(z, c, psi, seeds)
+
+    return render
