@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "train": ("stylegan_jax.train.command", "train a config (default: the quickstart)"),
     "convert": ("stylegan_jax.convert.command", "convert official networks to/from this project"),
     "generate": ("stylegan_jax.generate", "generate images from a network directory"),
+    "serve": ("stylegan_jax.serve.command", "serve a web page and an image API for a generator"),
     "style-mix": ("stylegan_jax.tools.style_mix", "the official style-mixing grid (rows x cols)"),
     "video": ("stylegan_jax.tools.video", "latent-walk MP4 videos (official gen_video.py)"),
     "dataset": ("stylegan_jax.data.dataset_tool", "convert images / a zip / TFDS into a dataset"),
@@ -26,7 +27,7 @@ SUBCOMMANDS = {
                       "throughput of the ADA augmentation pipe (forward, forward+backward)"),
 }
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
-COMPILING = ("train", "generate", "metrics", "bench", "bench-networks", "bench-metrics",
+COMPILING = ("train", "generate", "serve", "metrics", "bench", "bench-networks", "bench-metrics",
              "bench-augment", "style-mix", "video")
 
 
