@@ -1,0 +1,247 @@
+"""The official projector's optimisation (stylegan2-ada-pytorch `projector.py`) in JAX.
+
+One w (broadcast to every layer) and the synthesis noise buffers are fitted to a target
+image by Adam on the LPIPS distance plus a noise regulariser. Every number below comes
+from the official `project()`: its defaults are `Settings`' defaults, `w_avg` / `w_std`
+come from 10000 latents of `RandomState(123)`, noise buffers start as N(0, 1) and are
+re-normalised after every step, and the synthesis runs with `noise_mode='const'` on the
+buffers being optimised. The whole step is one compiled function.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import traverse_util
+
+from stylegan_jax.generate import mapping, synthesis
+from stylegan_jax.metrics import image_ops, lpips, vgg
+from stylegan_jax.models import stylegan2
+
+LPIPS_MAX_SIZE = 256  # official: larger images are area-downsampled to 256 before VGG16
+W_AVG_SEED = 123  # official: np.random.RandomState(123) draws the w statistics' latents
+NOISE_REG_MIN_SIZE = 8  # official: the pyramid stops once a level is 8x8 or smaller
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The official `project()` keyword defaults."""
+
+    w_avg_samples: int = 10000
+    initial_learning_rate: float = 0.1
+    initial_noise_factor: float = 0.05
+    lr_rampdown_length: float = 0.25
+    lr_rampup_length: float = 0.05
+    noise_ramp_length: float = 0.75
+    regularize_noise_weight: float = 1e5
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8  # torch.optim.Adam's default
+
+
+def learning_rate(step, num_steps, s: Settings = Settings()):
+    """Cosine ramp-down over the last 25 % of steps times a linear ramp-up over the first 5 %."""
+    t = step / num_steps
+    down = jnp.minimum(1.0, (1.0 - t) / s.lr_rampdown_length)
+    down = 0.5 - 0.5 * jnp.cos(down * jnp.pi)
+    return s.initial_learning_rate * down * jnp.minimum(1.0, t / s.lr_rampup_length)
+
+
+def w_noise_scale(step, num_steps, w_std, s: Settings = Settings()):
+    """Std of the noise added to w: 0.05 w_std, decaying quadratically to 0 at 75 % of steps."""
+    t = step / num_steps
+    ramp = jnp.maximum(0.0, 1.0 - t / s.noise_ramp_length)
+    return w_std * s.initial_noise_factor * jnp.square(ramp)
+
+
+def noise_regularizer(noise: dict[str, jax.Array]) -> jax.Array:
+    """Sum over buffers and octaves (down to 8x8, 2x2 average pooling) of the squared mean
+    shift-by-one autocorrelation along each axis (wrapping around, as torch.roll)."""
+    total = jnp.float32(0.0)
+    for buf in noise.values():
+        x = buf
+        while True:
+            total += jnp.square(jnp.mean(x * jnp.roll(x, 1, axis=1)))
+            total += jnp.square(jnp.mean(x * jnp.roll(x, 1, axis=0)))
+            if x.shape[0] <= NOISE_REG_MIN_SIZE:
+                break
+            h, w = x.shape
+            x = x.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    return total
+
+
+def normalize_noise(noise: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Each buffer to zero mean and unit mean square (the official step's epilogue)."""
+    def unit(x):
+        x = x - jnp.mean(x)
+        return x * jax.lax.rsqrt(jnp.mean(jnp.square(x)))
+    return {k: unit(v) for k, v in noise.items()}
+
+
+def noise_buffers(variables: dict) -> dict[str, jax.Array]:
+    """The synthesis noise buffers ('synthesis/b8/conv0/noise_const', ...), [H, W] each."""
+    flat = traverse_util.flatten_dict(variables.get("buffers", {}), sep="/")
+    return {k: v for k, v in flat.items() if k.endswith("noise_const")}
+
+
+def with_noise(variables: dict, noise: dict[str, jax.Array]) -> dict:
+    """`variables` with its noise buffers replaced (the rest shared, not copied)."""
+    flat = traverse_util.flatten_dict(variables["buffers"], sep="/")
+    unknown = set(noise) - set(flat)
+    if unknown:
+        raise ValueError(f"no such noise buffers in the generator: {sorted(unknown)}")
+    buffers = traverse_util.unflatten_dict({**flat, **noise}, sep="/")
+    return {**variables, "buffers": buffers}
+
+
+def check_generator(module) -> None:
+    if not isinstance(module, stylegan2.Generator):
+        raise ValueError(f"projection needs a StyleGAN2 generator, got "
+                         f"{type(module).__module__}.{type(module).__name__}")
+    if module.c_dim != 0:
+        raise ValueError(f"projection needs an unconditional generator (c_dim 0, as the "
+                         f"official projector), got c_dim {module.c_dim}")
+
+
+def w_stats(module, variables, num_samples: int = 10000,
+            batch_size: int = 2000) -> tuple[np.ndarray, float]:
+    """(w_avg [1, w_dim], w_std) of the official projector: mean of w over `num_samples`
+    latents of RandomState(123), and the root of the summed squared deviation / samples."""
+    check_generator(module)
+    z = np.random.RandomState(W_AVG_SEED).randn(num_samples, module.z_dim).astype(np.float32)
+    c = jnp.zeros((batch_size, 0), jnp.float32)
+    parts = []
+    for i in range(0, num_samples, batch_size):
+        zb = z[i:i + batch_size]
+        padded = np.concatenate([zb, np.zeros((batch_size - len(zb), zb.shape[1]), np.float32)])
+        ws = _mapping(module, variables, jnp.asarray(padded), c)
+        parts.append(np.asarray(ws[: len(zb), 0], np.float64))
+    w = np.concatenate(parts)
+    w_avg = w.mean(axis=0, keepdims=True)
+    w_std = float(np.sqrt(np.sum(np.square(w - w_avg)) / num_samples))
+    return w_avg.astype(np.float32), w_std
+
+
+_mapping = jax.jit(mapping, static_argnames=("module", "psi", "cutoff"))
+
+
+def to_lpips_input(images: jax.Array) -> jax.Array:
+    """[N, H, W, 1|3] in [-1, 1] -> RGB, area-downsampled to 256 when larger (official)."""
+    x = image_ops.to_rgb(images.astype(jnp.float32))
+    if x.shape[1] > LPIPS_MAX_SIZE:
+        x = image_ops.resize_area(x, (LPIPS_MAX_SIZE, LPIPS_MAX_SIZE))
+    return x
+
+
+def lpips_taps(lpips_vars: dict, images: jax.Array) -> list[jax.Array]:
+    """The five unit-length VGG16 maps LPIPS compares, of images in [-1, 1]."""
+    x = (to_lpips_input(images) - lpips.SHIFT) / lpips.SCALE
+    taps, _ = vgg.VGG16Features().apply({"params": lpips_vars["params"]["vgg"]}, x)
+    return [lpips._unit(t) for t in taps]
+
+
+def lpips_distance(lpips_vars: dict, taps_a: list[jax.Array], taps_b: list[jax.Array]):
+    """LPIPS [N] between two sets of taps (lpips.LPIPS's formula on precomputed features)."""
+    total = 0.0
+    for k, (a, b) in enumerate(zip(taps_a, taps_b, strict=True)):
+        d = jnp.einsum("nhwc,c->nhw", jnp.square(a - b), lpips_vars["params"][f"lin{k}"],
+                       precision=jax.lax.Precision.HIGHEST)
+        total = total + jnp.mean(d, axis=(1, 2))
+    return total
+
+
+class State(NamedTuple):
+    """What one optimisation step reads and writes."""
+
+    w: jax.Array  # [1, w_dim]
+    noise: dict[str, jax.Array]  # noise buffers by name, [H, W]
+    adam: optax.OptState
+    step: jax.Array  # int32: steps taken
+
+
+def _adam(s: Settings) -> optax.GradientTransformation:
+    return optax.scale_by_adam(b1=s.adam_betas[0], b2=s.adam_betas[1], eps=s.adam_eps)
+
+
+def init_state(w_avg: np.ndarray, noise_like: dict[str, jax.Array], key: jax.Array,
+               s: Settings = Settings()) -> State:
+    """w at w_avg, every noise buffer redrawn from N(0, 1) (official `randn_like`)."""
+    keys = jax.random.split(key, max(len(noise_like), 1))
+    noise = {name: jax.random.normal(k, v.shape, jnp.float32)
+             for k, (name, v) in zip(keys, sorted(noise_like.items()), strict=False)}
+    w = jnp.asarray(w_avg, jnp.float32).reshape(1, -1)
+    return State(w, noise, _adam(s).init((w, noise)), jnp.int32(0))
+
+
+def _loss(params, module, g_vars, lpips_vars, target_taps, w_noise, s: Settings):
+    w, noise = params
+    ws = jnp.broadcast_to((w + w_noise)[:, None, :], (1, module.num_ws, module.w_dim))
+    img = synthesis(module, with_noise(g_vars, noise), ws, jax.random.PRNGKey(0),
+                    noise_mode="const")
+    dist = lpips_distance(lpips_vars, lpips_taps(lpips_vars, img), target_taps)[0]
+    reg = noise_regularizer(noise)
+    return dist + s.regularize_noise_weight * reg, dist
+
+
+@functools.partial(jax.jit, static_argnames=("module", "settings"))
+def step(module, settings: Settings, g_vars: dict, lpips_vars: dict,
+         target_taps: list[jax.Array], w_std, num_steps, key: jax.Array, state: State):
+    """One official optimisation step -> (new state, {'dist', 'loss'} before the update).
+
+    The w noise of step i is drawn from fold_in(key, i).
+    """
+    lr = learning_rate(state.step, num_steps, settings)
+    scale = w_noise_scale(state.step, num_steps, w_std, settings)
+    w_noise = jax.random.normal(jax.random.fold_in(key, state.step), state.w.shape) * scale
+    (loss, dist), grads = jax.value_and_grad(_loss, has_aux=True)(
+        (state.w, state.noise), module, g_vars, lpips_vars, target_taps, w_noise, settings)
+    updates, adam = _adam(settings).update(grads, state.adam)
+    w, noise = jax.tree_util.tree_map(lambda p, u: p - lr * u, (state.w, state.noise), updates)
+    return State(w, normalize_noise(noise), adam, state.step + 1), {"dist": dist, "loss": loss}
+
+
+def target_taps(lpips_vars: dict, target_uint8: np.ndarray) -> list[jax.Array]:
+    """LPIPS taps of one uint8 [H, W, C] target (computed once per projection)."""
+    x = jnp.asarray(target_uint8, jnp.float32)[None] / 127.5 - 1.0
+    return jax.jit(lpips_taps)(lpips_vars, x)
+
+
+def check_steps(num_steps: int) -> int:
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"--num-steps must be a positive integer, got {num_steps!r}")
+    return num_steps
+
+def project(module, g_vars: dict, lpips_vars: dict, target_uint8: np.ndarray, num_steps: int,
+            seed: int = 303, settings: Settings = Settings(), progress: bool = True
+            ) -> np.ndarray:
+    """The official `project()`: w after each step, [num_steps, w_dim] float32.
+
+    `target_uint8` is [H, W, C] at the generator's resolution and channels. The
+    optimised noise buffers are discarded, as the official script renders its outputs
+    with the generator's own.
+    """
+    from tqdm import tqdm
+
+    check_generator(module)
+    check_steps(num_steps)
+    want = (module.img_resolution, module.img_resolution, module.img_channels)
+    if tuple(target_uint8.shape) != want:
+        raise ValueError(f"target image has shape {tuple(target_uint8.shape)}, the generator "
+                         f"makes {want}")
+    w_avg, w_std = w_stats(module, g_vars, settings.w_avg_samples)
+    taps = target_taps(lpips_vars, target_uint8)
+    key_noise, key_w = jax.random.split(jax.random.PRNGKey(seed))
+    state = init_state(w_avg, noise_buffers(g_vars), key_noise, settings)
+    ws = []
+    bar = tqdm(range(num_steps), desc="project", unit="step", disable=not progress)
+    for _ in bar:
+        state, stats = step(module, settings, g_vars, lpips_vars, taps, jnp.float32(w_std),
+                            jnp.float32(num_steps), key_w, state)
+        ws.append(state.w[0])
+        bar.set_postfix(dist=f"{float(stats['dist']):.4f}", loss=f"{float(stats['loss']):.4f}")
+    return np.asarray(jnp.stack(ws), np.float32)
