@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "serve": ("stylegan_jax.serve.command", "serve a web page and an image API for a generator"),
     "style-mix": ("stylegan_jax.tools.style_mix", "the official style-mixing grid (rows x cols)"),
     "video": ("stylegan_jax.tools.video", "latent-walk MP4 videos (official gen_video.py)"),
+    "project": ("stylegan_jax.tools.project", "find the w of an image (official projector.py)"),
     "dataset": ("stylegan_jax.data.dataset_tool", "convert images / a zip / TFDS into a dataset"),
     "metrics": ("stylegan_jax.metrics.command", "compute FID, KID, precision/recall, IS, PPL"),
     "bench": ("stylegan_jax.benchmarks.train", "benchmark the training step of a config"),
@@ -28,7 +29,7 @@ SUBCOMMANDS = {
 }
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
 COMPILING = ("train", "generate", "serve", "metrics", "bench", "bench-networks", "bench-metrics",
-             "bench-augment", "style-mix", "video")
+             "bench-augment", "style-mix", "video", "project")
 
 
 def build_parser() -> argparse.ArgumentParser:
