@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import jax
 import numpy as np
@@ -130,6 +132,93 @@ def test_resume_gives_identical_batches(dataset):
         np.testing.assert_array_equal(
             np.concatenate([halves[0][k].images, halves[1][k].images]), straight[4 + k].images
         )
+
+
+def test_reader_threads_serve_the_documented_order(dataset, originals):
+    """Any thread count serves stream[b*G : (b+1)*G], epoch e being
+    default_rng([seed, e]).permutation(N): the order written in the module docstring."""
+    seed, g = 3, 8
+    stream = np.concatenate([np.random.default_rng([seed, e]).permutation(N) for e in range(3)])
+    for threads in (1, 3):
+        with make_pipeline(
+            tfrecord(dataset), g, seed=seed, process_index=0, process_count=1, threads=threads
+        ) as pipe:
+            assert pipe.threads == threads
+            for b in range(11):  # 88 examples: the third epoch starts mid-batch
+                batch = next(pipe)
+                assert pipe.position() == {"examples": (b + 1) * g}
+                ids = [i for i, _ in identify(batch.images, originals)]
+                np.testing.assert_array_equal(ids, stream[b * g : (b + 1) * g])
+                np.testing.assert_array_equal(batch.labels, np.asarray(ids) % 5)
+
+
+def test_reader_threads_resume_and_share_like_one_thread(dataset):
+    kw = dict(global_batch=12, seed=7, xflip=True)
+    straight, _ = take(tfrecord(dataset), 7, threads=1, **kw)
+    _, position = take(tfrecord(dataset), 2, threads=4, **kw)
+    assert position == {"examples": 24}
+    halves = [
+        take(
+            tfrecord(dataset),
+            5,
+            position=position,
+            process_index=p,
+            process_count=2,
+            threads=3,
+            **kw,
+        )[0]
+        for p in range(2)
+    ]
+    for k in range(5):
+        np.testing.assert_array_equal(
+            np.concatenate([halves[0][k].images, halves[1][k].images]), straight[2 + k].images
+        )
+    faces1, _ = take(SourceConfig(), 5, global_batch=48, seed=1, xflip=True, threads=1)
+    faces4, _ = take(SourceConfig(), 5, global_batch=48, seed=1, xflip=True, threads=4)
+    for x, y in zip(faces1, faces4, strict=True):
+        np.testing.assert_array_equal(x.images, y.images)
+
+
+def test_reader_threads_read_concurrently(monkeypatch):
+    """Readers overlap their reads (pread releases the GIL; here a sleep stands in for it)."""
+    from stylegan_jax.data import sources
+
+    faces = bundled_faces()
+    lock, active, most = threading.Lock(), [0], [0]
+
+    class SlowImages(sources.ArrayImages):
+        def read(self, indices, flips=None, out=None):
+            with lock:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            time.sleep(0.05)
+            with lock:
+                active[0] -= 1
+            return super().read(indices, flips, out)
+
+    def open_slow(source):
+        return sources.IndexedSource(len(faces), 32, 1, None, 0, (32,), lambda r: SlowImages(faces))
+
+    monkeypatch.setattr(sources, "open_indexed", open_slow)
+    for threads, allowed in ((1, {1}), (4, {2, 3, 4})):
+        most[0] = 0
+        batches, _ = take(SourceConfig(), 12, global_batch=4, seed=0, threads=threads, prefetch=4)
+        assert most[0] in allowed and len(batches) == 12
+
+
+def test_default_threads_follow_the_cores(monkeypatch):
+    import stylegan_jax.data.pipeline as pipeline
+
+    for cores, expected in ((1, 1), (2, 2), (6, 6), (64, 8)):
+        monkeypatch.setattr(
+            os, "sched_getaffinity", lambda _, n=cores: set(range(n)), raising=False
+        )
+        assert pipeline.default_threads() == expected
+        with make_pipeline(SourceConfig(), 4, process_index=0, process_count=1) as pipe:
+            assert pipe.threads == expected
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads must be an int >= 1"):
+            make_pipeline(SourceConfig(), 4, process_index=0, process_count=1, threads=bad)
 
 
 def test_xflip_mirrors_about_half_of_the_examples(dataset, originals):

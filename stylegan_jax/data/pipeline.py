@@ -28,10 +28,19 @@ position in the epoch) and is exact for the same process count.
 
 ``resolution`` below the source's serves box-averaged images: the dataset tool's stored level
 when there is one, else the exact box average of a stored level above (progressive growing).
+
+Sources with random access are read by ``threads`` reader threads (default: one per core this
+process may use, at most 8): reader k reads global batches k, k + threads, ... with its own
+open files, and the pipeline takes them in turn (tf.data's deterministic interleave), so the
+order is the same for every thread count. The reads are ``pread`` calls into the batch, which
+release the GIL, so the threads read in parallel. Each thread holds up to two batches (one
+queued, one being read). TFDS sources decode with tf.data's parallel map instead.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -44,7 +53,16 @@ from stylegan_jax.data.images import check_resolution
 from stylegan_jax.data.order import Batch, indexed_batches, tfds_batches
 from stylegan_jax.data.shards import DatasetError
 
-__all__ = ["Batch", "Pipeline", "make_pipeline", "to_global_array", "to_pmap_layout"]
+__all__ = [
+    "Batch",
+    "Pipeline",
+    "default_threads",
+    "make_pipeline",
+    "to_global_array",
+    "to_pmap_layout",
+]
+
+MAX_DEFAULT_THREADS = 8  # a cap: every reader holds batches in memory and competes for cores
 
 
 class _Failure(NamedTuple):
@@ -98,11 +116,14 @@ class _Prefetcher:
 
 
 class Pipeline:
-    """Iterator of this process's Batch; ``position()`` is what a checkpoint saves."""
+    """Iterator of this process's Batch; ``position()`` is what a checkpoint saves.
+
+    make_iters: generator factories taken in turn, one thread each (see the module docstring).
+    """
 
     def __init__(
         self,
-        make_iter,
+        make_iters: list[Callable[[], Iterator[Any]]],
         examples: int,
         *,
         resolution: int,
@@ -113,15 +134,17 @@ class Pipeline:
         prefetch: int,
     ):
         self.resolution, self.channels, self.num_classes = resolution, channels, num_classes
-        self.count, self.local_batch = count, local_batch
-        self._examples = examples
-        self._prefetcher = _Prefetcher(make_iter, prefetch)
+        self.count, self.local_batch, self.threads = count, local_batch, len(make_iters)
+        self._examples, self._turn = examples, 0
+        ahead = max(1, math.ceil(prefetch / len(make_iters)))
+        self._prefetchers = [_Prefetcher(m, ahead) for m in make_iters]
 
     def __iter__(self) -> Pipeline:
         return self
 
     def __next__(self) -> Batch:
-        batch, examples = self._prefetcher.get()
+        batch, examples = self._prefetchers[self._turn].get()
+        self._turn = (self._turn + 1) % len(self._prefetchers)
         self._examples = examples
         return batch
 
@@ -130,7 +153,8 @@ class Pipeline:
         return {"examples": self._examples}
 
     def close(self) -> None:
-        self._prefetcher.close()
+        for prefetcher in getattr(self, "_prefetchers", ()):
+            prefetcher.close()
 
     def __enter__(self) -> Pipeline:
         return self
@@ -152,6 +176,43 @@ def _serving_resolution(resolution: int | None, top: int) -> int:
     return res
 
 
+def default_threads() -> int:
+    """Reader threads when not set: the cores this process may use, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, MAX_DEFAULT_THREADS))
+
+
+def _reader(indexed, res, seed, global_batch, process_index, local_batch, xflip, start, threads, k):
+    """Reader k of `threads`: global batches k, k + threads, ... counted from `start`.
+
+    The stream stride is threads global batches; the position after the j-th batch of reader k
+    is that of global batch k + j * threads. Each call opens its own files (images_at).
+    """
+    batches = indexed_batches(
+        indexed,
+        res,
+        seed,
+        threads * global_batch,
+        process_index,
+        local_batch,
+        xflip,
+        start + k * global_batch,
+    )
+
+    def generate():
+        for j, (batch, _) in enumerate(batches()):
+            yield batch, start + (k + j * threads + 1) * global_batch
+
+    return generate
+
+
+def _check_threads(threads: int | None) -> int:
+    valid = threads is None or isinstance(threads, int | np.integer)
+    if isinstance(threads, bool) or not valid or (threads or 0) < 0:
+        raise ValueError(f"threads must be an int >= 1 (or 0/None: default), got {threads!r}")
+    return int(threads) if threads else default_threads()
+
+
 def make_pipeline(
     source: src.SourceConfig | Mapping[str, Any],
     global_batch: int,
@@ -163,6 +224,7 @@ def make_pipeline(
     process_index: int | None = None,
     process_count: int | None = None,
     prefetch: int = 2,
+    threads: int | None = None,
 ) -> Pipeline:
     """Batches of this process's share of `source`; see the module docstring for the order.
 
@@ -170,7 +232,11 @@ def make_pipeline(
     resolution: serve images at this power of two <= the source's (default: the source's).
     position: a ``Pipeline.position()`` to continue from (default: the start).
     process_index / process_count default to jax's; tests pass them to simulate hosts.
+    prefetch: batches read ahead of the consumer, over all threads.
+    threads: reader threads of a bundled or tfrecord source (0 or None: ``default_threads()``);
+    the order does not depend on it. TFDS sources decode with tf.data's own parallelism.
     """
+    threads = _check_threads(threads)
     if not isinstance(source, src.SourceConfig):
         source = src.SourceConfig.from_dict(source)
     if process_index is None or process_count is None:
@@ -211,6 +277,7 @@ def make_pipeline(
             xflip,
             examples,
         )
+        make_iters = [make_iter]
         count = None
     else:
         indexed = src.open_indexed(source)
@@ -219,18 +286,23 @@ def make_pipeline(
         count = indexed.count
         if count == 0:
             raise DatasetError(f"source {source.path or source.kind!r} holds no images")
-        make_iter = indexed_batches(
-            indexed,
-            res,
-            seed,
-            global_batch,
-            process_index,
-            local_batch,
-            xflip,
-            examples,
-        )
+        make_iters = [
+            _reader(
+                indexed,
+                res,
+                seed,
+                global_batch,
+                process_index,
+                local_batch,
+                xflip,
+                examples,
+                threads,
+                k,
+            )
+            for k in range(threads)
+        ]
     return Pipeline(
-        make_iter,
+        make_iters,
         examples,
         resolution=res,
         channels=channels,
