@@ -1,17 +1,21 @@
 """Images/s of the input pipeline, read from the dataset tool's shards.
 
-    python -m stylegan_jax.data.benchmark                  # writes temporary shards first
-    python -m stylegan_jax.data.benchmark --dataset ~/data/ffhq256 --resolutions 256 128
+    stylegan-jax bench-data                                # writes temporary shards first
+    stylegan-jax bench-data --dataset ~/data/ffhq256 --resolutions 256 128
+    stylegan-jax bench-data --resolutions 256 --threads 1,2,4,8 --rounds 3
 
 Without --dataset, each resolution gets a temporary dataset of synthetic images written by the
 dataset tool's writer (the files the training pipeline reads), sized to stay in the page cache.
 The number is what one process delivers: shuffled, mirrored (--xflip), batched uint8 arrays.
+With several --threads (reader threads), each round measures every thread count in turn, so
+a busy spell of a shared machine hits them all; the median over rounds is printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -21,8 +25,21 @@ import numpy as np
 
 from stylegan_jax.data.dataset_tool import write_dataset
 from stylegan_jax.data.inputs import Input, Listing
-from stylegan_jax.data.pipeline import make_pipeline
+from stylegan_jax.data.pipeline import default_threads, make_pipeline
 from stylegan_jax.data.sources import SourceConfig
+
+
+def thread_counts(text: str) -> list[int]:
+    """'1,2,4,8' -> [1, 2, 4, 8] (argparse type of --threads)."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(
+            f"--threads: expected comma-separated integers >= 1 (e.g. 1,2,4,8), got {text!r}"
+        )
+    return counts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="resolutions to measure (with --dataset: levels it has, or box-averaged)",
     )
     a("--batch", type=int, default=64, help="global batch (one process)")
-    a("--seconds", type=float, default=5.0, help="measuring time per resolution")
+    a("--seconds", type=float, default=5.0, help="measuring time per resolution and round")
+    a(
+        "--threads",
+        type=thread_counts,
+        default=None,
+        help="reader thread counts to compare, e.g. 1,2,4,8 (default: the pipeline's "
+        "default, one per core up to 8)",
+    )
+    a("--rounds", type=int, default=1, help="rounds over the thread counts (median printed)")
     a("--channels", type=int, choices=(1, 3), default=3, help="channels of temporary shards")
     a("--dataset-mb", type=int, default=512, help="size of each temporary dataset")
     a("--no-xflip", action="store_true", help="measure without mirroring")
@@ -55,8 +80,10 @@ def synthetic_dataset(dest: Path, resolution: int, channels: int, count: int) ->
     )
 
 
-def measure(path: str, resolution: int | None, batch: int, seconds: float, xflip: bool) -> float:
-    """Images/s delivered by make_pipeline over `seconds`, after two warm-up batches."""
+def measure(
+    path: str, resolution: int | None, batch: int, seconds: float, xflip: bool, threads: int
+) -> float:
+    """Images/s delivered by make_pipeline over `seconds`, after a warm-up batch per thread."""
     source = SourceConfig(kind="tfrecord", path=path)
     with make_pipeline(
         source,
@@ -66,9 +93,10 @@ def measure(path: str, resolution: int | None, batch: int, seconds: float, xflip
         resolution=resolution,
         process_index=0,
         process_count=1,
-        prefetch=4,
+        prefetch=max(4, threads),
+        threads=threads,
     ) as pipe:
-        for _ in range(2):
+        for _ in range(max(2, threads)):
             next(pipe)
         start, images = time.perf_counter(), 0
         while time.perf_counter() - start < seconds:
@@ -76,20 +104,43 @@ def measure(path: str, resolution: int | None, batch: int, seconds: float, xflip
         return images / (time.perf_counter() - start)
 
 
+def sweep(
+    path: str, resolution: int, counts: list[int], args: argparse.Namespace, xflip: bool
+) -> dict[int, float]:
+    """{threads: median img/s}, each round measuring every thread count in turn."""
+    rates: dict[int, list[float]] = {t: [] for t in counts}
+    for _ in range(args.rounds):
+        for t in counts:
+            rates[t].append(measure(path, resolution, args.batch, args.seconds, xflip, t))
+    return {t: statistics.median(r) for t, r in rates.items()}
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.rounds < 1 or args.seconds <= 0:
+        raise ValueError(
+            f"--rounds must be >= 1 and --seconds > 0, got {args.rounds}, {args.seconds}"
+        )
+    counts = args.threads or [default_threads()]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     xflip = not args.no_xflip
-    print(f"input pipeline, {cores} cores, batch {args.batch}, xflip {xflip}")
+    print(
+        f"input pipeline, {cores} cores, batch {args.batch}, xflip {xflip}, threads "
+        f"{','.join(map(str, counts))}, {args.rounds} round(s) of {args.seconds:g} s",
+        flush=True,
+    )
     for r in args.resolutions:
         if args.dataset:
-            rate = measure(args.dataset, r, args.batch, args.seconds, xflip)
+            rates = sweep(args.dataset, r, counts, args, xflip)
         else:
             per_image = r * r * args.channels
             count = max(2 * args.batch, (args.dataset_mb << 20) // per_image)
             with tempfile.TemporaryDirectory(prefix="stylegan-jax-bench-") as tmp:
                 synthetic_dataset(Path(tmp) / "data", r, args.channels, count)
-                rate = measure(str(Path(tmp) / "data"), r, args.batch, args.seconds, xflip)
-        print(f"{r:>5}x{r:<5} {rate:>10,.0f} img/s", flush=True)
+                rates = sweep(str(Path(tmp) / "data"), r, counts, args, xflip)
+        first = counts[0]
+        for t, rate in rates.items():
+            ratio = "" if t == first else f"   {rate / rates[first]:.2f}x threads {first}"
+            print(f"{r:>5}x{r:<5} threads {t:<3} {rate:>10,.0f} img/s{ratio}", flush=True)
     return 0
 
 
