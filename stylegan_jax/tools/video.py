@@ -10,7 +10,10 @@ synthesis program and encoded to H.264 MP4 by imageio-ffmpeg.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -99,16 +102,14 @@ def keyframe_seeds(seeds: list[int], grid: tuple[int, int], num_keyframes: int |
     return all_seeds.reshape(grid[1], grid[0], num_keyframes)
 
 
-def render_video(net: Network, output: str | Path, seeds: list[int],
-                 grid: tuple[int, int] = (1, 1), num_keyframes: int | None = None,
-                 w_frames: int = 120, kind: str = "cubic", truncation_psi: float = 1.0,
-                 noise_mode: str = "const", shuffle_seed: int | None = None,
-                 class_idx: int | None = None, fps: float = 60, bitrate: str = "12M",
-                 batch_size: int = 16) -> int:
-    """Writes the MP4; returns its frame count (num_keyframes * w_frames). Each compiled
-    call renders the cells of ceil(batch_size / cells) frames."""
-    import imageio.v2 as imageio
-
+def walk_frames(net: Network, seeds: list[int], grid: tuple[int, int] = (1, 1),
+                num_keyframes: int | None = None, w_frames: int = 120, kind: str = "cubic",
+                truncation_psi: float = 1.0, noise_mode: str = "const",
+                shuffle_seed: int | None = None, class_idx: int | None = None,
+                batch_size: int = 16) -> Iterator[np.ndarray]:
+    """The video's uint8 frames [H*h, W*w, ch], num_keyframes * w_frames of them. Each
+    compiled call renders the cells of ceil(batch_size / cells) frames (the last call
+    padded, so one program renders all)."""
     if w_frames < 1:
         raise ValueError(f"--w-frames must be >= 1, got {w_frames}")
     cell_seeds = keyframe_seeds(seeds, grid, num_keyframes, shuffle_seed)
@@ -117,22 +118,40 @@ def render_video(net: Network, output: str | Path, seeds: list[int],
     ws = ws_for_seeds(net, unique.tolist(), truncation_psi, class_idx=class_idx)
     keyframes = ws[inverse.reshape(-1)].reshape(gh * gw, k, *ws.shape[1:])  # [cells, K, L, D]
     num_frames = k * w_frames
-    per_call = max(1, -(-batch_size // (gh * gw)))  # frames per compiled call
+    per_call = max(1, -(-batch_size // (gh * gw)))
     weights = interpolation_weights(k, np.arange(num_frames) / w_frames, kind)
     weights = np.concatenate([weights, np.repeat(weights[-1:], -num_frames % per_call, 0)])
-    writer = imageio.get_writer(output, mode="I", fps=fps, codec="libx264", bitrate=bitrate)
-    try:
+
+    def frames() -> Iterator[np.ndarray]:  # bad input fails above, before any file exists
         for start in tqdm(range(0, num_frames, per_call), desc="video", unit="batch"):
             w = np.einsum("tk,gkld->tgld", weights[start:start + per_call], keyframes)
             imgs = images_from_ws(net, w.reshape(-1, *ws.shape[1:]), noise_mode,
                                   batch_size=len(w) * gh * gw, seed=start)
             imgs = imgs.reshape(per_call, gh * gw, *imgs.shape[1:])
             for frame in imgs[: num_frames - start]:
-                canvas = images.make_grid(frame, cols=gw)
-                writer.append_data(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
-    finally:
-        writer.close()
-    return num_frames
+                yield images.make_grid(frame, cols=gw)
+
+    return frames()
+
+
+def write_mp4(frames: Iterable[np.ndarray], output: str | Path, fps: float = 60,
+              bitrate: str = "12M") -> int:
+    """Encodes uint8 frames [H, W, 1 or 3] as H.264 (yuv420p, as the official videos);
+    returns the frame count."""
+    import imageio.v2 as imageio
+
+    count = 0
+    with warnings.catch_warnings():
+        # imageio-ffmpeg starts ffmpeg by fork+exec; JAX's warning about forking a
+        # multithreaded process concerns children that keep running Python, not an exec.
+        warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+        writer = imageio.get_writer(output, mode="I", fps=fps, codec="libx264",
+                                    bitrate=bitrate)
+        with contextlib.closing(writer):
+            for frame in frames:
+                writer.append_data(frame[..., 0] if frame.shape[-1] == 1 else frame)
+                count += 1
+    return count
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -161,8 +180,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--output: {args.output} is not an .mp4 file")
     net = network_from_args(args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    n = render_video(net, args.output, seeds, grid, args.num_keyframes, args.w_frames,
-                     args.kind, args.trunc, args.noise_mode, args.shuffle_seed,
-                     args.class_idx, args.fps, args.bitrate, args.batch_size)
+    frames = walk_frames(net, seeds, grid, args.num_keyframes, args.w_frames, args.kind,
+                         args.trunc, args.noise_mode, args.shuffle_seed, args.class_idx,
+                         args.batch_size)
+    n = write_mp4(frames, args.output, args.fps, args.bitrate)
     print(f"wrote {args.output} ({n} frames at {args.fps:g} fps)")
     return 0
