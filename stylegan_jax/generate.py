@@ -1,4 +1,8 @@
-"""Image generation from stored networks, seeded as NVIDIA's generate.py seeds them."""
+"""Image generation from stored networks, seeded as NVIDIA's generate.py seeds them.
+
+Also the pieces the tools share: a generator from a directory, workdir or official .pkl,
+and the mapping / synthesis halves (ws) of the families that have a w space.
+"""
 
 from __future__ import annotations
 
@@ -227,7 +231,9 @@ def load_generator(source: str | Path, which: str | None = None) -> Network:
     a checkpoint path) or an official .pkl (PyTorch or TensorFlow, converted in memory by
     the converter `stylegan-jax convert` uses). Default: G_ema if present, else G."""
     source = Path(source)
-    if source.suffix == ".pkl" and source.is_file():
+    if source.suffix == ".pkl":
+        if not source.is_file():
+            raise FileNotFoundError(f"--network: {source} is not a file")
         from stylegan_jax.convert import official, tf_official
         from stylegan_jax.convert.pickle_reader import UnsafePickleError, is_tf_pickle
 

@@ -119,3 +119,6 @@ def test_network_takes_an_official_pickle(official_pkl, tmp_path, capsys):
     assert cli.main(["generate", "--network", str(official_pkl), "--which", "D_ema",
                      "--outdir", str(tmp_path / "c")]) == 2
     assert "no network 'D_ema'" in capsys.readouterr().err
+    missing = tmp_path / "missing.pkl"
+    assert cli.main(["generate", "--network", str(missing), "--outdir", str(tmp_path)]) == 2
+    assert f"--network: {missing} is not a file" in capsys.readouterr().err
