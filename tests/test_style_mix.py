@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from stylegan_jax import cli, generate
-from stylegan_jax.model_store import save_networks
-from stylegan_jax.models import stylegan2
+from stylegan_jax.model_store import Network, save_networks
+from stylegan_jax.models import progan, stylegan2
+from stylegan_jax.tools.style_mix import style_mix
 
 ROWS, COLS, STYLES, PSI = [5, 1], [2, 7, 5], [0, 1, 2], 0.8
 RES = 16
@@ -86,3 +87,9 @@ def test_bad_styles_name_the_range(mixed, tmp_path, capsys):
     assert cli.main(["style-mix", "--network", str(path), "--rows", "1,x", "--cols", "2",
                      "--styles", "0", "--outdir", str(tmp_path)]) == 2
     assert "--rows: 'x'" in capsys.readouterr().err
+
+
+def test_progan_is_refused_clearly():
+    G = progan.Generator(num_channels=3, resolution=16, latent_size=8)
+    with pytest.raises(ValueError, match="no w space .ProGAN maps z straight to images"):
+        style_mix(Network(G, {}), [1], [2], [0])
