@@ -80,9 +80,11 @@ class MetricsMiddleware:
                 status[0] = message["status"]
             await send(message)
 
+        self.metrics.in_flight += 1
         try:
             await self.app(scope, receive, send_status)
         finally:
+            self.metrics.in_flight -= 1
             route = ROUTES.get(scope["path"], "other")
             self.metrics.observe(route, status[0], time.perf_counter() - t0)
 
@@ -165,6 +167,8 @@ def create_app(engine: Engine, name: str, defaults: params.Defaults | None = Non
     async def metrics_text(request: Request) -> Response:
         s = batcher.stats
         gauges = {
+            "sgj_requests_in_flight": ("Requests being answered (this one included).",
+                                       metrics.in_flight),
             "sgj_queue_depth": ("Requests waiting for a batch.", batcher.depth),
             "sgj_batches_total": ("Generator calls.", s.batches),
             "sgj_batch_images_total": ("Images rendered (without bucket padding).", s.images),
@@ -177,14 +181,17 @@ def create_app(engine: Engine, name: str, defaults: params.Defaults | None = Non
     async def static_file(request: Request) -> Response:
         n = request.path_params["name"]
         if n not in static:
-            return _error(404, f"no static file {n!r}", "path", ", ".join(sorted(static)))
+            allowed = "one of " + ", ".join(f"/static/{k}" for k in sorted(static))
+            return _error(404, f"path: got {request.url.path!r}, expected {allowed}", "path",
+                          allowed)
         return Response(static[n], media_type=STATIC[n],
                         headers={"Cache-Control": "public, max-age=300"})
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 404:
-            return _error(404, f"no such path {request.url.path!r}", "path",
-                          ", ".join(p for p in ROUTES if not p.startswith("/static")))
+            allowed = "one of " + ", ".join(p for p in ROUTES if not p.startswith("/static"))
+            return _error(404, f"path: got {request.url.path!r}, expected {allowed}", "path",
+                          allowed)
         return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
                       headers=exc.headers)
 

@@ -9,8 +9,8 @@ every request already accepted before it exits.
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
-import sys
 from pathlib import Path
 
 from stylegan_jax.model_store import Network
@@ -99,12 +99,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving on http://{url_host}:{port}/", flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30,
                             access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
-    print("stopped", flush=True)
+    # uvicorn shuts down gracefully on SIGINT / SIGTERM, then re-raises the signal into
+    # the handler it found: this one notes it, so the command ends with status 0.
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, _: caught.append(s))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    how = signal.Signals(caught[0]).name if caught else "shutdown"
+    print(f"stopped ({how}) after answering every accepted request", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    from stylegan_jax import cli
-
-    sys.exit(cli.main(["serve", *sys.argv[1:]]))

@@ -17,6 +17,7 @@ class Metrics:
         self.latency: dict[str, list[int]] = {}  # route -> counts per bucket, then +Inf
         self.latency_sum: dict[str, float] = defaultdict(float)
         self.disconnects = 0
+        self.in_flight = 0
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.requests[(route, status)] += 1

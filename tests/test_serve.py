@@ -1,0 +1,394 @@
+"""`stylegan-jax serve`: the real server on 127.0.0.1 driven over HTTP, its batching,
+its refusals, and the images of every family against `generate`'s.
+
+References: `stylegan-jax generate` (its PNG files and `generate_images`, which render
+one seed per call with a static ψ), and PIL's own decoding of the served bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import re
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from stylegan_jax import cli
+from stylegan_jax.generate import generate_images, random_generator
+from stylegan_jax.model_store import Network, save_networks
+from stylegan_jax.models import progan, stylegan
+from stylegan_jax.serve import command, launch
+from stylegan_jax.serve.app import create_app
+from stylegan_jax.serve.batcher import Batcher, Overloaded
+from stylegan_jax.serve.engine import Engine, default_buckets
+
+RES = 32
+
+
+def visible(net: Network) -> Network:
+    """Moves w_avg and the noise strengths off zero, where a fresh network has them, so
+    that truncation and noise change the image."""
+    names = ("w_avg", "dlatent_avg", "noise_strength")
+    variables = jax.tree_util.tree_map_with_path(
+        lambda path, a: a + 0.3 if any(getattr(k, "key", None) in names for k in path) else a,
+        net.variables)
+    return Network(net.module, variables, net.lod)
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """Sum of a metric's samples whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.fullmatch(rf"{name}(?:{{(.*)}})? (\S+)", line)
+        if m and all(f'{k}="{v}"' in (m.group(1) or "") for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
+@pytest.fixture(scope="module")
+def network_dir(tmp_path_factory):
+    return save_networks(tmp_path_factory.mktemp("serve") / "tiny",
+                         {"G_ema": visible(random_generator(RES))})
+
+
+@pytest.fixture(scope="module")
+def server(network_dir):
+    """Max batch 4; a 50 ms window so concurrent requests surely share batches; a queue
+    of 8 so a flood overflows it."""
+    srv = launch.start(["--network", str(network_dir), "--max-batch", "4",
+                        "--batch-window-ms", "50", "--queue-limit", "8"])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def generated(network_dir, tmp_path_factory):
+    """`stylegan-jax generate --seeds 7` at psi 1 and 0.5: the reference PNG files."""
+    out = {}
+    for psi in (1.0, 0.5):
+        outdir = tmp_path_factory.mktemp(f"generate{psi}")
+        assert cli.main(["generate", "--network", str(network_dir), "--seeds", "7",
+                         "--trunc", str(psi), "--outdir", str(outdir), "--no-grid"]) == 0
+        out[psi] = (outdir / "seed0007.png").read_bytes()
+    return out
+
+
+def test_startup_prints_url_and_warm_up(server):
+    text = "\n".join(server.lines)
+    assert re.search(r"stylegan2 32x32, buckets 1,2,4 warmed up in [0-9.]+ s", text), text
+    assert server.url.startswith("http://127.0.0.1:")
+
+
+def test_two_page_loads_give_different_faces(client):
+    pages = [client.get("/") for _ in range(2)]
+    seeds, faces = [], []
+    for page in pages:
+        assert page.status_code == 200
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["content-type"].startswith("text/html")
+        seed = int(re.search(r'data-seed="(\d+)"', page.text).group(1))
+        src = re.search(r'<img id="face" src="([^"]+)"', page.text).group(1)
+        assert src.replace("&amp;", "&") == f"/api/image?seed={seed}&psi=1.0"
+        assert f'href="/?seed={seed}&amp;psi=1.0"' in page.text  # the permalink
+        assert "tiny" in page.text  # the network's name
+        img = client.get(src.replace("&amp;", "&"))
+        assert img.status_code == 200
+        seeds.append(seed)
+        faces.append(decode(img.content))
+    assert seeds[0] != seeds[1]
+    assert faces[0].shape == (RES, RES, 3)
+    assert not np.array_equal(faces[0], faces[1])
+    assert client.get("/static/page.js").status_code == 200
+    assert client.get("/static/page.css").status_code == 200
+
+
+def test_permalink_page_shows_its_seed(client):
+    page = client.get("/", params={"seed": 7, "psi": 0.5})
+    assert page.status_code == 200
+    assert 'src="/api/image?seed=7&amp;psi=0.5"' in page.text
+
+
+def test_seeded_image_is_generates_file_byte_for_byte(client, generated):
+    for psi, reference in generated.items():
+        a = client.get("/api/image", params={"seed": 7, "psi": psi})
+        b = client.get("/api/image", params={"seed": 7, "psi": psi})
+        assert a.status_code == b.status_code == 200
+        assert a.headers["content-type"] == "image/png"
+        assert "max-age" in a.headers["cache-control"]
+        assert a.content == b.content
+        np.testing.assert_array_equal(decode(a.content), decode(reference))
+        assert a.content == reference
+    assert generated[1.0] != generated[0.5]  # the truncation shows
+
+
+def test_unseeded_image_is_not_cached_and_names_its_seed(client):
+    r = client.get("/api/image")
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    again = client.get("/api/image", params={"seed": r.headers["x-seed"]})
+    assert again.content == r.content
+
+
+def test_jpeg_is_the_same_image(client):
+    png = client.get("/api/image", params={"seed": 7})
+    jpeg = client.get("/api/image", params={"seed": 7, "format": "jpeg"})
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert jpeg.content[:2] == b"\xff\xd8"
+    other = client.get("/api/image", params={"seed": 8})
+    pixels = decode(jpeg.content).astype(int)
+    assert np.abs(pixels - decode(png.content)).mean() < \
+        0.2 * np.abs(pixels - decode(other.content)).mean()
+
+
+def test_info_and_health(client):
+    info = client.get("/api/info").json()
+    assert info | {"family": "stylegan2", "resolution": RES, "channels": 3, "classes": 0,
+                   "psi_default": 1.0, "truncation": True, "buckets": [1, 2, 4]} == info
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+BAD = [  # (path, query, status, the parameter the error must name)
+    ("/api/image", {"seed": "abc"}, 400, "seed"),
+    ("/api/image", {"seed": "1.5"}, 400, "seed"),
+    ("/api/image", {"seed": "-1"}, 400, "seed"),
+    ("/api/image", {"seed": str(2**32)}, 400, "seed"),
+    ("/api/image", {"psi": "abc"}, 400, "psi"),
+    ("/api/image", {"psi": "nan"}, 400, "psi"),
+    ("/api/image", {"psi": "inf"}, 400, "psi"),
+    ("/api/image", {"psi": "5"}, 400, "psi"),
+    ("/api/image", {"class": "0"}, 400, "class"),  # the network is unconditional
+    ("/api/image", {"format": "gif"}, 400, "format"),
+    ("/api/image", {"sede": "1"}, 400, "sede"),
+    ("/", {"seed": "x"}, 400, "seed"),
+    ("/api/nothing", {}, 404, "path"),
+]
+
+
+def test_bad_input_gets_4xx_naming_the_parameter(client):
+    for path, query, status, name in BAD:
+        r = client.get(path, params=query)
+        assert r.status_code == status, (path, query, r.text)
+        body = r.json()
+        assert body["parameter"] == name and body["error"].startswith(name), body
+        assert body["allowed"]
+    r = client.post("/api/image")
+    assert r.status_code == 405 and "error" in r.json()
+    assert client.get("/api/image", params={"seed": 1}).status_code == 200  # still serving
+
+
+def test_concurrent_requests_share_batches(client):
+    metrics0 = client.get("/metrics").text
+    queries = [{"seed": s, "psi": p} for s, p in zip(range(100, 108), [1.0, 0.5] * 4, strict=True)]
+
+    async def fetch_all():
+        async with httpx.AsyncClient(base_url=str(client.base_url), timeout=60) as c:
+            return await asyncio.gather(*(c.get("/api/image", params=q) for q in queries))
+
+    together = asyncio.run(fetch_all())
+    metrics1 = client.get("/metrics").text
+    batches = (metric(metrics1, "sgj_batches_total") - metric(metrics0, "sgj_batches_total"))
+    assert all(r.status_code == 200 for r in together)
+    assert 2 <= batches < len(queries)  # max batch 4: at least 2, and some shared
+    for q, r in zip(queries[:2], together[:2], strict=True):  # batching changes no pixel
+        assert client.get("/api/image", params=q).content == r.content
+
+
+def test_flood_beyond_the_queue_gets_503_with_retry_after(client):
+    def get(i):
+        return httpx.get(f"{client.base_url}api/image", params={"seed": i}, timeout=60)
+
+    with ThreadPoolExecutor(48) as pool:
+        answers = list(pool.map(get, range(96)))
+    codes = [r.status_code for r in answers]
+    assert set(codes) <= {200, 503}, codes
+    busy = [r for r in answers if r.status_code == 503]
+    assert busy and codes.count(200) >= 8
+    assert all(r.headers["retry-after"] == "1" and "busy" in r.json()["error"] for r in busy)
+    assert client.get("/healthz").status_code == 200
+    assert metric(client.get("/metrics").text, "sgj_requests_total", route="image",
+                  status="503") == len(busy)
+
+
+def test_clients_that_disconnect_do_not_hurt_the_server(client):
+    host, port = client.base_url.host, client.base_url.port
+    for seed in range(20):
+        with socket.create_connection((host, port)) as s:
+            s.sendall(f"GET /api/image?seed={seed} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    time.sleep(0.5)
+    text = client.get("/metrics").text
+    assert metric(text, "sgj_requests_total", route="image", status="499") >= 1
+    assert client.get("/api/image", params={"seed": 3}).status_code == 200
+
+
+def test_sigterm_finishes_requests_in_flight(network_dir):
+    """Three requests wait in a 2 s batch window when SIGTERM comes: all are answered."""
+    srv = launch.start(["--network", str(network_dir), "--max-batch", "4",
+                        "--batch-window-ms", "2000"])
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            pending = [pool.submit(httpx.get, f"{srv.url}api/image", params={"seed": i},
+                                   timeout=60) for i in range(3)]
+            deadline = time.monotonic() + 30
+            while metric(httpx.get(f"{srv.url}metrics").text, "sgj_requests_in_flight") < 4:
+                assert time.monotonic() < deadline, "the requests never arrived"
+                time.sleep(0.05)
+            srv.process.send_signal(signal.SIGTERM)
+            answers = [f.result() for f in pending]
+        assert [r.status_code for r in answers] == [200] * 3
+        assert all(decode(r.content).shape == (RES, RES, 3) for r in answers)
+        assert srv.process.wait(60) == 0
+        assert "stopped (SIGTERM) after answering every accepted request" in srv.lines
+    finally:
+        srv.stop()
+
+
+# In-process: every family through the engine and the app, against `generate_images`.
+
+def _stylegan_v1():
+    G = stylegan.Generator(num_channels=3, resolution=16, latent_size=16, dlatent_size=16,
+                           mapping_layers=2, mapping_fmaps=16, fmap_base=128, fmap_max=16)
+    rngs = {"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(0)}
+    return visible(Network(G, G.init(rngs, jnp.zeros((1, 16)), jnp.zeros((1, 0)))))
+
+
+def _progan_conditional():
+    G = progan.Generator(num_channels=3, resolution=16, latent_size=16, label_size=2,
+                         fmap_base=128, fmap_max=16)
+    v = G.init(jax.random.PRNGKey(0), jnp.zeros((1, 16)), jnp.zeros((1, 2)))
+    return Network(G, jax.tree_util.tree_map(lambda a: a + 0.05, v), lod=0.5)
+
+
+@pytest.mark.parametrize("family", ["stylegan2-random-noise", "stylegan", "progan"])
+def test_every_family_renders_what_generate_renders(family):
+    """Seeds 7 and 123 share a batch; each must equal a lone `generate` of it, in
+    random noise mode too (each seed draws its own noise). StyleGAN v1's own generate is
+    not batch-invariant on XLA:CPU (its matmuls round differently at batch 1 and 2), so
+    it is held to one level on a rare pixel."""
+    net, mode, psis, classes = {
+        "stylegan2-random-noise": (visible(random_generator(8)), "random", [0.5, 1.0],
+                                   [None, None]),
+        "stylegan": (_stylegan_v1(), "const", [0.7, 1.0], [None, None]),
+        "progan": (_progan_conditional(), "const", [1.0, 1.0], [1, 0]),
+    }[family]
+    engine = Engine(net, mode, max_batch=2)
+    engine.warm_up()
+    seeds = [7, 123]
+    got = engine(seeds, psis, classes)
+    alone = engine(seeds[1:], psis[1:], classes[1:])[0]  # the other bucket
+    for i, seed in enumerate(seeds):
+        want = generate_images(net, [seed], psis[i], class_idx=classes[i], noise_mode=mode)[0]
+        for image in (got[i], alone) if i else (got[i],):
+            if family == "stylegan":
+                diff = np.abs(image.astype(int) - want)
+                assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+            else:
+                np.testing.assert_array_equal(image, want)
+    if mode == "random":  # the noise shows: const noise gives another image
+        const = generate_images(net, [seeds[1]], psis[1], noise_mode="const")[0]
+        assert not np.array_equal(got[1], const)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app):
+    """uvicorn on a free loopback port in a thread of this process."""
+    sock = command.bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    while not server.started:
+        assert thread.is_alive()
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}") as c:
+            yield c
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+def test_progan_and_labels_through_the_app():
+    engine = Engine(_progan_conditional(), max_batch=2)
+    engine.warm_up()
+    with serve_in_thread(create_app(engine, "progan-tiny")) as c:
+        info = c.get("/api/info").json()
+        assert (info["family"], info["classes"], info["truncation"]) == ("progan", 2, False)
+        assert info["class_default"] == 0
+        for query, name in (({"psi": "0.5"}, "psi"), ({"class": "2"}, "class"),
+                            ({"class": "-1"}, "class")):
+            r = c.get("/api/image", params=query)
+            assert r.status_code == 400 and r.json()["parameter"] == name, r.text
+        r = c.get("/api/image", params={"seed": 7, "class": 1})
+        assert r.status_code == 200 and r.headers["x-class"] == "1"
+        want = generate_images(_progan_conditional(), [7], class_idx=1)[0]
+        np.testing.assert_array_equal(decode(r.content), want)
+        page = c.get("/", params={"seed": 7, "class": 1}).text
+        assert 'src="/api/image?seed=7&amp;class=1"' in page  # no psi: ProGAN has none
+
+
+def test_bad_server_defaults_name_the_flag():
+    engine = Engine(_progan_conditional(), max_batch=1)
+    from stylegan_jax.serve.params import BadParameter, Defaults
+
+    with pytest.raises(BadParameter, match="--trunc"):
+        create_app(engine, "x", Defaults(psi=0.5))
+    with pytest.raises(BadParameter, match="--class"):
+        create_app(engine, "x", Defaults(class_idx=5))
+
+
+# The batcher alone, with a render that blocks until released.
+
+def test_batcher_gathers_overflows_and_skips_abandoned_requests():
+    release, calls = threading.Event(), []
+
+    def render(seeds, psis, classes):
+        calls.append(list(seeds))
+        release.wait(10)
+        return np.stack([np.full((1, 1, 1), s, np.uint8) for s in seeds])
+
+    async def main():
+        b = Batcher(render, max_batch=3, window_s=0.05, queue_limit=4)
+        b.start()
+        first = b.submit(1, 1.0, None)
+        await asyncio.sleep(0.2)  # batch [1] is now blocked in render
+        waiting = [b.submit(s, 1.0, None) for s in (2, 3, 4, 5)]
+        with pytest.raises(Overloaded):
+            b.submit(6, 1.0, None)
+        waiting[1].cancel()  # its client left
+        release.set()
+        results = await asyncio.gather(first, waiting[0], waiting[2], waiting[3])
+        await b.stop()
+        return [int(r[0, 0, 0]) for r in results], b.stats
+
+    values, stats = asyncio.run(main())
+    assert values == [1, 2, 4, 5]
+    assert calls == [[1], [2, 4], [5]]  # 3 dropped; at most 3 gathered, 5 then alone
+    assert (stats.batches, stats.images, stats.dropped) == (3, 4, 1)
+
+
+def test_buckets():
+    assert default_buckets(1) == (1,)
+    assert default_buckets(32) == (1, 2, 4, 8, 16, 32)
+    assert default_buckets(24) == (1, 2, 4, 8, 16, 24)
+    with pytest.raises(ValueError, match="max_batch"):
+        default_buckets(0)
