@@ -26,6 +26,8 @@ SUBCOMMANDS = {
     "bench-data": ("stylegan_jax.data.benchmark", "benchmark the input pipeline (img/s)"),
     "bench-augment": ("stylegan_jax.benchmarks.augment",
                       "throughput of the ADA augmentation pipe (forward, forward+backward)"),
+    "bench-serve": ("stylegan_jax.benchmarks.serve",
+                    "load benchmark of serve: concurrent clients, latency, ratio to the generator"),
 }
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
 COMPILING = ("train", "generate", "serve", "metrics", "bench", "bench-networks", "bench-metrics",
