@@ -31,7 +31,7 @@ SUBCOMMANDS = {
 }
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
 COMPILING = ("train", "generate", "serve", "metrics", "bench", "bench-networks", "bench-metrics",
-             "bench-augment", "style-mix", "video", "project")
+             "bench-augment", "style-mix", "video", "project", "bench-serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
