@@ -97,8 +97,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_network_arguments(p)
     p.add_argument("--target", type=Path, required=True, metavar="FILE",
                    help="image to project (any size: centre-cropped, resized with Lanczos)")
-    p.add_argument("--num-steps", type=int, default=1000, help="optimisation steps")
-    p.add_argument("--seed", type=int, default=303, help="noise initialisation and w noise")
+    p.add_argument("--num-steps", type=int, default=1000,
+                   help="optimisation steps (default: 1000, official)")
+    p.add_argument("--seed", type=int, default=303,
+                   help="noise initialisation and w noise (default: 303, official)")
     p.add_argument("--save-video", type=_bool, nargs="?", const=True, default=False,
                    metavar="BOOL", help="also write proj.mp4, the progress per step "
                    "(default: false; the official script's default is true)")

@@ -239,9 +239,11 @@ def project(module, g_vars: dict, lpips_vars: dict, target_uint8: np.ndarray, nu
     state = init_state(w_avg, noise_buffers(g_vars), key_noise, settings)
     ws = []
     bar = tqdm(range(num_steps), desc="project", unit="step", disable=not progress)
-    for _ in bar:
+    for i in bar:
         state, stats = step(module, settings, g_vars, lpips_vars, taps, jnp.float32(w_std),
                             jnp.float32(num_steps), key_w, state)
         ws.append(state.w[0])
-        bar.set_postfix(dist=f"{float(stats['dist']):.4f}", loss=f"{float(stats['loss']):.4f}")
+        if progress and (i % 10 == 0 or i == num_steps - 1):  # reading back waits for the step
+            bar.set_postfix(dist=f"{float(stats['dist']):.4f}",
+                            loss=f"{float(stats['loss']):.4f}")
     return np.asarray(jnp.stack(ws), np.float32)
