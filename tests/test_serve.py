@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import re
 import signal
 import socket
@@ -392,3 +393,17 @@ def test_buckets():
     assert default_buckets(24) == (1, 2, 4, 8, 16, 24)
     with pytest.raises(ValueError, match="max_batch"):
         default_buckets(0)
+
+
+def test_bench_serve_reports_its_figures(server, network_dir, capsys):
+    """A tiny bound against the module's server: every request answered, figures coherent."""
+    assert cli.main(["bench-serve", "--network", str(network_dir), "--max-batch", "4",
+                     "--url", server.url, "--concurrency", "8", "--requests", "40",
+                     "--duration", "30", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["errors"] == 0 and 0 < res["answered"] <= 40
+    assert 0 < res["p50_ms"] <= res["p99_ms"]
+    assert res["ratio"] == pytest.approx(res["images_per_s"] / res["generator_images_per_s"],
+                                         abs=2e-3)
+    assert cli.main(["bench-serve", "--random-init", "--url", "http://example.com/"]) == 2
+    assert "--url: got 'http://example.com/'" in capsys.readouterr().err

@@ -125,6 +125,7 @@ def measure(url: str, args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or args.requests < 1 or args.duration <= 0:
         raise ValueError("--concurrency, --requests and --duration must be positive")
+    url = None if args.url is None else check_loopback(args.url)
     net, name = command.load(args)
     engine = Engine(net, args.noise_mode, args.max_batch)
     warm = engine.warm_up()
@@ -133,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"generator {name}: {gen_ips:.1f} img/s at batch {args.max_batch} "
           f"(warm-up {warm:.1f} s)", flush=True)
 
-    if args.url is not None:
-        latencies, errors, wall = measure(check_loopback(args.url), args)
+    if url is not None:
+        latencies, errors, wall = measure(url, args)
     else:
         server = launch.start([*serve_source(args), "--noise-mode", args.noise_mode,
                                "--max-batch", str(args.max_batch), "--batch-window-ms",
