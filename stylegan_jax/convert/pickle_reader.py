@@ -8,6 +8,12 @@ names to inert stand-ins: networks become `PersistentObject` records (class name
 constructor kwargs, parameters, buffers, children) and tensors become NumPy arrays.
 Anything else in the file is refused with the offending `module.name`.
 
+Hostile files are met before and after unpickling (safe_pickle.py): the opcode stream is
+scanned first (no length, memo index or nesting beyond what the file holds), the stand-ins
+cannot be altered by BUILD, tensors and arrays are checked against their storage and a
+budget of the file's size before any copy, and the built graph may not loop or blow up.
+Every refusal is a PickleFileError (a ValueError) on one line naming the file.
+
 The TensorFlow pickles (ProGAN, StyleGAN v1, StyleGAN2) go through the same unpickler with their
 own allow-list (`load_tf_pickle`, below).
 """
@@ -15,7 +21,6 @@ own allow-list (`load_tf_pickle`, below).
 from __future__ import annotations
 
 import collections
-import io
 import pickle
 import struct
 from dataclasses import dataclass, field
@@ -24,6 +29,22 @@ from typing import Any
 
 import ml_dtypes
 import numpy as np
+
+from stylegan_jax.convert.safe_pickle import (
+    PATH_ERRORS,
+    Budget,
+    FrozenClass,
+    Inert,
+    PickleFileError,
+    SafeFunction,
+    load_at,
+    mapped,
+    one_line,
+    printable,
+    short_repr,
+    strided_copy,
+    with_path,
+)
 
 # torch.save's legacy-format magic number and storage classes (shared with metrics weights).
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -41,7 +62,7 @@ STORAGE_DTYPES = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(PickleFileError):
     """The pickle asks for something outside the official network format."""
 
     def __init__(self, message: str, module: str | None = None, name: str | None = None):
@@ -50,7 +71,7 @@ class UnsafePickleError(pickle.UnpicklingError):
 
 
 @dataclass
-class PersistentObject:
+class PersistentObject(Inert):
     """An official persistent class instance, reconstructed without running its code."""
 
     class_name: str
@@ -72,54 +93,59 @@ class PersistentObject:
 
 
 @dataclass
-class _TypedStorage:
+class _TypedStorage(Inert):
     dtype: Any
     data: np.ndarray | None = None
     numel: int = 0
 
 
-@dataclass
-class _StorageType:
+@dataclass(frozen=True)
+class _StorageType(Inert):
     name: str
     dtype: Any = field(default=None)
 
 
 def _collect(obj: Any, prefix: str, out: dict[str, np.ndarray]) -> None:
     if not isinstance(obj, PersistentObject):
-        raise UnsafePickleError(f"{prefix or 'network'} holds a non-network child {type(obj)}")
+        raise UnsafePickleError(f"{prefix or 'network'} holds a non-network child "
+                                f"{type(obj).__name__}")
     state = obj.state
-    skip = set(state.get("_non_persistent_buffers_set") or ())
-    for name, value in (state.get("_parameters") or {}).items():
-        if value is not None:
-            out[prefix + name] = np.asarray(value)
-    for name, value in (state.get("_buffers") or {}).items():
-        if value is not None and name not in skip:
-            out[prefix + name] = np.asarray(value)
+    skip = state.get("_non_persistent_buffers_set") or ()
+    for kind in ("_parameters", "_modules", "_buffers"):
+        if not isinstance(state.get(kind) or {}, dict):
+            raise UnsafePickleError(f"{prefix or 'network'}{kind} is a "
+                                    f"{type(state.get(kind)).__name__}, expected a dict")
+    if not isinstance(skip, set | frozenset | list | tuple):
+        raise UnsafePickleError(f"{prefix or 'network'} _non_persistent_buffers_set is a "
+                                f"{type(skip).__name__}")
+    tensors = [(n, v) for n, v in (state.get("_parameters") or {}).items()]
+    tensors += [(n, v) for n, v in (state.get("_buffers") or {}).items() if n not in skip]
+    for name, value in tensors:
+        if value is None:
+            continue
+        if not isinstance(name, str) or not isinstance(value, np.ndarray):
+            raise UnsafePickleError(f"{prefix}{printable(name)} is a {type(value).__name__}, "
+                                    "expected a tensor")
+        out[prefix + name] = value
     for name, child in (state.get("_modules") or {}).items():
         if child is not None:
-            _collect(child, f"{prefix}{name}.", out)
+            _collect(child, f"{prefix}{printable(name)}.", out)
 
 
 def _reconstruct_persistent_obj(meta: dict) -> PersistentObject:
     if not isinstance(meta, dict) or meta.get("type") != "class":
         raise UnsafePickleError("persistent object record is not an official class record")
-    state = meta.get("state") or {}
-    src = meta.get("module_src")
-    return PersistentObject(class_name=str(meta.get("class_name")), state=dict(state),
+    state, name, src = meta.get("state") or {}, meta.get("class_name"), meta.get("module_src")
+    if not isinstance(state, dict) or not isinstance(name, str):
+        raise UnsafePickleError("persistent object record lacks a class name or a state dict")
+    return PersistentObject(class_name=name, state=dict(state),
                             module_src=src if isinstance(src, str) else "")
 
 
-def _rebuild_tensor(storage, offset, size, stride, *_unused) -> np.ndarray:
+def _rebuild_tensor(budget: Budget, storage, offset, size, stride, *_unused) -> np.ndarray:
     if not isinstance(storage, _TypedStorage) or storage.data is None:
         raise UnsafePickleError("tensor refers to a storage that is not in the file")
-    flat = storage.data
-    itemsize = flat.dtype.itemsize
-    if len(size) == 0:
-        return np.array(flat[offset])
-    view = np.lib.stride_tricks.as_strided(
-        flat[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride)
-    )
-    return np.array(view)
+    return strided_copy(storage.data, offset, size, stride, budget)
 
 
 def _rebuild_parameter(data, *_unused) -> np.ndarray:
@@ -127,75 +153,130 @@ def _rebuild_parameter(data, *_unused) -> np.ndarray:
 
 
 def _rebuild_from_type(func, _type, args, _state):
+    if not isinstance(func, SafeFunction) or not isinstance(args, tuple):
+        raise UnsafePickleError("_rebuild_from_type_v2 without a rebuild function and arguments")
     return func(*args)
 
 
-def _load_from_bytes(blob: bytes) -> _TypedStorage:
+def _storage_names() -> dict[tuple[str, str], Any]:
+    return {("torch", name): _StorageType(name, dtype) for name, dtype in STORAGE_DTYPES.items()}
+
+
+_STORAGE_NAMES = _storage_names()
+
+
+def _load_from_bytes(budget: Budget, blob: bytes) -> _TypedStorage:
     """Parses one legacy `torch.save` blob holding a single storage."""
-    f = io.BytesIO(blob)
-    header = [_RestrictedUnpickler(f).load() for _ in range(3)]
-    if header[0] != TORCH_LEGACY_MAGIC:
-        raise UnsafePickleError("tensor storage is not in torch's legacy format")
+    if not isinstance(blob, bytes):
+        raise UnsafePickleError(f"tensor storage is a {type(blob).__name__}, expected bytes")
     storages: dict[str, _TypedStorage] = {}
 
     def persistent_load(pid):
-        if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
-            raise UnsafePickleError(f"unexpected persistent id {pid!r}")
-        storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
-        if not isinstance(storage_type, _StorageType):
-            raise UnsafePickleError(f"unexpected storage type {storage_type!r}")
-        storages.setdefault(key, _TypedStorage(storage_type.dtype, numel=numel))
-        return storages[key]
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType) and isinstance(pid[4], int)
+                and 0 <= pid[4] < 2**62):
+            raise UnsafePickleError(f"unexpected persistent id {short_repr(pid)}")
+        key = str(pid[2])
+        return storages.setdefault(key, _TypedStorage(pid[1].dtype, numel=pid[4]))
 
-    result = _RestrictedUnpickler(f, persistent_load).load()
-    keys = _RestrictedUnpickler(f).load()
+    def unpickler(f, persistent=None):
+        return _RestrictedUnpickler(f, persistent, safe=_STORAGE_NAMES)
+
+    pos, header = 0, []
+    for _ in range(3):
+        value, pos = load_at(blob, pos, unpickler)
+        header.append(value)
+    if header[0] != TORCH_LEGACY_MAGIC:
+        raise UnsafePickleError("tensor storage is not in torch's legacy format")
+    result, pos = load_at(blob, pos, lambda f: unpickler(f, persistent_load))
+    keys, pos = load_at(blob, pos, unpickler)
+    if not isinstance(keys, list):
+        raise UnsafePickleError(f"tensor storage keys are a {type(keys).__name__}, expected a list")
     for key in keys:
-        storage = storages[str(key)]
-        (numel,) = struct.unpack("<q", f.read(8))
-        nbytes = numel * np.dtype(storage.dtype).itemsize
-        raw = f.read(nbytes)
-        if len(raw) != nbytes:
+        storage = storages.get(str(key))
+        if storage is None or storage.data is not None:
+            raise UnsafePickleError(f"tensor storage lists key {short_repr(key)}, which no "
+                                    "tensor uses (or twice)")
+        if pos + 8 > len(blob):
             raise UnsafePickleError("tensor storage is truncated")
-        storage.data = np.frombuffer(raw, dtype=storage.dtype).copy()
+        (numel,) = struct.unpack("<q", blob[pos:pos + 8])
+        nbytes = numel * np.dtype(storage.dtype).itemsize
+        if numel != storage.numel or nbytes > len(blob) - pos - 8:
+            raise UnsafePickleError(f"tensor storage of {storage.numel} elements holds {numel} "
+                                    f"({len(blob) - pos - 8} bytes left)")
+        budget.take(nbytes, "tensor storage")
+        storage.data = np.frombuffer(blob, storage.dtype, numel, pos + 8).copy()
+        pos += 8 + nbytes
+    if not isinstance(result, _TypedStorage) or result.data is None:
+        raise UnsafePickleError("tensor storage blob holds no storage data")
     return result
 
 
+class _DTypeSpec(Inert):
+    """numpy.dtype as a pickle names it: only plain numeric types, rebuilt from their code.
+
+    A real np.dtype would accept any BUILD state, including flags that make a float
+    type claim to hold Python objects (numpy then fails inside).
+    """
+
+    def __init__(self, spec: Any, align: Any = False, copy: Any = True):
+        if isinstance(spec, bytes):
+            spec = spec.decode("latin1")
+        dtype = np.dtype(spec) if isinstance(spec, str) and len(spec) <= 16 else None
+        if dtype is None or dtype.kind not in "biufc" or dtype.fields or dtype.subdtype:
+            raise UnsafePickleError(f"refusing numpy dtype {short_repr(spec)} (only numeric "
+                                    "types)")
+        self.dtype = np.dtype(dtype.str)
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)
+                and state[1] in ("<", ">", "|", "=")
+                and state[2:8] == (None, None, None, -1, -1, 0) and state[8:] in ((), (None,))):
+            raise UnsafePickleError(f"refusing numpy dtype state {short_repr(state)}")
+        if state[1] in "<>":
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
 def _numpy_scalar(dtype, data=None):
+    if not isinstance(dtype, _DTypeSpec):
+        raise UnsafePickleError(f"numpy scalar of dtype {short_repr(dtype)}")
     if isinstance(data, str):  # a Python 2 pickle read with encoding='latin1'
         data = data.encode("latin1")
-    return np.frombuffer(data, dtype=dtype)[0] if data is not None else dtype.type(0)
+    if data is None:
+        return dtype.dtype.type(0)
+    if not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
+        raise UnsafePickleError(f"numpy {dtype.dtype} scalar from {short_repr(data)}")
+    return np.frombuffer(data, dtype.dtype)[0]
 
 
-class _EasyDict(dict):
+class _EasyDict(dict, metaclass=FrozenClass):
     """Stand-in for dnnlib.EasyDict (a dict with attribute access)."""
 
 
-def _safe_names() -> dict[tuple[str, str], Any]:
+def _safe_names(budget: Budget) -> dict[tuple[str, str], Any]:
+    rebuild_tensor = SafeFunction(lambda *a: _rebuild_tensor(budget, *a))
     names: dict[tuple[str, str], Any] = {
-        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-        ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type,
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"):
+            SafeFunction(_reconstruct_persistent_obj),
+        ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor"): rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): SafeFunction(_rebuild_parameter),
+        ("torch._utils", "_rebuild_parameter_with_state"): SafeFunction(_rebuild_parameter),
+        ("torch._tensor", "_rebuild_from_type_v2"): SafeFunction(_rebuild_from_type),
         ("torch", "Tensor"): "Tensor",
         ("torch.nn.parameter", "Parameter"): "Parameter",
-        ("torch.storage", "_load_from_bytes"): _load_from_bytes,
+        ("torch.storage", "_load_from_bytes"): SafeFunction(lambda b: _load_from_bytes(budget, b)),
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
         ("__builtin__", "set"): set,
         ("dnnlib.util", "EasyDict"): _EasyDict,
-        ("numpy", "dtype"): np.dtype,
-        ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-        ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+        ("numpy", "dtype"): SafeFunction(_DTypeSpec),
+        ("numpy.core.multiarray", "scalar"): SafeFunction(_numpy_scalar),
+        ("numpy._core.multiarray", "scalar"): SafeFunction(_numpy_scalar),
     }
-    for name, dtype in STORAGE_DTYPES.items():
-        names[("torch", name)] = _StorageType(name, dtype)
+    names.update(_STORAGE_NAMES)
     return names
-
-
-_SAFE = _safe_names()
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -204,44 +285,74 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file, storage_loader=None, safe=None, encoding="ASCII"):
         super().__init__(file, encoding=encoding)
         self._storage_loader = storage_loader
-        self._safe = _SAFE if safe is None else safe
+        self._safe = safe
 
     def find_class(self, module: str, name: str):
         try:
             return self._safe[(module, name)]
-        except KeyError:
+        except (KeyError, TypeError):
             raise UnsafePickleError(
-                f"refusing to load {module}.{name}: not part of the official network format "
-                "(the pickle may execute code or is not an official StyleGAN network)",
-                module, name,
+                f"refusing to load {printable(module)}.{printable(name)}: not part of the "
+                "official network format (the pickle may execute code or is not an official "
+                "StyleGAN network)", module, name,
             ) from None
 
     def persistent_load(self, pid):
         if self._storage_loader is not None:
             return self._storage_loader(pid)
-        raise UnsafePickleError(f"unexpected persistent id {pid!r} outside a tensor storage")
+        raise UnsafePickleError(f"unexpected persistent id {short_repr(pid)} outside a tensor "
+                                "storage")
+
+
+def _load_checked(path: Path, safe_names, encoding: str = "ASCII") -> Any:
+    """Unpickles the whole file after `scan`, with a budget; checks the built graph.
+
+    Every failure is a PickleFileError (UnsafePickleError for a refused name) that names
+    the file and fits on one line.
+    """
+    try:
+        with mapped(path) as data:
+            budget = Budget(len(data))
+            obj, end = load_at(data, 0, lambda f: _RestrictedUnpickler(
+                f, safe=safe_names(budget), encoding=encoding))
+            if end != len(data):
+                raise PickleFileError(f"{len(data) - end} bytes follow the pickle's end")
+            return obj
+    except UnsafePickleError as e:
+        raise with_path(e, path) from None
+    except PickleFileError as e:
+        raise PickleFileError(f"{path}: not a readable network pickle ({e})") from None
+    except PATH_ERRORS:
+        raise
+    except Exception as e:  # noqa: BLE001 (anything else a hostile file provokes)
+        raise PickleFileError(f"{path}: not a readable network pickle "
+                              f"({type(e).__name__}: {one_line(e)})") from None
 
 
 def load_official_pickle(path: str | Path) -> dict[str, Any]:
     """Loads an official network pickle; returns its top-level dict of inert records.
 
     Raises UnsafePickleError for anything outside the expected classes, and
-    ValueError when the file holds no official networks.
+    PickleFileError (a ValueError) when the file holds no official networks.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = _RestrictedUnpickler(f).load()
-    except UnsafePickleError as e:
-        raise UnsafePickleError(f"{path}: {e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, struct.error) as e:
-        raise ValueError(f"{path}: not a readable network pickle ({e})") from None
+    data = _load_checked(path, _safe_names)
     if not isinstance(data, dict) or not any(
         isinstance(data.get(k), PersistentObject) for k in ("G", "D", "G_ema")
     ):
-        raise ValueError(
+        raise PickleFileError(
             f"{path}: expected a dict with official networks under 'G', 'D', 'G_ema'"
         )
+    for key in ("G", "D", "G_ema"):
+        record = data.get(key)
+        if record is not None and not isinstance(record, PersistentObject):
+            raise PickleFileError(f"{path}: '{key}' is a {type(record).__name__}, expected a "
+                                  "network")
+        if record is not None:
+            try:
+                record.state_dict()
+            except PickleFileError as e:
+                raise with_path(e, f"{path}:{key}") from None
     return data
 
 
@@ -259,15 +370,15 @@ TF_NETWORK_CLASSES = (("dnnlib.tflib.network", "Network"), ("tfutil", "Network")
 TF_STATE_VERSIONS = (2, 3, 4, 5)
 
 
-class TFNetwork:
+class TFNetwork(metaclass=FrozenClass):
     """An official TF `Network`, reconstructed as its pickled state (inert data)."""
 
     class_name = "Network"
 
     def __setstate__(self, state):
-        if not isinstance(state, dict):
-            raise UnsafePickleError(f"{self.class_name} state is a {type(state).__name__}, "
-                                    "expected a dict")
+        if not isinstance(state, dict) or hasattr(self, "state"):
+            raise UnsafePickleError(f"{self.class_name} state is a {type(state).__name__} "
+                                    "(or set twice), expected a dict")
         self.state = dict(state)
 
     @property
@@ -299,32 +410,33 @@ class TFNetwork:
         return out
 
     def validate(self, where: str) -> None:
-        """Raises ValueError naming `where` unless the state has the official layout."""
+        """Raises PickleFileError naming `where` unless the state has the official layout."""
         st = getattr(self, "state", None)
         if st is None:
-            raise ValueError(f"{where}: {self.class_name} without a pickled state")
+            raise PickleFileError(f"{where}: {self.class_name} without a pickled state")
         if st.get("version") not in TF_STATE_VERSIONS:
-            raise ValueError(f"{where}: state version {st.get('version')!r}, expected one of "
-                             f"{TF_STATE_VERSIONS}")
+            raise PickleFileError(f"{where}: state version {short_repr(st.get('version'))}, "
+                                  f"expected one of {TF_STATE_VERSIONS}")
         for key, kind in (("name", str), ("build_func_name", str), ("static_kwargs", dict),
                           ("variables", list)):
             if not isinstance(st.get(key), kind):
-                raise ValueError(f"{where}: state field {key!r} is "
-                                 f"{type(st.get(key)).__name__}, expected {kind.__name__}")
+                raise PickleFileError(f"{where}: state field {key!r} is "
+                                      f"{type(st.get(key)).__name__}, expected {kind.__name__}")
         for item in st["variables"]:
             if not (isinstance(item, tuple | list) and len(item) == 2
                     and isinstance(item[0], str)
                     and isinstance(item[1], np.ndarray | np.generic | float)):
-                raise ValueError(f"{where}: variables must be (name, array) pairs, "
-                                 f"got {str(item)[:80]!r}")
+                raise PickleFileError(f"{where}: variables must be (name, array) pairs, "
+                                      f"got {short_repr(item)}")
         comps = st.get("components") or {}
         if not isinstance(comps, dict):
-            raise ValueError(f"{where}: components is a {type(comps).__name__}, expected a dict")
+            raise PickleFileError(f"{where}: components is a {type(comps).__name__}, "
+                                  "expected a dict")
         for key, comp in comps.items():
             if not isinstance(comp, TFNetwork):
-                raise ValueError(f"{where}: component {key!r} is a {type(comp).__name__}, "
-                                 "expected a Network")
-            comp.validate(f"{where}/{key}")
+                raise PickleFileError(f"{where}: component {printable(key)!r} is a "
+                                      f"{type(comp).__name__}, expected a Network")
+            comp.validate(f"{where}/{printable(key)}")
 
 
 class _DnnlibNetwork(TFNetwork):
@@ -335,50 +447,92 @@ class _TfutilNetwork(TFNetwork):
     class_name = "tfutil.Network"
 
 
-def _numpy_reconstruct(subtype, shape, dtype):
+class _SafeArray(np.ndarray):
+    """An array numpy's pickle builds (`_reconstruct`, then BUILD with its raw bytes).
+
+    Its state is checked first: a numeric dtype, a shape whose bytes are exactly the raw
+    data's (so nothing is allocated that the file does not hold), within the budget.
+    """
+
+    def __setstate__(self, state):
+        if isinstance(state, tuple) and len(state) == 4:
+            state = (1, *state)  # numpy < 1.? wrote no version
+        if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[2], _DTypeSpec)
+                and isinstance(state[3], int) and isinstance(state[4], bytes | str)):
+            raise UnsafePickleError(f"refusing numpy array state {short_repr(state)}")
+        shape = _array_shape(state[1])
+        dtype, raw = state[2].dtype, state[4]
+        if isinstance(raw, str):  # a Python 2 pickle read with encoding='latin1'
+            raw = raw.encode("latin1")
+        nbytes = dtype.itemsize
+        for n in shape:
+            nbytes *= n
+        if nbytes != len(raw):
+            raise UnsafePickleError(f"numpy array of shape {shape} {dtype} needs {nbytes} bytes, "
+                                    f"the file holds {len(raw)}")
+        self._budget.take(nbytes, "numpy array")
+        super().__setstate__((1, shape, dtype, bool(state[3]), raw))
+
+
+def _array_shape(shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, tuple) or len(shape) > 32 or not all(
+            isinstance(n, int) and 0 <= n < 2**62 for n in shape):
+        raise UnsafePickleError(f"numpy array shape {short_repr(shape)}")
+    return shape
+
+
+_NDARRAY = "numpy.ndarray"  # what the name resolves to: only _reconstruct's first argument
+
+
+def _numpy_reconstruct(budget: Budget, subtype, shape, dtype):
     # numpy pickles arrays as _reconstruct(ndarray, (0,), b'b') + ndarray.__setstate__.
-    if subtype is not np.ndarray:
-        raise UnsafePickleError(f"refusing to reconstruct an array of type {subtype!r}")
     if isinstance(dtype, str):
         dtype = dtype.encode("latin1")
-    return np.ndarray.__new__(np.ndarray, shape, np.dtype(dtype))
+    if subtype is not _NDARRAY or shape != (0,) or dtype != b"b":
+        raise UnsafePickleError(f"refusing numpy _reconstruct{short_repr((subtype, shape, dtype))}")
+    array = np.ndarray.__new__(_SafeArray, (0,), np.uint8)
+    array._budget = budget
+    return array
 
 
 def _copyreg_reconstructor(cls, base, state):
     # Protocol 0/1 pickles build instances through copyreg._reconstructor.
     if isinstance(cls, type) and issubclass(cls, TFNetwork) and base is object and state is None:
         return cls.__new__(cls)
-    if cls is _EasyDict and base is dict:
+    if cls is _EasyDict and base is dict and isinstance(state, dict | None):
         return _EasyDict(state or {})
-    raise UnsafePickleError(f"refusing to reconstruct {cls!r} from {base!r}")
+    raise UnsafePickleError(f"refusing to reconstruct {short_repr(cls)} from {short_repr(base)}")
 
 
 def _latin1_bytes(text, encoding="latin1"):
     # Protocol 2 writes bytes as _codecs.encode(str, 'latin1') (Python 2 had no bytes).
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafePickleError(f"refusing _codecs.encode({type(text).__name__}, {encoding!r})")
+        raise UnsafePickleError(f"refusing _codecs.encode({type(text).__name__}, "
+                                f"{short_repr(encoding)})")
     return text.encode("latin1")
 
 
-_TF_SAFE: dict[tuple[str, str], Any] = {
-    ("dnnlib.tflib.network", "Network"): _DnnlibNetwork,
-    ("tfutil", "Network"): _TfutilNetwork,
-    ("dnnlib.util", "EasyDict"): _EasyDict,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    ("copyreg", "_reconstructor"): _copyreg_reconstructor,
-    ("copy_reg", "_reconstructor"): _copyreg_reconstructor,
-    ("_codecs", "encode"): _latin1_bytes,
-    ("builtins", "object"): object,  # only as _reconstructor's base class
-    ("__builtin__", "object"): object,
-}
+def _tf_safe_names(budget: Budget) -> dict[tuple[str, str], Any]:
+    reconstruct = SafeFunction(lambda *a: _numpy_reconstruct(budget, *a))
+    return {
+        ("dnnlib.tflib.network", "Network"): _DnnlibNetwork,
+        ("tfutil", "Network"): _TfutilNetwork,
+        ("dnnlib.util", "EasyDict"): _EasyDict,
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("builtins", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+        ("numpy", "dtype"): SafeFunction(_DTypeSpec),
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy.core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy.core.multiarray", "scalar"): SafeFunction(_numpy_scalar),
+        ("numpy._core.multiarray", "scalar"): SafeFunction(_numpy_scalar),
+        ("copyreg", "_reconstructor"): SafeFunction(_copyreg_reconstructor),
+        ("copy_reg", "_reconstructor"): SafeFunction(_copyreg_reconstructor),
+        ("_codecs", "encode"): SafeFunction(_latin1_bytes),
+        ("builtins", "object"): object,  # only as _reconstructor's base class
+        ("__builtin__", "object"): object,
+    }
 
 
 def _inert(*_args):
@@ -403,13 +557,17 @@ class _SniffingUnpickler(pickle.Unpickler):
 
 
 def first_global(path: str | Path) -> tuple[str, str] | None:
-    """The first class or function a pickle names (past copyreg's), building nothing."""
+    """The first class or function a pickle names (past copyreg's), building nothing.
+
+    The stream is scanned first (as for loading): a hostile file cannot make even this
+    allocate or recurse.
+    """
     try:
-        with open(path, "rb") as f:
-            _SniffingUnpickler(f, encoding="latin1").load()
+        with mapped(path) as data:
+            load_at(data, 0, lambda f: _SniffingUnpickler(f, encoding="latin1"))
     except _FirstGlobal as found:
         return found.module, found.name
-    except Exception:  # unreadable: let the real loader report it
+    except Exception:  # noqa: BLE001 (unreadable: the real loader reports it)
         return None
     return None
 
@@ -422,23 +580,18 @@ def is_tf_pickle(path: str | Path) -> bool:
 def load_tf_pickle(path: str | Path) -> tuple[TFNetwork, TFNetwork, TFNetwork]:
     """Loads an official TF network pickle; returns its (G, D, Gs) as inert records.
 
-    Raises UnsafePickleError for anything outside the expected classes, and ValueError
-    when the file is not the official (G, D, Gs) tuple of well-formed network states.
+    Raises UnsafePickleError for anything outside the expected classes, and
+    PickleFileError (a ValueError) when the file is not the official (G, D, Gs) tuple of
+    well-formed network states.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = _RestrictedUnpickler(f, safe=_TF_SAFE, encoding="latin1").load()
-    except UnsafePickleError as e:
-        raise UnsafePickleError(f"{path}: {e}", e.module, e.name) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, struct.error) as e:
-        raise ValueError(f"{path}: not a readable network pickle ({e})") from None
+    data = _load_checked(path, _tf_safe_names, encoding="latin1")
     if not (isinstance(data, tuple) and len(data) == 3
             and all(isinstance(x, TFNetwork) for x in data)):
         got = type(data).__name__ if not isinstance(data, tuple) else (
-            f"a tuple of {len(data)}: " + ", ".join(type(x).__name__ for x in data))
-        raise ValueError(f"{path}: expected the official (G, D, Gs) tuple of TF networks, "
-                         f"got {got}")
+            f"a tuple of {len(data)}: " + ", ".join(type(x).__name__ for x in data[:8]))
+        raise PickleFileError(f"{path}: expected the official (G, D, Gs) tuple of TF networks, "
+                              f"got {got}")
     for label, net in zip(("G", "D", "Gs"), data, strict=True):
         net.validate(f"{path}:{label}")
     return data
