@@ -1,4 +1,5 @@
-"""Write-then-rename helpers: an interrupted write never looks like a finished one."""
+"""Write-then-rename helpers: an interrupted write never looks like a finished one; and
+the error that stops a command when an essential output cannot be written."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+class WriteError(ValueError):
+    """An essential output cannot be written (disk full, I/O error, no permission).
+
+    A ValueError so that the CLI prints it as one line instead of a traceback.
+    """
+
+
+def write_error(what: str, error: OSError) -> WriteError:
+    """WriteError naming the output and the system's reason (the OSError names the file)."""
+    return WriteError(f"cannot write {what}: {error}")
 
 
 @contextlib.contextmanager

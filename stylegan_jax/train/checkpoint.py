@@ -9,6 +9,12 @@ the results are saved with the checkpoint (Orbax's `metrics` item), so the ranki
 survives restarts and `best_step()` names the best checkpoint at any time.
 The state is saved as one copy of plain arrays and restored as NumPy, so it can be
 placed onto any device count and either backend.
+
+A checkpoint that cannot be read (truncated, garbled or missing files: a partial copy,
+a failing disk) is told apart from one made by another config: the saved layout (names,
+shapes, dtypes) is read and compared first, so whatever fails after that is damage.
+`restore_newest` then skips damaged checkpoints with one warning each; a trainer sets
+them aside (renamed, never deleted) because it will save those step numbers again.
 """
 
 from __future__ import annotations
@@ -17,17 +23,27 @@ import dataclasses
 import logging
 import math
 import numbers
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from stylegan_jax.atomic import write_error
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used by this run."""
+T = TypeVar("T")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used by this run (the CLI prints it as one line)."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint whose files cannot be read: truncated, garbled, missing, unfinished."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,21 +62,58 @@ class BestBy:
         return float(value) if self.higher_is_better else -float(value)
 
 
-class _WithoutMetricsNote(logging.Filter):
-    """Orbax warns at every save without metrics once metrics are tracked; most saves are."""
+class _QuietOrbax(logging.Filter):
+    """Drops Orbax log lines that repeat what this module says once in its own words:
+    saves without metrics (most are, once metrics are tracked), per-step metadata files
+    that are missing or garbled (the checkpoint is then reported as damaged), and the
+    tracebacks of a failed background save (raised as one WriteError)."""
+
+    NOTES = ("did not provide metrics", "Failed to json parse Metadata file",
+             "Metadata file does not exist", "was found in the checkpoint, but could not be",
+             "Handler Commit operations or the Commit callback", "_SignalingThread.run() raised",
+             "Save Finalize thread")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "did not provide metrics" not in record.getMessage()
+        message = record.getMessage()
+        return not any(note in message for note in self.NOTES)
 
 
-_WITHOUT_METRICS_NOTE = _WithoutMetricsNote()
+_QUIET_ORBAX = _QuietOrbax()
+
+
+def _why(error: BaseException) -> str:
+    """The useful part of a read error. TensorStore nests one message per layer and ends
+    with a page of JSON spec: keep its status code and the innermost file's complaint."""
+    lines = str(error).split(" [tensorstore_spec", 1)[0].strip().splitlines()
+    text = lines[0] if lines else ""
+    status, innermost = re.match(r"[A-Z_]+: ", text), text.rfind('local file "')
+    if status and innermost > 0:
+        text = status.group(0) + text[innermost:]
+    else:
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _leaf_name(path) -> str:
+    """A key path as Orbax names saved arrays ('G.mapping.fc0.bias')."""
+    parts = []
+    for key in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+    return ".".join(parts)
 
 
 class Checkpoints:
-    """The checkpoints/ directory of a workdir."""
+    """The checkpoints/ directory of a workdir.
+
+    `writer=False` (generate, metrics, convert) leaves the directory as it is; a writer
+    (the trainer) also removes Orbax's temporary directories of unfinished saves.
+    """
 
     def __init__(self, directory: str | Path, keep_last: int, keep_every: int | None,
-                 async_save: bool = True, best: BestBy | None = None):
+                 async_save: bool = True, best: BestBy | None = None, writer: bool = True):
         directory = Path(directory).absolute()  # Orbax needs absolute paths
         preserve = [policies.LatestN(max(1, keep_last))]
         if keep_every:
@@ -74,14 +127,18 @@ class Checkpoints:
             best_fn=None if best is None else best.score,
             best_mode="max",
             enable_async_checkpointing=async_save,
-            create=True,
+            create=writer,
+            cleanup_tmp_directories=writer,
         )
         self.best = best
-        if best is not None:
-            logging.getLogger("absl").addFilter(_WITHOUT_METRICS_NOTE)  # once
+        self.failed = False  # a write failed (and was reported)
+        logging.getLogger("absl").addFilter(_QUIET_ORBAX)  # once
         self.directory = directory
-        self.manager = ocp.CheckpointManager(directory, options=options,
-                                             item_names=("state", "data", "meta"))
+        self.manager = ocp.CheckpointManager(
+            directory, options=options, item_names=("state", "data", "meta"),
+            item_handlers={"state": ocp.StandardCheckpointHandler(),
+                           "data": ocp.JsonCheckpointHandler(),
+                           "meta": ocp.JsonCheckpointHandler()})
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -98,44 +155,162 @@ class Checkpoints:
     def save(self, step: int, state, data_position: dict, meta: dict,
              metrics: dict[str, float] | None = None) -> None:
         """Starts an asynchronous save (every process must call it); `metrics` are the
-        results evaluated on this state, used to keep the best checkpoint."""
-        self.manager.save(step, args=ocp.args.Composite(
+        results evaluated on this state, used to keep the best checkpoint.
+
+        A failed write (this one or the previous, still asynchronous one) raises
+        WriteError; Orbax renames a save into place only when complete, so the newest
+        complete checkpoint stays as it was.
+        """
+        self._writing(lambda: self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=ocp.args.JsonSave(data_position),
             meta=ocp.args.JsonSave(meta),
-        ), metrics=metrics if self.best is not None else None, force=True)
+        ), metrics=metrics if self.best is not None else None, force=True))
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        self._writing(self.manager.wait_until_finished)
+
+    def _writing(self, fn: Callable[[], None]) -> None:
+        failure = None
+        try:
+            fn()
+        except OSError as e:  # ENOSPC, EIO, EACCES, from this save or the one in flight
+            failure = e
+        if failure is not None:
+            self.failed = True
+            raise write_error(
+                f"a checkpoint in {self.directory} (the newest complete one, "
+                f"{self.latest_step()}, is intact)", failure) from None
+
+    def _read(self, step: int, read: Callable[[], T]) -> T:
+        """`read()`, with any failure reported as this checkpoint being damaged.
+
+        The error is raised outside the `except` block on purpose: the original one
+        holds the frames of Orbax's aborted event loop, and while it lives TensorStore's
+        still-running reads report "Event loop is closed" tracebacks.
+        """
+        failure = None
+        try:
+            return read()
+        except Exception as e:  # TensorStore, JSON, missing items: all mean unreadable
+            failure = _why(e)
+        raise DamagedCheckpointError(f"{self.directory}/{step} is damaged and cannot be "
+                                     f"read ({failure})")
+
+    def _read_every_value(self, step: int) -> None:
+        """Reads each stored value of the state once, one after another.
+
+        Orbax reads all arrays at once and, when one read fails, closes its event loop
+        with the others in flight: they then print "Event loop is closed" tracebacks.
+        Reading the OCDBT store sequentially first (its b-tree nodes carry checksums)
+        finds truncated, garbled or missing files before Orbax is asked.
+        """
+        import tensorstore as ts  # Orbax's storage layer
+
+        root = self.directory / str(step) / "state"
+        if not (root / "manifest.ocdbt").is_file():
+            return  # no OCDBT store: Orbax's own checks report what is missing
+        store = ts.KvStore.open({"driver": "ocdbt",
+                                 "base": {"driver": "file", "path": f"{root}/"}}).result()
+        for key in store.list().result():
+            store.read(key).result()
+
+    def _saved_layout(self, step: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """{array name: (shape, dtype)} as saved, read from the checkpoint's metadata."""
+        def read():
+            self._read_every_value(step)
+            tree = self.manager.item_metadata(step)["state"]
+            if tree is None:
+                raise FileNotFoundError("the state's metadata is missing")
+            return {_leaf_name(path): (tuple(x.shape), np.dtype(x.dtype))
+                    for path, x in jax.tree_util.tree_leaves_with_path(tree)}
+        return self._read(step, read)
 
     def restore(self, step: int, template) -> tuple[Any, dict, dict]:
         """(state as NumPy arrays shaped like `template` - arrays or jax.ShapeDtypeStructs -,
-        data position, meta)."""
+        data position, meta). Raises DamagedCheckpointError for unreadable files and
+        CheckpointError for a checkpoint of another layout (config)."""
         target = jax.tree_util.tree_map(lambda x: np.zeros(np.shape(x), x.dtype), template)
-        try:
-            restored = self.manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target),
-                data=ocp.args.JsonRestore(),
-                meta=ocp.args.JsonRestore(),
-            ))
-        except (ValueError, KeyError, TypeError) as e:
+        saved = self._saved_layout(step)
+        wanted = {_leaf_name(path): (tuple(np.shape(x)), np.dtype(x.dtype))
+                  for path, x in jax.tree_util.tree_leaves_with_path(target)}
+        if saved != wanted:
+            missing, extra = sorted(set(wanted) - set(saved)), sorted(set(saved) - set(wanted))
+            changed = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
+            detail = "; ".join(
+                [f"missing {', '.join(missing[:3])}"] * bool(missing)
+                + [f"unexpected {', '.join(extra[:3])}"] * bool(extra)
+                + [f"{k} is {saved[k][0]} {saved[k][1]}, this config expects {wanted[k][0]} "
+                   f"{wanted[k][1]}" for k in changed[:3]])
             raise CheckpointError(
                 f"{self.directory}/{step}: cannot be restored into this run's state "
-                f"(was it made by a different config?): {e}") from None
-        state = restored["state"]
-        for (path, want), got in zip(jax.tree_util.tree_leaves_with_path(target),
-                                     jax.tree_util.tree_leaves(state), strict=True):
-            if np.shape(got) != np.shape(want):
-                raise CheckpointError(
-                    f"{self.directory}/{step}: {jax.tree_util.keystr(path)} has shape "
-                    f"{np.shape(got)}, this config expects {np.shape(want)}")
-        return state, restored["data"], restored["meta"]
+                f"(was it made by a different config?): {detail}")
+        restored = self._read(step, lambda: self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target),
+            data=ocp.args.JsonRestore(),
+            meta=ocp.args.JsonRestore(),
+        )))
+        return restored["state"], restored["data"], restored["meta"]
 
     def read_meta(self, step: int) -> dict:
         """The small JSON record saved with a checkpoint (no arrays are read)."""
-        restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        restored = self._read(step, lambda: self.manager.restore(
+            step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())))
         return dict(restored["meta"])
 
+    def restore_newest(self, load: Callable[[int], T], warn: Callable[[str], None],
+                       set_aside: bool = False) -> tuple[int, T] | None:
+        """(step, load(step)) for the newest checkpoint that `load` can read, None when
+        there is none at all.
+
+        Each newer damaged checkpoint gets one `warn` line; with `set_aside` (a trainer,
+        which will save those steps again) it is renamed to `<step>.damaged`, never
+        deleted. When every checkpoint is damaged nothing is moved and the error says so.
+        """
+        damaged = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                result = load(step)
+            except DamagedCheckpointError as e:
+                damaged.append((step, e))
+                continue
+            for bad, error in damaged:
+                kept = self._set_aside(bad) if set_aside else None
+                warn(f"warning: {error}; skipped" + (f", moved to {kept}" if kept else "")
+                     + f"; using checkpoint {step}")
+            if set_aside and damaged:
+                from stylegan_jax import distributed
+
+                distributed.barrier(f"checkpoints-set-aside-{step}", 600)
+                self.manager.reload()
+            return step, result
+        if damaged:
+            raise DamagedCheckpointError(
+                f"no checkpoint in {self.directory} can be read: "
+                + "; ".join(str(e) for _, e in damaged))
+        return None
+
+    def _set_aside(self, step: int) -> Path | None:
+        """Renames a damaged checkpoint out of Orbax's way (process 0; the others see it)."""
+        source = self.directory / str(step)
+        dest = self.directory / f"{step}.damaged"
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = self.directory / f"{step}.damaged{n}"
+        if jax.process_index() == 0:
+            source.rename(dest)
+        return dest
+
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Waits for the save in flight, then stops Orbax's threads (after a reported
+        write failure it only stops them)."""
+        try:
+            if not self.failed:
+                self.wait()
+        finally:
+            try:
+                self.manager.close()
+            except OSError:
+                if not self.failed:
+                    raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import jax
@@ -41,46 +42,68 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
 
 def _checkpoints(workdir: Path, config: ml_collections.ConfigDict) -> Checkpoints:
     return Checkpoints(workdir / "checkpoints", keep_last=1_000_000, keep_every=None,
-                       best=best_by(config))
+                       best=best_by(config), writer=False)
 
 
-def _resolve(ckpts: Checkpoints, workdir: Path, step: int | str | None) -> int:
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _named_step(ckpts: Checkpoints, workdir: Path, step: int | str) -> int:
+    """The checkpoint a number or 'best' names (it must exist)."""
     if step == "best":
         step = ckpts.best_step()
         if step is None:
             raise FileNotFoundError(
                 f"{workdir}/checkpoints: no checkpoint evaluated by a best metric yet "
                 "(config.metrics.best)")
-    step = ckpts.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
     if step not in ckpts.manager.all_steps():
         raise FileNotFoundError(f"{workdir}/checkpoints/{step} does not exist; there are "
                                 f"{sorted(ckpts.manager.all_steps())}")
     return step
 
 
+def _load(ckpts: Checkpoints, config: ml_collections.ConfigDict, step: int):
+    """The trainer and restored state of one checkpoint (DamagedCheckpointError if unreadable)."""
+    meta = ckpts.read_meta(step)
+    trainer = trainer_class(config.family)(config, int(meta.get("c_dim", 0)))
+    state, _, _ = ckpts.restore(step, jax.eval_shape(trainer.init_state, config.seed))
+    return trainer, state
+
+
+def _restore(workdir: Path, step: int | str | None):
+    """(step, trainer, state): the named checkpoint, or the newest readable one (None),
+    skipping damaged ones with a warning each."""
+    config = read_config(workdir)
+    ckpts = _checkpoints(workdir, config)
+    try:
+        if step is not None:
+            step = _named_step(ckpts, workdir, step)
+            return (step, *_load(ckpts, config, step))
+        found = ckpts.restore_newest(lambda s: _load(ckpts, config, s), warn=_warn)
+    finally:
+        ckpts.close()
+    if found is None:
+        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint yet")
+    return (found[0], *found[1])
+
+
 def resolve_step(workdir: str | Path, step: int | str | None = None) -> int:
-    """The checkpoint (images shown) that `step` names: a number, 'best' or None (newest)."""
+    """The checkpoint (images shown) that `step` names: a number, 'best' or None (the
+    newest that can be read)."""
     workdir = Path(workdir)
+    if step is None:
+        return _restore(workdir, None)[0]
     ckpts = _checkpoints(workdir, read_config(workdir))
     try:
-        return _resolve(ckpts, workdir, step)
+        return _named_step(ckpts, workdir, step)
     finally:
         ckpts.close()
 
 
 def networks_from_workdir(workdir: str | Path, step: int | str | None = None) -> dict:
     """{'G', 'G_ema', 'D': Network} restored from a checkpoint of a training workdir
-    (`step`: images shown, 'best' by the run's `metrics.best`, or None for the newest)."""
-    workdir = Path(workdir)
-    config = read_config(workdir)
-    ckpts = _checkpoints(workdir, config)
-    try:
-        step = _resolve(ckpts, workdir, step)
-        meta = ckpts.read_meta(step)
-        trainer = trainer_class(config.family)(config, int(meta.get("c_dim", 0)))
-        state, _, _ = ckpts.restore(step, jax.eval_shape(trainer.init_state, config.seed))
-    finally:
-        ckpts.close()
+    (`step`: images shown, 'best' by the run's `metrics.best`, or None for the newest
+    that can be read)."""
+    _, trainer, state = _restore(Path(workdir), step)
     return trainer.export(jax.tree_util.tree_map(jnp.asarray, state))

@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from stylegan_jax import images
+from stylegan_jax.atomic import write_error
 from stylegan_jax.generate import latents_for_seeds, synthesize
 from stylegan_jax.metrics.runner import report_metric, scalars
 from stylegan_jax.train import config as config_lib
@@ -56,8 +57,11 @@ def _check_workdir_config(workdir: Path, config: ml_collections.ConfigDict) -> N
                 f"(see {path}); use a new --workdir")
     if jax.process_index() == 0:
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(current, indent=2) + "\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(current, indent=2) + "\n")
+            os.replace(tmp, path)
+        except OSError as e:
+            raise write_error(str(path), e) from None
 
 
 def _field(d: dict, dotted: str):
@@ -108,7 +112,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     backend = Backend(config.train.backend, devices)
     config_lib.validate(config, backend.num_devices)
     workdir = Path(workdir).absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(f"the workdir {workdir}", e) from None
     _check_workdir_config(workdir, config)
     main_process = jax.process_index() == 0
     t, lg = config.train, config.log
@@ -138,13 +145,16 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     keep_every = int(lg.keep_every_kimg * 1000) or None
     ckpts = Checkpoints(workdir / "checkpoints", lg.keep_last, keep_every,
                         best=config_lib.best_by(config))
-    latest, data_state, meta = ckpts.latest_step(), {}, {}
-    if latest is None:
+    layout = jax.eval_shape(trainer.init_state, config.seed)  # all a restore needs
+    found = ckpts.restore_newest(functools.partial(ckpts.restore, template=layout),
+                                 warn=log if main_process else lambda _: None,
+                                 set_aside=True)
+    data_state, meta = {}, {}
+    if found is None:
         # One compiled program (cached across restarts), not hundreds of eager ops.
         host_state = jax.jit(trainer.init_state, static_argnums=0)(config.seed)
-    else:  # the checkpoint only needs the layout
-        host_state, data_state, meta = ckpts.restore(
-            latest, jax.eval_shape(trainer.init_state, config.seed))
+    else:
+        latest, (host_state, data_state, meta) = found
         host_state = jax.tree_util.tree_map(jnp.asarray, host_state)
         if main_process:
             log(f"Resuming from {ckpts.directory}/{latest} (kimg {latest / 1000:.1f})")
@@ -164,7 +174,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     programs = None  # the current stage's, compiled at its first step
 
     # --- reporting --------------------------------------------------------------------------
-    writer = StatsWriter(workdir, lg.tensorboard) if main_process else None
+    writer = StatsWriter(workdir, lg.tensorboard, warn=log) if main_process else None
+    failed_grids = []  # grids are not essential: one warning, then training goes on
+
+    def save_grid(grid: np.ndarray, path: Path) -> None:
+        try:
+            path.parent.mkdir(exist_ok=True)
+            images.save_image(grid, path)
+        except OSError as e:
+            if not failed_grids:
+                log(f"warning: cannot write the image grid {path} ({e}); training goes "
+                    "on (later grid failures are not reported)")
+            failed_grids.append(path)
     grid_n = max(1, lg.grid_seeds)
     grid_z = jnp.asarray(latents_for_seeds(list(range(grid_n)), trainer.z_dim))
     grid_c = jnp.asarray(_one_hot(np.arange(grid_n) % max(c_dim, 1), c_dim))
@@ -183,12 +204,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     reason = "done"
 
     if main_process:
-        samples.mkdir(exist_ok=True)
         if not (samples / "reals.png").exists():
             with make_pipeline(source, 64, seed=config.seed, resolution=config.data.resolution,
                                process_index=0, process_count=1, prefetch=1) as first:
                 grid = images.make_grid(np.asarray(next(first).images[:grid_n]))
-            images.save_image(grid, samples / "reals.png")
+            save_grid(grid, samples / "reals.png")
         log(f"Training {config.family} {config.data.resolution}x{config.data.resolution}x"
             f"{config.data.channels} c_dim={c_dim} on {backend.num_devices} device(s) "
             f"({backend.kind}), batch {t.batch_size}, to {t.total_kimg} kimg; workdir {workdir}")
@@ -274,7 +294,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
                     G = trainer.export(backend.host_state(state))["G_ema"]
                     fakes = _grid_program(G.module)(G.variables, grid_z, grid_c, G.lod)
                     grid = images.make_grid(images.to_uint8(np.asarray(fakes)))
-                    images.save_image(grid, samples / f"fakes{nimg // 1000:06d}.png")
+                    save_grid(grid, samples / f"fakes{nimg // 1000:06d}.png")
                     writer.image("fakes", nimg / 1000, grid)
                     next_snapshot = (nimg // snapshot_every + 1) * snapshot_every
                 metrics = None

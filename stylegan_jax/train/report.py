@@ -9,6 +9,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from stylegan_jax.atomic import write_error
+
 
 def device_memory_gib() -> tuple[float | None, float | None]:
     """(in use, peak) GiB on the first local device, where the backend reports them."""
@@ -52,10 +54,20 @@ def tick_line(tick: int, kimg: float, total_kimg: float, tick_s: float, tick_kim
 
 
 class StatsWriter:
-    """stats.jsonl (one JSON object per tick) and TensorBoard scalars and images."""
+    """stats.jsonl (one JSON object per tick) and TensorBoard scalars and images.
 
-    def __init__(self, workdir: Path, tensorboard: bool):
-        self.jsonl = open(workdir / "stats.jsonl", "a")  # noqa: SIM115 - kept open for the run
+    stats.jsonl is the run's record: failing to write it stops the run (WriteError).
+    TensorBoard is a view of the same numbers: if it cannot be written, `warn` says so
+    once and the run goes on without it.
+    """
+
+    def __init__(self, workdir: Path, tensorboard: bool, warn=print):
+        self.path = Path(workdir) / "stats.jsonl"
+        self.warn = warn
+        try:
+            self.jsonl = open(self.path, "a")  # noqa: SIM115 - kept open for the run
+        except OSError as e:
+            raise write_error(str(self.path), e) from None
         self.tb = None
         if tensorboard:
             try:
@@ -63,25 +75,51 @@ class StatsWriter:
             except ImportError:  # pragma: no cover - tensorboardX is a dependency
                 SummaryWriter = None
             if SummaryWriter is not None:
-                self.tb = SummaryWriter(str(workdir))
+                self._tensorboard(lambda: setattr(self, "tb", SummaryWriter(str(workdir))))
+
+    def _tensorboard(self, fn) -> None:
+        """Runs a TensorBoard write; on an I/O error warns once and drops TensorBoard."""
+        try:
+            fn()
+        except OSError as e:
+            tb, self.tb = self.tb, None
+            self.warn(f"warning: cannot write TensorBoard events ({e}); training goes on "
+                      "without them")
+            if tb is not None:
+                try:
+                    tb.close()
+                except OSError:
+                    pass
 
     def scalars(self, kimg: float, values: dict[str, float], jsonl: bool = True) -> None:
         if jsonl:
             record = {"kimg": round(kimg, 3), "timestamp": time.time(), **values}
-            self.jsonl.write(json.dumps(record) + "\n")
-            self.jsonl.flush()
+            try:
+                self.jsonl.write(json.dumps(record) + "\n")
+                self.jsonl.flush()
+            except OSError as e:
+                raise write_error(str(self.path), e) from None
         if self.tb is not None:
             step = int(kimg * 1000)
-            for name, value in values.items():
-                self.tb.add_scalar(name, value, global_step=step)
-            self.tb.flush()
+
+            def write():
+                for name, value in values.items():
+                    self.tb.add_scalar(name, value, global_step=step)
+                self.tb.flush()
+            self._tensorboard(write)
 
     def image(self, name: str, kimg: float, image_hwc: np.ndarray) -> None:
         if self.tb is not None:
-            self.tb.add_image(name, image_hwc, global_step=int(kimg * 1000), dataformats="HWC")
-            self.tb.flush()
+            def write():
+                self.tb.add_image(name, image_hwc, global_step=int(kimg * 1000),
+                                  dataformats="HWC")
+                self.tb.flush()
+            self._tensorboard(write)
 
     def close(self) -> None:
-        self.jsonl.close()
+        try:
+            self.jsonl.close()
+        except OSError:
+            pass  # a failed flush was already raised by scalars()
         if self.tb is not None:
-            self.tb.close()
+            self._tensorboard(self.tb.close)
