@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "bench-data": ("stylegan_jax.data.benchmark", "benchmark the input pipeline (img/s)"),
     "bench-augment": ("stylegan_jax.benchmarks.augment",
                       "throughput of the ADA augmentation pipe (forward, forward+backward)"),
+    "soak": ("stylegan_jax.soak", "train through random SIGKILLs/SIGTERMs; check every resume"),
     "bench-serve": ("stylegan_jax.benchmarks.serve",
                     "load benchmark of serve: concurrent clients, latency, ratio to the generator"),
 }
