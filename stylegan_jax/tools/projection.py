@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import traverse_util
+from tqdm import tqdm
 
 from stylegan_jax.generate import mapping, synthesis
 from stylegan_jax.metrics import image_ops, lpips, vgg
@@ -225,8 +226,6 @@ def project(module, g_vars: dict, lpips_vars: dict, target_uint8: np.ndarray, nu
     optimised noise buffers are discarded, as the official script renders its outputs
     with the generator's own.
     """
-    from tqdm import tqdm
-
     check_generator(module)
     check_steps(num_steps)
     want = (module.img_resolution, module.img_resolution, module.img_channels)
