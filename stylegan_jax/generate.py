@@ -252,9 +252,11 @@ def load_generator(source: str | Path, which: str | None = None) -> Network:
 
 def add_network_arguments(p: argparse.ArgumentParser) -> None:
     """--network / --random-init / --which / --resolution: how every tool names its generator."""
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--network", type=Path, help="an official .pkl, a directory written by "
-                     "`stylegan-jax convert`, or a training workdir (its newest checkpoint)")
+                     "`stylegan-jax convert`, or a training workdir (its newest checkpoint); "
+                     "default: the face generator that ships with the package "
+                     "(stylegan_jax/pretrained/faces32)")
     src.add_argument("--random-init", action="store_true",
                      help="use a small randomly initialised generator")
     p.add_argument("--which", default=None, help="network name in the directory or pickle "
@@ -265,6 +267,10 @@ def add_network_arguments(p: argparse.ArgumentParser) -> None:
 def network_from_args(args: argparse.Namespace) -> Network:
     if args.random_init:
         return random_generator(args.resolution)
+    if args.network is None:
+        from stylegan_jax import pretrained
+
+        return load_generator(pretrained.path(), args.which)
     return load_generator(args.network, args.which)
 
 
@@ -285,7 +291,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "resolution, 1 = half, fractional = fade-in; default: the network's, "
                    "e.g. where a training snapshot had grown to)")
     p.add_argument("--batch-size", type=int, default=16, help="images per compiled call")
-    p.add_argument("--outdir", type=Path, required=True)
+    p.add_argument("--outdir", type=Path, default=Path("out"), help="default: ./out")
     p.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
                    help="also write grid.png (default: yes)")
 

@@ -15,16 +15,20 @@ from stylegan_jax.convert import official, tf_official
 from stylegan_jax.convert.pickle_reader import UnsafePickleError, is_tf_pickle
 from stylegan_jax.model_store import load_networks, save_networks
 from stylegan_jax.models import stylegan2
+from stylegan_jax.train.export import checkpoint_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", type=Path, help="--to jax: an official .pkl (PyTorch or "
-                   "TensorFlow), or a directory from --to official; --to official: a "
-                   "directory from --to jax")
+                   "TensorFlow), a directory from --to official, or a training run "
+                   "(its newest checkpoint, or RUN/checkpoints/N); --to official: a "
+                   "directory from --to jax or a training run")
     p.add_argument("dest", type=Path, help="a new directory (never overwritten)")
     p.add_argument("--to", choices=("jax", "official"), default="jax",
                    help="jax: write this project's format (default); official: write the "
                    "official state dicts (<name>.npz) and constructor kwargs (StyleGAN2 only)")
+    p.add_argument("--only", default=None, metavar="NAMES",
+                   help="keep only these networks, e.g. G_ema (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,16 +44,18 @@ def _run(args: argparse.Namespace) -> int:
         if not src.exists():
             raise SystemExit(f"{src} does not exist")
         info = {"source": str(src.absolute())}
-        if src.is_dir():
+        if checkpoint_path(src) is not None:  # a training run: its networks as they are
+            nets = load_networks(src)
+        elif src.is_dir():
             nets = official.networks_from_state_dicts(src)
         elif is_tf_pickle(src):
             nets = tf_official.networks_from_tf_pickle(src)
             info["official_names"] = {ours: theirs for theirs, ours in tf_official.PICKLE_NAMES}
         else:
             nets = official.networks_from_pickle(src)
-        dest = save_networks(args.dest, nets, info=info)
+        dest = save_networks(args.dest, _only(nets, args.only, src), info=info)
     else:
-        nets = load_networks(src)
+        nets = _only(load_networks(src), args.only, src)
         others = sorted(name for name, net in nets.items() if not isinstance(
             net.module, stylegan2.Generator | stylegan2.Discriminator))
         if others:
@@ -58,3 +64,13 @@ def _run(args: argparse.Namespace) -> int:
         dest = official.export_official(nets, args.dest)
     print(f"wrote {dest}")
     return 0
+
+
+def _only(nets: dict, names: str | None, src: Path) -> dict:
+    if names is None:
+        return nets
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    missing = [n for n in wanted if n not in nets]
+    if missing or not wanted:
+        raise ValueError(f"--only {names!r}: {src} has the networks {sorted(nets)}")
+    return {n: nets[n] for n in wanted}
