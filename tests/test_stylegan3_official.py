@@ -138,3 +138,27 @@ def test_unsupported_official_kwargs_are_named():
         convert.generator_kwargs(dict(kw, filter_size=4))
     with pytest.raises(ConversionError, match="unexpected StyleGAN3 Generator kwargs"):
         convert.generator_kwargs(dict(kw, architecture="skip"))
+
+
+def test_official_pickle_converts(tmp_path):
+    """A pickle in the official layout (G and G_ema records of networks_stylegan3's
+    Generator) is recognised and gives the variables of the reference state dict."""
+    from official_pickle import Record, dump, records_from_state_dict
+
+    from stylegan_jax.convert.pickle_reader import load_official_pickle
+
+    path = FILES[0]
+    meta, arrays, G, variables = official_generator(path)
+    state = subdict(arrays, "G/")
+    rec = records_from_state_dict("Generator", official_kwargs(meta), state)
+    rec.module_src = "class SynthesisInput(torch.nn.Module): pass\n"
+    dump({"G": rec, "G_ema": rec, "D": None, "training_set_kwargs": {}}, tmp_path / "n.pkl")
+    assert isinstance(rec, Record)
+    data = load_official_pickle(tmp_path / "n.pkl")
+    assert convert.is_alias_free(data["G_ema"])
+    net = convert.network_from_record(data["G_ema"], "n.pkl:G_ema")
+    assert net.module == G
+    flat = lambda v: jax.tree_util.tree_leaves_with_path(v)  # noqa: E731
+    for (ka, a), (kb, b) in zip(flat(net.variables), flat(variables), strict=True):
+        assert ka == kb
+        np.testing.assert_array_equal(a, b, err_msg=str(ka))

@@ -21,6 +21,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from stylegan_jax.convert.official_kwargs import ConversionError
+from stylegan_jax.model_store import Network
 from stylegan_jax.models import stylegan3
 
 BUFFER_NAMES = ("w_avg", "freqs", "phases", "transform", "magnitude_ema")
@@ -64,6 +65,24 @@ def generator_kwargs(init_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     if kw:
         raise ConversionError(f"unexpected StyleGAN3 Generator kwargs {sorted(kw)}")
     return out
+
+
+def is_alias_free(record) -> bool:
+    """Whether a pickled official Generator record is networks_stylegan3's (its embedded
+    source defines SynthesisInput, or its kwargs are the alias-free generator's)."""
+    if "class SynthesisInput" in getattr(record, "module_src", ""):
+        return True
+    return bool(set(record.init_kwargs) & set(_SYNTHESIS + tuple(_FIXED)) - {
+        "channel_base", "channel_max", "conv_clamp"})
+
+
+def network_from_record(record, what: str = "G") -> Network:
+    """An official StyleGAN3 Generator record (convert.pickle_reader) -> Network."""
+    try:
+        G = stylegan3.Generator(**generator_kwargs(record.init_kwargs))
+    except ValueError as e:
+        raise ConversionError(f"{what}: not a supported StyleGAN3 generator: {e}") from None
+    return Network(G, state_dict_to_variables(record.state_dict(), G, what))
 
 
 def official_init_kwargs(G: stylegan3.Generator) -> dict[str, Any]:
