@@ -162,3 +162,29 @@ def test_official_pickle_converts(tmp_path):
     for (ka, a), (kb, b) in zip(flat(net.variables), flat(variables), strict=True):
         assert ka == kb
         np.testing.assert_array_equal(a, b, err_msg=str(ka))
+
+
+def test_fresh_generator_starts_as_the_official_one():
+    """Initial values the official constructor gives (identity input transform, unit
+    magnitude EMAs, frequencies inside the first layer's band), and update_emas moves
+    both w_avg and every magnitude_ema."""
+    G = stylegan3.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                            channel_base=64, channel_max=8, num_layers=4, num_critical=1)
+    z = jax.random.normal(jax.random.key(1), (2, 8))
+    v = jax.jit(G.init)(jax.random.key(0), z, None)
+    inp = v["params"]["synthesis"]["input"]
+    np.testing.assert_array_equal(inp["affine"]["weight"], 0)
+    np.testing.assert_array_equal(inp["affine"]["bias"], [1, 0, 0, 0])
+    buf = v["buffers"]["synthesis"]
+    np.testing.assert_array_equal(buf["input"]["transform"], np.eye(3))
+    assert np.all(np.linalg.norm(buf["input"]["freqs"], axis=1) <= 2)  # first_cutoff
+    assert np.all(np.abs(buf["input"]["phases"]) <= 0.5)
+    layers = [k for k in buf if k != "input"]
+    assert len(layers) == 5 and all(float(buf[k]["magnitude_ema"]) == 1 for k in layers)
+
+    _, new = jax.jit(lambda v, z: G.apply(v, z, None, update_emas=True, mutable=["buffers"]))(
+        v, z)
+    assert all(float(new["buffers"]["synthesis"][k]["magnitude_ema"]) != 1 for k in layers)
+    assert not np.allclose(new["buffers"]["mapping"]["w_avg"], 0)
+    with pytest.raises(ValueError, match=r"ws must have shape \(N, 6, 8\)"):
+        G.apply(v, jnp.zeros((1, 5, 8)), method=G.synthesis_fn)
