@@ -132,9 +132,12 @@ def check_dest(dest: Path) -> None:
 def _prepare_dest(dest: Path) -> Path:
     """Checks --dest and makes the hidden directory beside it that the dataset is built in."""
     check_dest(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.partial-{secrets.token_hex(4)}"
-    tmp.mkdir()  # unlike mkdtemp, keeps the umask's permissions for the finished dataset
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()  # unlike mkdtemp, keeps the umask's permissions for the finished dataset
+    except OSError as e:
+        raise DatasetError(f"{dest}: cannot create ({e})") from None
     return tmp
 
 
@@ -196,9 +199,12 @@ def write_dataset(
         )
         manifest["args"] = args or {}
         write_manifest(tmp, manifest)
-        if dest.is_dir():
-            dest.rmdir()  # empty, checked above
-        os.rename(tmp, dest)
+        try:
+            if dest.is_dir():
+                dest.rmdir()  # empty, checked above
+            os.rename(tmp, dest)
+        except OSError as e:
+            raise DatasetError(f"{dest}: cannot move the finished dataset there ({e})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest

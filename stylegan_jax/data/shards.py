@@ -20,6 +20,7 @@ reader still parses the shards::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -97,7 +98,8 @@ class LevelWriter:
             raise ValueError(f"expected uint8 {shape}, got {image.dtype} {image.shape}")
         if self._writer is None or self._shards[-1]["count"] == self._per_shard:
             self._open_next()
-        self._writer.write(self._prefix + image.tobytes())
+        with self._writing():
+            self._writer.write(self._prefix + image.tobytes())
         self._shards[-1]["count"] += 1
 
     def _open_next(self) -> None:
@@ -106,13 +108,34 @@ class LevelWriter:
         tf = import_tensorflow()
         self._close_writer()
         name = f"{level_dir(self.resolution)}/shard-{len(self._shards):05d}.tfrecord"
-        self._writer = tf.io.TFRecordWriter(str(self.root / name))
         self._shards.append({"file": name, "count": 0})
+        with self._writing():
+            self._writer = tf.io.TFRecordWriter(str(self.root / name))
 
     def _close_writer(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            with self._writing():
+                writer.close()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A full disk, an I/O error or a permission error (OSError, or TensorFlow's
+        OpError from its writer) becomes a DatasetError naming the shard."""
+        from stylegan_jax.data.sources import import_tensorflow
+
+        failure = None
+        try:
+            yield
+        except OSError as e:
+            failure = e
+        except Exception as e:
+            if not isinstance(e, import_tensorflow().errors.OpError):
+                raise
+            failure = e
+        if failure is not None:
+            shard = self.root / self._shards[-1]["file"]
+            raise DatasetError(f"{shard}: cannot write ({failure})") from None
 
     def close(self) -> dict[str, Any]:
         """Flushes the last shard; returns this level's manifest entry."""
@@ -143,9 +166,11 @@ class ShardedImages:
             path, count = root / shard["file"], int(shard["count"])
             size = path.stat().st_size if path.is_file() else None
             if size != count * self.record_bytes:
+                first_bad = 0 if size is None else min(size // self.record_bytes, count)
                 raise DatasetError(
                     f"{path}: {'missing' if size is None else f'{size} bytes'}, expected "
-                    f"{count} records of {self.record_bytes} bytes (truncated or replaced?)"
+                    f"{count} records of {self.record_bytes} bytes (truncated or replaced?"
+                    + (f" record {first_bad} onwards is missing)" if first_bad < count else ")")
                 )
             self._files.append(path)
             counts.append(count)
@@ -193,8 +218,13 @@ class ShardedImages:
             flip = flips is not None and flips[i]
             target = self._scratch if flip else out[i]
             got = os.preadv(self._fd(shard), [head, target], row * self.record_bytes)
-            if got != self._offset + self._payload or not np.array_equal(head, self._header):
-                raise DatasetError(f"{self._files[shard]}: record {row} is corrupt (bad header)")
+            if got != self._offset + self._payload:
+                raise DatasetError(
+                    f"{self._files[shard]}: record {row} is truncated (read {got} of "
+                    f"{self._offset + self._payload} bytes; dataset index {indices[i]})")
+            if not np.array_equal(head, self._header):
+                raise DatasetError(f"{self._files[shard]}: record {row} is corrupt (bad header;"
+                                   f" dataset index {indices[i]})")
             if flip:
                 out[i].view(pixel)[..., 0] = target.view(pixel)[:, ::-1, 0]
         return out
@@ -208,10 +238,13 @@ class ShardedImages:
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    with open(Path(root) / MANIFEST, "w") as f:
-        json.dump(manifest, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(Path(root) / MANIFEST, "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise DatasetError(f"{Path(root) / MANIFEST}: cannot write ({e})") from None
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
