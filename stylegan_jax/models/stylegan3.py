@@ -250,8 +250,10 @@ class SynthesisLayer(nn.Module):
         bias = self.param("bias", nn.initializers.zeros_init(), (s.out_channels,))
         x = modulated_conv(x.astype(self.dtype), weight, styles, not s.is_torgb, k - 1,
                            input_gain)
+        # Only the convolution runs in `dtype`: the filters in bfloat16 (8-bit taps) put
+        # the 32 px reference images 4-9 % off instead of 2 %.
         x = filtered_lrelu(
-            x, s.up_filter(), s.down_filter(), bias, up=s.up, down=s.down,
+            x.astype(jnp.float32), s.up_filter(), s.down_filter(), bias, up=s.up, down=s.down,
             padding=s.padding, gain=1 if s.is_torgb else math.sqrt(2),
             slope=1 if s.is_torgb else 0.2, clamp=self.conv_clamp,
         )
