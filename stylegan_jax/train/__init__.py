@@ -1,0 +1,1 @@
+"""Training: configs, the per-family trainers and steps, the loop, checkpoints, exports."""
