@@ -1,21 +1,29 @@
 """Training-step benchmark on synthetic data (no tensorflow): where a config stands on a device.
 
 Runs the real compiled iterations of a config in the official phase order (lazy
-regularisation included) on random uint8 images and prints img/s, s/kimg, FLOPs per
-image (XLA's cost analysis, averaged over the lazy-regularisation period), achieved
-TFLOP/s and model FLOP utilisation against the device's peak, host time per call,
-compile time (cold and from the persistent cache), XLA's memory estimate per program
-and the device's peak memory:
+regularisation included) on random uint8 images and prints the settings that trade speed
+for memory (micro-batches, rematerialisation, bfloat16, augmentation), img/s, s/kimg, FLOPs
+per image (XLA's cost analysis, averaged over the lazy-regularisation period), achieved
+TFLOP/s and model FLOP utilisation against the device's peak, host time per call, compile
+time (cold and from the persistent cache), XLA's memory estimate per program and the
+device's peak memory:
 `stylegan-jax bench --config paper256 --config.train.batch_size=32 --iters 32`.
+
+`--compare-aug` prices the ADA pipe: the same config without augmentation and with
+`train.aug=ada` at p = `--aug-p` (the pipe's work depends on p: at 0 it skips the geometric
+resampling), timed in alternating rounds in one process so both see the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
+import statistics
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -23,7 +31,7 @@ import numpy as np
 from stylegan_jax.benchmarks import device_peaks
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train.backends import Backend
-from stylegan_jax.train.programs import compile_stage, forget_compiled
+from stylegan_jax.train.programs import StagePrograms, compile_stage, forget_compiled
 from stylegan_jax.train.trainers import StyleGAN2Trainer
 
 PHASE_NAMES = {(False, False): "main", (True, False): "main+Greg", (False, True): "main+Dreg",
@@ -40,6 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "accelerators; none for CPUs)")
     p.add_argument("--profile", default=None, metavar="DIR",
                    help="write a JAX profiler trace of the timed iterations to DIR")
+    p.add_argument("--compare-aug", action="store_true",
+                   help="time the config with train.aug=noaug and with train.aug=ada in "
+                   "alternating rounds and print both and their ratio")
+    p.add_argument("--aug-p", type=float, default=0.6,
+                   help="--compare-aug: ADA's strength p (its start; ADA moves it by at most "
+                   "batch * ada_interval / (ada_kimg * 1000) per adjustment)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="--compare-aug: alternating rounds of --iters each (median reported)")
     p.add_argument("--json", action="store_true", help="also print one JSON line")
 
 
@@ -64,58 +80,95 @@ def _memory_bytes(compiled) -> int | None:
                - m.alias_size_in_bytes)
 
 
-def run(args: argparse.Namespace) -> int:
-    config = config_lib.load_config(args.config, getattr(args, "overrides", []))
-    backend = Backend(config.train.backend)
-    config_lib.validate(config, backend.num_devices)
-    trainer = StyleGAN2Trainer(config, args.c_dim)
-    cfg, stage = trainer.cfg, trainer.stage_at(0)
-    res, ch, b = config.data.resolution, config.data.channels, cfg.batch_size
-    state = backend.put_state(trainer.init_state(seed=0))
-    labels = backend.put_replicated(np.eye(max(args.c_dim, 1), dtype=np.float32)[:, : args.c_dim])
-    local = b // jax.process_count()
-    rng = np.random.default_rng(0)
-    batch = backend.put_batch((rng.integers(0, 256, (local, res, res, ch), dtype=np.uint8),
-                               np.zeros((local, args.c_dim), np.float32)))
-    period = math.lcm(cfg.g_reg_interval, cfg.d_reg_interval)
-    iters = args.iters or period
-    args_ = (state, *batch, labels)
-    programs = compile_stage(trainer.programs(backend, stage), args_, 0, timeout_s=3600)
-    cached = None
-    if programs.cache_hits == 0 and programs.cache_misses > 0:
-        # Compiled cold with the cache on: load them again, as a restarted run would.
-        forget_compiled()
-        cached = compile_stage(trainer.programs(backend, stage), args_, 0, timeout_s=3600)
-    for program in programs.compiled.values():  # warm-up: a first run allocates
-        state, stats = program(state, *batch, labels)
-    jax.block_until_ready(state)
+def settings(config) -> dict[str, Any]:
+    """The options a run trades speed for memory (or quality) with, as the config sets them."""
+    t, m = config.train, config.model
+    aug = t.get("aug", "noaug")
+    return {"batch_per_device": t.get("batch_per_device", 0),
+            "remat_resolution": m.get("remat_resolution", 0),
+            "num_bf16_res": m.get("num_bf16_res", 0), "aug": aug,
+            "augpipe": None if aug == "noaug" else t.augpipe,
+            "aug_p": None if aug == "noaug" else float(t.get("aug_p", 0.0))}
 
-    profile = (jax.profiler.trace(args.profile) if args.profile else contextlib.nullcontext())
-    host_s = 0.0
-    with profile:
+
+@dataclasses.dataclass
+class Run:
+    """One config's compiled iterations, training state and synthetic batch, ready to time."""
+
+    config: Any
+    trainer: StyleGAN2Trainer
+    backend: Backend
+    programs: StagePrograms
+    cached: StagePrograms | None  # the same programs loaded again from the compilation cache
+    state: Any
+    args: tuple  # the iteration's arguments after the state: images, labels, label table
+    stats: dict = dataclasses.field(default_factory=dict)
+
+    def time(self, iters: int) -> tuple[float, float]:
+        """(seconds per iteration, host seconds per call) over `iters` iterations."""
+        stage, host_s = self.trainer.stage_at(0), 0.0
         t0 = time.perf_counter()
         for step in range(iters):
             t_call = time.perf_counter()
-            state, stats = programs[trainer.program_key(stage, step)](state, *batch, labels)
+            program = self.programs[self.trainer.program_key(stage, step)]
+            self.state, self.stats = program(self.state, *self.args)
             host_s += time.perf_counter() - t_call  # dispatch: the call returns before the work
-        jax.block_until_ready(state)
-        sec = (time.perf_counter() - t0) / iters
+        jax.block_until_ready(self.state)
+        return (time.perf_counter() - t0) / iters, host_s / iters
 
+
+def prepare(config, c_dim: int, reload: bool = True) -> Run:
+    """Validates, builds and compiles `config` on random uint8 images; runs each program once
+    (a first run allocates). reload: if compiled cold, time loading them from the cache too."""
+    backend = Backend(config.train.backend)
+    config_lib.validate(config, backend.num_devices)
+    trainer = StyleGAN2Trainer(config, c_dim)
+    stage = trainer.stage_at(0)
+    res, ch, b = config.data.resolution, config.data.channels, trainer.cfg.batch_size
+    # One compiled program (cached across runs), as the training loop does, not hundreds of
+    # eagerly compiled ops.
+    state = backend.put_state(jax.jit(trainer.init_state, static_argnums=0)(0))
+    labels = backend.put_replicated(np.eye(max(c_dim, 1), dtype=np.float32)[:, :c_dim])
+    local = b // jax.process_count()
+    rng = np.random.default_rng(0)
+    batch = backend.put_batch((rng.integers(0, 256, (local, res, res, ch), dtype=np.uint8),
+                               np.zeros((local, c_dim), np.float32)))
+    args = (*batch, labels)
+    programs = compile_stage(trainer.programs(backend, stage), (state, *args), 0, 3600)
+    cached = None
+    if reload and programs.cache_hits == 0 and programs.cache_misses > 0:
+        # Compiled cold with the cache on: load them again, as a restarted run would.
+        forget_compiled()
+        cached = compile_stage(trainer.programs(backend, stage), (state, *args), 0, 3600)
+    for program in programs.compiled.values():
+        state, _ = program(state, *args)
+    jax.block_until_ready(state)
+    return Run(config, trainer, backend, programs, cached, state, args)
+
+
+def summarise(run: Run, name: str, sec: float, host_s: float, peak_tflops) -> dict:
+    """The printed and JSON figures of one config timed at `sec` per iteration."""
+    cfg, backend, programs = run.trainer.cfg, run.backend, run.programs
+    b, res = cfg.batch_size, run.config.data.resolution
+    period = math.lcm(cfg.g_reg_interval, cfg.d_reg_interval)
     # FLOPs of one iteration, averaged over the lazy-regularisation period (all devices).
     flops = {k: _flops(c) for k, c in programs.compiled.items()}
     per_iter = None
     if all(f is not None for f in flops.values()):
-        keys = [trainer.program_key(stage, s) for s in range(period)]
+        stage = run.trainer.stage_at(0)
+        keys = [run.trainer.program_key(stage, s) for s in range(period)]
         per_iter = sum(flops[k] for k in keys) / period * backend.num_devices
     device = jax.devices()[0]
-    peak = args.peak_tflops or device_peaks.peak_tflops(device.device_kind)
+    peak = peak_tflops or device_peaks.peak_tflops(device.device_kind)
     achieved = None if per_iter is None else per_iter / sec / 1e12
     mem = (device.memory_stats() or {}).get("peak_bytes_in_use")
-    result = {
-        "config": args.config, "device": device.device_kind, "devices": backend.num_devices,
-        "backend": backend.kind, "resolution": res, "batch": b,
+    p_end = run.stats.get("augment")
+    return {
+        "config": name, "device": device.device_kind, "devices": backend.num_devices,
+        "backend": backend.kind, "resolution": res, "batch": b, **settings(run.config),
+        "aug_p_end": None if p_end is None else round(float(np.mean(p_end)), 4),
         "img_per_s": round(b / sec, 2), "sec_per_kimg": round(1000 * sec / b, 3),
-        "sec_per_iter": round(sec, 4), "host_ms_per_call": round(1000 * host_s / iters, 3),
+        "sec_per_iter": round(sec, 4), "host_ms_per_call": round(1000 * host_s, 3),
         "gflop_per_img": None if per_iter is None else float(f"{per_iter / b / 1e9:.4g}"),
         "tflops": None if achieved is None else float(f"{achieved:.4g}"),
         "peak_tflops": peak,
@@ -124,33 +177,89 @@ def run(args: argparse.Namespace) -> int:
         "compile_s": {PHASE_NAMES[k]: round(v, 2) for k, v in programs.compile_s_by_key.items()},
         "compile_total_s": round(programs.compile_s, 2),
         "compile_cache_hits": programs.cache_hits,
-        "compile_cached_s": None if cached is None else round(cached.compile_s, 2),
+        "compile_cached_s": None if run.cached is None else round(run.cached.compile_s, 2),
         "program_gib": {PHASE_NAMES[k]: None if (m := _memory_bytes(c)) is None
                         else round(m / 2**30, 3) for k, c in programs.compiled.items()},
         "peak_gib": None if mem is None else round(mem / 2**30, 3),
     }
-    _print(result, programs, iters)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(getattr(args, "overrides", []))
+    if args.iters < 0 or args.rounds < 1:
+        raise ValueError(f"--iters must be >= 0 and --rounds >= 1, got {args.iters}, "
+                         f"{args.rounds}")
+    if not args.compare_aug:
+        config = config_lib.load_config(args.config, overrides)
+        bench = prepare(config, args.c_dim)
+        iters = args.iters or _period(bench)
+        profile = jax.profiler.trace(args.profile) if args.profile else contextlib.nullcontext()
+        with profile:
+            sec, host_s = bench.time(iters)
+        result = summarise(bench, args.config, sec, host_s, args.peak_tflops)
+        _print(result, bench.programs, iters)
+        if args.json:
+            print(json.dumps(result))
+        return 0
+
+    if not 0 < args.aug_p < math.inf:
+        raise ValueError(f"--aug-p must be a finite strength > 0, got {args.aug_p}")
+    variants = {"noaug": ["train.aug=noaug"],
+                "ada": ["train.aug=ada", f"train.aug_p={args.aug_p}"]}
+    benches = {name: prepare(config_lib.load_config(args.config, overrides + extra), args.c_dim,
+                             reload=False) for name, extra in variants.items()}
+    iters = args.iters or _period(benches["noaug"])
+    times: dict[str, list] = {name: [] for name in benches}
+    for _ in range(args.rounds):  # alternating, so a busy spell hits both
+        for name, bench in benches.items():
+            times[name].append(bench.time(iters))
+    results = {}
+    for name, bench in benches.items():
+        sec = statistics.median(s for s, _ in times[name])
+        host_s = statistics.median(h for _, h in times[name])
+        results[name] = summarise(bench, args.config, sec, host_s, args.peak_tflops)
+        _print(results[name], bench.programs, iters, args.rounds)
+    if results["ada"]["peak_gib"] is not None:
+        print("  (peak memory: the process's, both configs held at once; XLA's memory "
+              "estimates are per program)")
+    ratio = results["ada"]["img_per_s"] / results["noaug"]["img_per_s"]
+    print(f"augmentation cost: ada (p {args.aug_p:g}) {results['ada']['img_per_s']:.1f} img/s, "
+          f"noaug {results['noaug']['img_per_s']:.1f} img/s: ada/noaug {ratio:.3f} "
+          f"(median of {args.rounds} alternating rounds of {iters} iterations)")
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({**results, "ada_over_noaug": round(ratio, 4)}))
     return 0
+
+
+def _period(bench: Run) -> int:
+    return math.lcm(bench.trainer.cfg.g_reg_interval, bench.trainer.cfg.d_reg_interval)
 
 
 def _gib(x) -> str:
     return "n/a" if x is None else f"{x:.3f} GiB"
 
 
-def _print(r: dict, programs, iters: int) -> None:
+def _print(r: dict, programs, iters: int, rounds: int = 1) -> None:
     print(f"{r['config']}: {r['resolution']}x{r['resolution']}, batch {r['batch']} on "
           f"{r['devices']} x {r['device']} ({r['backend']})")
+    micro = r["batch_per_device"]
+    aug = r["aug"] if r["aug_p"] is None else f"{r['aug']} ({r['augpipe']}, p {r['aug_p']:g}" + (
+        ")" if r["aug_p_end"] is None else f", {r['aug_p_end']:g} at the end)")
+    print(f"  settings: train.batch_per_device={micro}"
+          f"{' (no accumulation)' if not micro else ''}   "
+          f"model.remat_resolution={r['remat_resolution']}"
+          f"{' (off)' if not r['remat_resolution'] else ''}   "
+          f"model.num_bf16_res={r['num_bf16_res']}   train.aug={aug}")
     for name, secs in r["compile_s"].items():
         print(f"  compile {name:<15s} {secs:8.2f} s   XLA memory estimate "
               f"{_gib(r['program_gib'][name])}")
     again = r["compile_cached_s"]
     print(f"  {programs.summary()}" + (
         "" if again is None else f"; again from the compilation cache: {again:.1f} s"))
+    over = f"{iters} iterations" if rounds == 1 else f"median of {rounds} x {iters} iterations"
     print(f"  {r['img_per_s']:.1f} img/s   {r['sec_per_kimg']:.2f} s/kimg   "
           f"host {r['host_ms_per_call']:.2f} ms/call   peak memory {_gib(r['peak_gib'])}   "
-          f"(over {iters} iterations, lazy regularisation included)")
+          f"(over {over}, lazy regularisation included)")
     if r["gflop_per_img"] is not None:
         mfu = ("n/a (no known peak: --peak-tflops)" if r["mfu"] is None
                else f"{100 * r['mfu']:.1f} %")
