@@ -8,8 +8,9 @@ The official reference implementation (whose numbers the tests compare against) 
 - every FIR step is 1-D passes of shifted multiply-adds (no dense resampling matrices):
   upsampling is polyphase (each output phase correlates the input with every up-th tap,
   so no multiply touches an inserted zero), downsampling evaluates only the kept
-  samples. A radial (`stylegan3-r`) filter is split by SVD into the few separable
-  terms it is made of (rank 3 to float32 precision instead of 144 2-D taps).
+  samples. A radial (`stylegan3-r`) down filter is one 2-D strided pass: XLA fuses
+  consecutive 1-D passes into one loop anyway, so splitting it into its (SVD) separable
+  terms measured several times slower than the direct 2-D taps.
 - the gradient is written out (custom VJP): the adjoint of a polyphase upsampler is a
   strided downsampler with the reversed taps and vice versa, and the leaky ReLU / clamp
   derivative is kept as one int8 code per sample (as the official kernel keeps sign
@@ -31,18 +32,6 @@ import numpy as np
 _SLOPES = (0.2, 1.0)
 
 
-def as_2d_filter(f: np.ndarray | None) -> np.ndarray:
-    """None (identity) -> [[1]]; 1-D taps -> their separable outer product; 2-D as is."""
-    if f is None:
-        return np.ones((1, 1), np.float64)
-    f = np.asarray(f, np.float64)
-    if f.ndim == 1:
-        return np.outer(f, f)
-    if f.ndim != 2:
-        raise ValueError(f"filter must be None, 1-D or 2-D, got shape {f.shape}")
-    return f
-
-
 def _down_taps(f: np.ndarray | None) -> tuple:
     """Correlation taps of the down filter: 1-D (separable) or 2-D, float64 tuples."""
     if f is None:
@@ -53,11 +42,6 @@ def _down_taps(f: np.ndarray | None) -> tuple:
     if f.ndim != 2:
         raise ValueError(f"filtered_lrelu: fd must be None, 1-D or 2-D, got shape {f.shape}")
     return tuple(tuple(row) for row in f[::-1, ::-1])
-
-
-def output_size(in_size: int, f_up: int, f_down: int, up: int, down: int, pad: int) -> int:
-    """Spatial output length along one axis (`pad` = the sum of both sides)."""
-    return (in_size * up + pad - (f_up - 1) - (f_down - 1) + (down - 1)) // down
 
 
 # ---------------------------------------------------------------------------------
