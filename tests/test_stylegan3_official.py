@@ -203,3 +203,11 @@ def test_bfloat16_convolutions_stay_near_the_official_image():
     img = fn(v, ws)
     assert img.dtype == jnp.float32
     assert_close("img (bf16 convs)", img, nchw_to_nhwc(arrays["io/img"]), 0.04)
+
+
+def test_alias_free_kwargs_are_told_from_stylegan2_ones():
+    sg2 = dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+               mapping_kwargs={}, channel_base=64, channel_max=8, conv_clamp=256,
+               num_fp16_res=0)
+    assert not convert.has_alias_free_kwargs(sg2)
+    assert convert.has_alias_free_kwargs(dict(sg2, conv_kernel=1, use_radial_filters=True))

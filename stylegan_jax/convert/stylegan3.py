@@ -67,13 +67,17 @@ def generator_kwargs(init_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def has_alias_free_kwargs(init_kwargs: Mapping[str, Any]) -> bool:
+    """Whether official Generator kwargs are networks_stylegan3's (kwargs only it takes)."""
+    own = set(_SYNTHESIS + tuple(_FIXED)) - {"channel_base", "channel_max", "conv_clamp"}
+    return bool(set(init_kwargs) & own)
+
+
 def is_alias_free(record) -> bool:
     """Whether a pickled official Generator record is networks_stylegan3's (its embedded
     source defines SynthesisInput, or its kwargs are the alias-free generator's)."""
-    if "class SynthesisInput" in getattr(record, "module_src", ""):
-        return True
-    return bool(set(record.init_kwargs) & set(_SYNTHESIS + tuple(_FIXED)) - {
-        "channel_base", "channel_max", "conv_clamp"})
+    return ("class SynthesisInput" in getattr(record, "module_src", "")
+            or has_alias_free_kwargs(record.init_kwargs))
 
 
 def network_from_record(record, what: str = "G") -> Network:
