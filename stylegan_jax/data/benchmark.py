@@ -83,7 +83,11 @@ def synthetic_dataset(dest: Path, resolution: int, channels: int, count: int) ->
 def measure(
     path: str, resolution: int | None, batch: int, seconds: float, xflip: bool, threads: int
 ) -> float:
-    """Images/s delivered by make_pipeline over `seconds`, after a warm-up batch per thread."""
+    """Images/s delivered by make_pipeline over `seconds`, in the steady state.
+
+    The warm-up lets every reader fill its pool of reused batch arrays (about three each):
+    paging in fresh arrays is a start-up cost (seconds for 1024x1024 batches on a VM).
+    """
     source = SourceConfig(kind="tfrecord", path=path)
     with make_pipeline(
         source,
@@ -96,7 +100,7 @@ def measure(
         prefetch=max(4, threads),
         threads=threads,
     ) as pipe:
-        for _ in range(max(2, threads)):
+        for _ in range(3 * threads + 1):
             next(pipe)
         start, images = time.perf_counter(), 0
         while time.perf_counter() - start < seconds:
