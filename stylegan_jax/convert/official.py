@@ -34,6 +34,7 @@ from stylegan_jax.convert.official_kwargs import (  # noqa: F401 (re-exported)
     official_init_kwargs,
 )
 from stylegan_jax.convert.pickle_reader import load_official_pickle
+from stylegan_jax.convert.safe_pickle import one_line, printable
 from stylegan_jax.model_store import Network
 from stylegan_jax.models import stylegan2
 from stylegan_jax.nn import ops
@@ -48,18 +49,22 @@ BUFFER_NAMES = ("w_avg", "noise_const")
 def expected_shapes(module: nn.Module, sample_inputs: tuple) -> dict[tuple, tuple]:
     """Flat {(collection, *path): shape} of the module's variables, without computing them."""
     rngs = {"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(0)}
-    shapes = jax.eval_shape(lambda: module.init(rngs, *sample_inputs))
+    shapes = jax.eval_shape(lambda *x: module.init(rngs, *x), *sample_inputs)
     return {k: tuple(v.shape) for k, v in flatten_dict(shapes).items()}
 
 
 def sample_inputs(module: nn.Module) -> tuple:
-    """Abstract-shaped example inputs to initialise a generator or discriminator."""
+    """Abstract example inputs (shapes only: a file's kwargs never allocate) to initialise
+    a generator or discriminator."""
+    def spec(*shape):
+        return jax.ShapeDtypeStruct(shape, jnp.float32)
+
     if isinstance(module, stylegan2.Generator):
-        return (jnp.zeros((2, module.z_dim)), jnp.zeros((2, module.c_dim)))
+        return (spec(2, module.z_dim), spec(2, module.c_dim))
     if isinstance(module, stylegan2.Discriminator):
         r, c = module.img_resolution, module.img_channels
         group = module.mbstd_group_size or 2
-        return (jnp.zeros((group, r, r, c)), jnp.zeros((group, module.c_dim)))
+        return (spec(group, r, r, c), spec(group, module.c_dim))
     raise TypeError(f"no sample inputs for {type(module).__name__}")
 
 
@@ -120,7 +125,7 @@ def state_dict_to_variables(
         collection = "buffers" if leaf in BUFFER_NAMES else "params"
         key = (collection, *name.split("."))
         if key not in expected:
-            problems.append(f"{what}: unexpected tensor {name} {tuple(value.shape)}")
+            problems.append(f"{what}: unexpected tensor {printable(name)} {tuple(value.shape)}")
             continue
         ours = _to_ours(module, name, value, expected[key])
         if tuple(ours.shape) != expected[key]:
@@ -214,12 +219,15 @@ def networks_from_pickle(path) -> dict[str, Network]:
             else:
                 kwargs = discriminator_kwargs(record.init_kwargs, code_base)
                 module = stylegan2.Discriminator(**kwargs)
-        except ValueError as e:
+            variables = state_dict_to_variables(record.state_dict(), module, f"{path}:{name}")
+        except ConversionError:
+            raise
+        # kwargs the checks above let through but the network cannot be built with
+        except (ValueError, TypeError, ArithmeticError, IndexError) as e:
             raise ConversionError(
                 f"{path}: '{name}' is not a supported StyleGAN2 network ({code_base} "
-                f"code base): {e}"
+                f"code base): {one_line(e)}"
             ) from None
-        variables = state_dict_to_variables(record.state_dict(), module, f"{path}:{name}")
         out[name] = Network(module, variables)
     return out
 

@@ -19,6 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from stylegan_jax.convert.safe_pickle import short_repr
 from stylegan_jax.models import stylegan2
 
 ADA, STYLEGAN3 = "stylegan2-ada-pytorch", "stylegan3"
@@ -42,6 +45,35 @@ class ConversionError(ValueError):
     """A state dict or pickle that does not describe the expected official network."""
 
 
+# Far above any official network; a pickle's value beyond it would only size huge arrays.
+_MAX_INT = 2**20
+
+
+def _int(value: Any, name: str, low: int = 0) -> int:
+    """An official integer kwarg (a pickle may hold anything there), or ConversionError."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        value = int(value)
+    if (isinstance(value, bool) or not isinstance(value, int | np.integer)
+            or not low <= value <= _MAX_INT):
+        raise ConversionError(f"{name}={short_repr(value)} is not an integer in "
+                              f"[{low}, {_MAX_INT}]")
+    return int(value)
+
+
+def _real(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ConversionError(f"{name}={short_repr(value)} is not a number")
+    return float(value)
+
+
+def _kwargs(value: Any, name: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConversionError(f"{name} is a {type(value).__name__}, expected a dict")
+    return dict(value)
+
+
 def has_top_level_synthesis(init_kwargs: Mapping[str, Any]) -> bool:
     """True when Generator kwargs are in the stylegan3 code base's layout."""
     own = {*_DIMS, "mapping_kwargs", "synthesis_kwargs", "epochs"}
@@ -54,8 +86,8 @@ def generator_kwargs(init_kwargs: Mapping[str, Any], code_base: str | None = Non
 
     `code_base` picks the official defaults; None tells it from the kwargs' layout.
     """
-    kw = dict(init_kwargs)
-    mapping = dict(kw.pop("mapping_kwargs", {}) or {})
+    kw = _kwargs(init_kwargs, "Generator kwargs")
+    mapping = _kwargs(kw.pop("mapping_kwargs", {}), "mapping_kwargs")
     top = has_top_level_synthesis(kw)
     if code_base is None:
         code_base = STYLEGAN3 if top else ADA
@@ -64,8 +96,8 @@ def generator_kwargs(init_kwargs: Mapping[str, Any], code_base: str | None = Non
     if "synthesis_kwargs" in kw and code_base == STYLEGAN3:
         raise ConversionError("Generator kwargs hold synthesis_kwargs, but the stylegan3 "
                               "code base's Generator takes them as top-level arguments")
-    synthesis = dict(kw.pop("synthesis_kwargs", {}) or {})
-    out = {k: int(kw.pop(k)) for k in _DIMS if k in kw}
+    synthesis = _kwargs(kw.pop("synthesis_kwargs", {}), "synthesis_kwargs")
+    out = {k: _int(kw.pop(k), k, low=int(k != "c_dim")) for k in _DIMS if k in kw}
     missing = set(_DIMS) - set(out)
     if missing:
         raise ConversionError(f"Generator kwargs lack {sorted(missing)}")
@@ -80,21 +112,23 @@ def generator_kwargs(init_kwargs: Mapping[str, Any], code_base: str | None = Non
                 "base's StyleGAN2 networks (networks_stylegan2.py) are")
         fused = synthesis.pop("fused_modconv_default", True)
         if not any(fused is v or fused == v for v in _FUSED_MODCONV):
-            raise ConversionError(f"fused_modconv_default={fused!r} is not one of "
+            raise ConversionError(f"fused_modconv_default={short_repr(fused)} is not one of "
                                   f"{_FUSED_MODCONV}")
     if kw:
-        raise ConversionError(f"unexpected Generator kwargs {sorted(kw)}")
+        raise ConversionError(f"unexpected Generator kwargs {short_repr(sorted(map(str, kw)))}")
     defaults = _G_DEFAULTS[code_base]
-    out["mapping_layers"] = int(mapping.pop("num_layers", 8))
-    out["mapping_lr_multiplier"] = float(mapping.pop("lr_multiplier", 0.01))
-    out["w_avg_beta"] = mapping.pop("w_avg_beta", defaults["w_avg_beta"])
+    out["mapping_layers"] = _int(mapping.pop("num_layers", 8), "mapping_kwargs.num_layers")
+    out["mapping_lr_multiplier"] = _real(mapping.pop("lr_multiplier", 0.01),
+                                         "mapping_kwargs.lr_multiplier")
+    out["w_avg_beta"] = _real(mapping.pop("w_avg_beta", defaults["w_avg_beta"]),
+                              "mapping_kwargs.w_avg_beta")
     _reject_unsupported("mapping_kwargs", mapping, {"activation": "lrelu"},
                         {"embed_features": None, "layer_features": None})
-    out["channel_base"] = int(synthesis.pop("channel_base", 32768))
-    out["channel_max"] = int(synthesis.pop("channel_max", 512))
+    out["channel_base"] = _int(synthesis.pop("channel_base", 32768), "channel_base")
+    out["channel_max"] = _int(synthesis.pop("channel_max", 512), "channel_max")
     out["architecture"] = synthesis.pop("architecture", "skip")
     clamp = synthesis.pop("conv_clamp", defaults["conv_clamp"])
-    out["conv_clamp"] = None if clamp is None else float(clamp)
+    out["conv_clamp"] = None if clamp is None else _real(clamp, "conv_clamp")
     synthesis.pop("num_fp16_res", None)  # imported networks compute in float32
     synthesis.pop("fp16_channels_last", None)
     field = "synthesis_kwargs" if code_base == ADA else "Generator"
@@ -113,27 +147,29 @@ def discriminator_kwargs(init_kwargs: Mapping[str, Any], code_base: str = ADA
     """
     if code_base not in CODE_BASES:
         raise ValueError(f"code_base must be one of {CODE_BASES}, got {code_base!r}")
-    kw = dict(init_kwargs)
-    epilogue = dict(kw.pop("epilogue_kwargs", {}) or {})
-    mapping = dict(kw.pop("mapping_kwargs", {}) or {})
-    block = dict(kw.pop("block_kwargs", {}) or {})
+    kw = _kwargs(init_kwargs, "Discriminator kwargs")
+    epilogue = _kwargs(kw.pop("epilogue_kwargs", {}), "epilogue_kwargs")
+    mapping = _kwargs(kw.pop("mapping_kwargs", {}), "mapping_kwargs")
+    block = _kwargs(kw.pop("block_kwargs", {}), "block_kwargs")
     out = {}
     for k in ("c_dim", "img_resolution", "img_channels"):
         if k not in kw:
             raise ConversionError(f"Discriminator kwargs lack {k!r}")
-        out[k] = int(kw.pop(k))
+        out[k] = _int(kw.pop(k), k, low=int(k != "c_dim"))
     out["architecture"] = kw.pop("architecture", "resnet")
-    out["channel_base"] = int(kw.pop("channel_base", 32768))
-    out["channel_max"] = int(kw.pop("channel_max", 512))
+    out["channel_base"] = _int(kw.pop("channel_base", 32768), "channel_base")
+    out["channel_max"] = _int(kw.pop("channel_max", 512), "channel_max")
     clamp = kw.pop("conv_clamp", _D_CONV_CLAMP[code_base])
-    out["conv_clamp"] = None if clamp is None else float(clamp)
+    out["conv_clamp"] = None if clamp is None else _real(clamp, "conv_clamp")
     cmap = kw.pop("cmap_dim", None)
-    out["cmap_dim"] = None if cmap is None else int(cmap)
+    out["cmap_dim"] = None if cmap is None else _int(cmap, "cmap_dim")
     kw.pop("num_fp16_res", None)
     group = epilogue.pop("mbstd_group_size", 4)
-    out["mbstd_group_size"] = None if group is None else int(group)
-    out["mbstd_num_channels"] = int(epilogue.pop("mbstd_num_channels", 1))
-    out["mapping_layers"] = int(mapping.pop("num_layers", 8))
+    out["mbstd_group_size"] = (None if group is None
+                               else _int(group, "epilogue_kwargs.mbstd_group_size"))
+    out["mbstd_num_channels"] = _int(epilogue.pop("mbstd_num_channels", 1),
+                                     "epilogue_kwargs.mbstd_num_channels")
+    out["mapping_layers"] = _int(mapping.pop("num_layers", 8), "mapping_kwargs.num_layers")
     _reject_unsupported("epilogue_kwargs", epilogue, {"activation": "lrelu"}, {})
     _reject_unsupported("mapping_kwargs", mapping, {"activation": "lrelu",
                         "lr_multiplier": 0.01}, {"embed_features": None,
@@ -144,7 +180,8 @@ def discriminator_kwargs(init_kwargs: Mapping[str, Any], code_base: str = ADA
                         "resample_filter": [1, 3, 3, 1]}, {})
     kw.pop("epochs", None)
     if kw:
-        raise ConversionError(f"unexpected Discriminator kwargs {sorted(kw)}")
+        raise ConversionError(f"unexpected Discriminator kwargs "
+                              f"{short_repr(sorted(map(str, kw)))}")
     stylegan2.check_architecture(out["architecture"], "architecture")
     stylegan2.check_resolution(out["img_resolution"])
     return out
@@ -157,9 +194,9 @@ def _reject_unsupported(field: str, rest: dict, defaults: dict, nones: dict) -> 
             if _same(value, expected):
                 continue
             raise ConversionError(
-                f"{field}.{key}={value!r} is not supported (only {expected!r})"
+                f"{field}.{key}={short_repr(value)} is not supported (only {expected!r})"
             )
-        raise ConversionError(f"unexpected {field}.{key}={value!r}")
+        raise ConversionError(f"unexpected {field}.{key}={short_repr(value)}")
 
 
 def _same(a, b) -> bool:

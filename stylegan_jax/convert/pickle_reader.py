@@ -80,7 +80,11 @@ class PersistentObject(Inert):
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
-        return dict(self.state.get("_init_kwargs") or {})
+        kwargs = self.state.get("_init_kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise PickleFileError(f"{self.class_name}'s _init_kwargs is a "
+                                  f"{type(kwargs).__name__}, expected a dict")
+        return dict(kwargs)
 
     def children(self) -> dict[str, Any]:
         return dict(self.state.get("_modules") or {})
@@ -350,7 +354,7 @@ def load_official_pickle(path: str | Path) -> dict[str, Any]:
                                   "network")
         if record is not None:
             try:
-                record.state_dict()
+                record.state_dict(), record.init_kwargs
             except PickleFileError as e:
                 raise with_path(e, f"{path}:{key}") from None
     return data

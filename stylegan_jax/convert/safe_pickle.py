@@ -316,6 +316,21 @@ def max_expansion(file_bytes: int) -> int:
     return 10**6 + 4 * file_bytes
 
 
+def plain_value(value: Any, name: str) -> Any:
+    """A constructor kwarg read from a file, if it is plain and bounded data: None, a bool,
+    a number below 2**20 in size, a short string, or a short list/tuple of those. Else a
+    PickleFileError naming `name` (ints beyond that would only size huge arrays)."""
+    items = value if isinstance(value, list | tuple) and len(value) <= 64 else (value,)
+    for v in items:
+        if isinstance(v, np.generic) and v.dtype.kind in "biuf":
+            v = v.item()
+        ok = (v is None or isinstance(v, bool) or (isinstance(v, str) and len(v) <= 200)
+              or (isinstance(v, int | float) and abs(v) <= 2**20))
+        if not ok:
+            raise PickleFileError(f"{name}={short_repr(value)} is not a plain kwarg value")
+    return value
+
+
 # ---------------------------------------------------------------------------------
 # Allocations
 

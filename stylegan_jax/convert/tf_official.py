@@ -35,6 +35,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from stylegan_jax.convert import tf_stylegan2
 from stylegan_jax.convert.pickle_reader import TFNetwork, load_tf_pickle
+from stylegan_jax.convert.safe_pickle import one_line, plain_value, short_repr
 from stylegan_jax.model_store import Network
 from stylegan_jax.models import progan, stylegan
 
@@ -189,13 +190,16 @@ def module_kwargs_from_tf(build_func_name: str, static_kwargs: Mapping[str, Any]
     for key, value in static_kwargs.items():
         if key in _RUNTIME_KWARGS:
             continue
+        value = plain_value(value, f"{where}: {build_func_name} kwarg {short_repr(key)}")
         if key in _FIXED_KWARGS:
             if value != _FIXED_KWARGS[key]:
-                raise ConversionError(f"{where}: {build_func_name} kwarg {key}={value!r} is not "
+                raise ConversionError(f"{where}: {build_func_name} kwarg {key}="
+                                      f"{short_repr(value)} is not "
                                       f"supported (only {_FIXED_KWARGS[key]!r})")
             continue
         if key not in fields:
-            raise ConversionError(f"{where}: unexpected {build_func_name} kwarg {key}={value!r}")
+            raise ConversionError(f"{where}: unexpected {build_func_name} kwarg {key}="
+                                  f"{short_repr(value)}")
         if isinstance(value, np.generic):
             value = value.item()
         out[key] = tuple(value) if isinstance(value, list | tuple) else value
@@ -212,9 +216,9 @@ def module_from_tf(net: TFNetwork, where: str = "network") -> nn.Module:
     try:
         module = cls(**kwargs)
         expected_shapes(module)  # runs the module's own checks of its kwargs
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, ArithmeticError, IndexError) as e:
         raise ConversionError(
-            f"{where}: not a supported {net.build_func_name} network: {e}") from None
+            f"{where}: not a supported {net.build_func_name} network: {one_line(e)}") from None
     return module
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from stylegan_jax.convert import official
 from stylegan_jax.convert.pickle_reader import TFNetwork
+from stylegan_jax.convert.safe_pickle import one_line
 from stylegan_jax.convert.tf_stylegan2_kwargs import (  # noqa: F401 (re-exported)
     STYLEGAN2,
     STYLEGAN2_ADA,
@@ -195,20 +196,19 @@ def networks_from_tf_stylegan2(data: tuple[TFNetwork, TFNetwork, TFNetwork],
     base = code_base_of(G, D, f"{path}")
     if code_base_of(Gs, D, f"{path}") is not base:
         raise ConversionError(f"{path}: G and Gs come from different code bases")
-    modules: dict[str, nn.Module] = {}
+    out = {}
     for (theirs, ours), net in zip(PICKLE_NAMES, data, strict=True):
         where = f"{path}:{theirs}"
         try:
             if ours == "D":
-                modules[ours] = stylegan2.Discriminator(**discriminator_kwargs(net, base, where))
+                module = stylegan2.Discriminator(**discriminator_kwargs(net, base, where))
             else:
-                modules[ours] = stylegan2.Generator(**generator_kwargs(net, base, where))
+                module = stylegan2.Generator(**generator_kwargs(net, base, where))
+            out[ours] = Network(module, variables_from_tf(net.variables(), module, where))
         except ConversionError:
             raise
-        except ValueError as e:
-            raise ConversionError(f"{where}: not a supported {base.name} network: {e}") from None
-    out = {}
-    for (theirs, ours), net in zip(PICKLE_NAMES, data, strict=True):
-        variables = variables_from_tf(net.variables(), modules[ours], f"{path}:{theirs}")
-        out[ours] = Network(modules[ours], variables)
+        # a kwarg of the wrong type (None for an int...) or that the network cannot take
+        except (ValueError, TypeError, ArithmeticError, IndexError) as e:
+            raise ConversionError(f"{where}: not a supported {base.name} network: "
+                                  f"{one_line(e)}") from None
     return out

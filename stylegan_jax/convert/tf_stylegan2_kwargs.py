@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from stylegan_jax.convert.pickle_reader import TFNetwork
+from stylegan_jax.convert.safe_pickle import plain_value, short_repr
 from stylegan_jax.models import stylegan2
 
 
@@ -102,18 +103,19 @@ def _read_kwargs(given: Mapping[str, Any], defaults: Mapping[str, Any], func: st
     """Official defaults overridden by `given`; unknown or unsupported kwargs raise."""
     kw = dict(defaults)
     for key, value in given.items():
-        value = _plain(value)
         if key in _RUNTIME or key in _UNUSED:
             continue
+        value = _plain(plain_value(value, f"{where}: {func} kwarg {short_repr(key)}"))
         if key not in defaults:
-            raise ConversionError(f"{where}: unexpected {func} kwarg {key}={value!r}")
+            raise ConversionError(f"{where}: unexpected {func} kwarg {key}={short_repr(value)}")
         if key in _FIXED and value != _FIXED[key]:
-            raise ConversionError(f"{where}: {func} kwarg {key}={value!r} is not supported "
-                                  f"(only {_FIXED[key]!r})")
+            raise ConversionError(f"{where}: {func} kwarg {key}={short_repr(value)} is not "
+                                  f"supported (only {_FIXED[key]!r})")
         kw[key] = value
     if kw["resample_kernel"] != _FILTER:
         raise ConversionError(f"{where}: {func} kwarg resample_kernel="
-                              f"{kw['resample_kernel']!r} is not supported (only {_FILTER})")
+                              f"{short_repr(kw['resample_kernel'])} is not supported (only "
+                              f"{_FILTER})")
     return kw
 
 
