@@ -141,11 +141,12 @@ def tf_network_pickle(protocol: int, **state) -> bytes:
     return buf.getvalue()
 
 
-def official_pickle(parameters: dict, module_src: str = "") -> bytes:
+def official_pickle(parameters: dict, module_src: str = "", init_kwargs: dict | None = None
+                    ) -> bytes:
     """{'G': a persistent record} whose parameters are arrays or official_pickle Calls."""
     import official_pickle as op
 
-    record = op.Record("Generator", {"z_dim": 4}, module_src)
+    record = op.Record("Generator", init_kwargs or {"z_dim": 4}, module_src)
     record.parameters.update(parameters)
     buf = io.BytesIO()
     op._Pickler(buf).dump({"G": record})

@@ -27,6 +27,7 @@ import pytest
 from official_fixtures import DATA
 
 from stylegan_jax import cli
+from stylegan_jax.convert import official, tf_official
 from stylegan_jax.convert.safe_pickle import Budget, PickleFileError, scan, strided_copy
 
 FUZZ_CASES = int(os.environ.get("SGJ_FUZZ_CASES", "240"))
@@ -200,3 +201,36 @@ def test_strided_copy_matches_index_arithmetic():
         strided_copy(flat, 60, (5,), (1,), Budget(10**6))
     with pytest.raises(PickleFileError, match="more than the file could hold"):
         strided_copy(flat, 0, (2**20, 2**20), (0, 0), Budget(10))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"z_dim": [1, 2]}, r"z_dim=\[1, 2\] is not an integer in \[1, 1048576\]"),
+    ({"z_dim": 10**30}, r"z_dim=1000000000000000000000000000000 is not an integer"),
+    ({"w_dim": 0}, r"w_dim=0 is not an integer in \[1, "),
+    ({"mapping_kwargs": "x"}, "mapping_kwargs is a str, expected a dict"),
+    ({"synthesis_kwargs": {"conv_clamp": {}}}, r"conv_clamp=\{\} is not a number"),
+    ({"synthesis_kwargs": {"architecture": "y" * 5000}}, "architecture"),
+])
+def test_hostile_network_kwargs_are_named_on_one_line(tmp_path, kwargs, message):
+    """Kwargs of the wrong type or absurd size: a ConversionError naming the field, before
+    anything is sized by them (no TypeError, OverflowError or huge allocation)."""
+    init = {"z_dim": 4, "c_dim": 0, "w_dim": 4, "img_resolution": 8, "img_channels": 3,
+            "mapping_kwargs": {}, "synthesis_kwargs": {}, **kwargs}
+    path = tmp_path / "net.pkl"
+    path.write_bytes(hp.official_pickle({}, init_kwargs=init))
+    with pytest.raises(official.ConversionError, match=message) as e:
+        official.networks_from_pickle(path)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 600
+
+
+@pytest.mark.parametrize("static_kwargs,message", [
+    ({"resolution": 10**30}, r"G_paper kwarg 'resolution'=10+ is not a plain kwarg value"),
+    ({"resolution": [[8]]}, r"kwarg 'resolution'=\[\[8\]\] is not a plain kwarg value"),
+    ({"resolution": None}, r"not a supported G_paper network"),
+])
+def test_hostile_tf_kwargs_are_named_on_one_line(tmp_path, static_kwargs, message):
+    path = tmp_path / "net.pkl"
+    path.write_bytes(hp.tf_network_pickle(2, static_kwargs=static_kwargs))
+    with pytest.raises(ValueError, match=message) as e:
+        tf_official.networks_from_tf_pickle(path)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 600
