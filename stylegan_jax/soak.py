@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout-s", type=float, default=1800.0,
                    help="longest a single trainer process may run (default 1800)")
     p.add_argument("--no-finish", action="store_true",
-                   help="stop after the last kill instead of training to the end")
+                   help="after the last kill, only check the restart's resume (SIGTERM at "
+                   "its first tick) instead of training to the end")
     p.add_argument("--verbose", action="store_true", help="echo the trainer's output")
     p.add_argument("train_args", nargs=argparse.REMAINDER,
                    help="-- then the arguments of `stylegan-jax train`")
@@ -130,12 +131,13 @@ def soak(workdir: Path, train_args: list[str], kills: int, seed: int = 0,
     summary = {"kills": 0, "sigkill": 0, "sigterm": 0, "resumes": 0, "wrong_resumes": 0,
                "crashes": 0, "checkpoints_lost": 0, "max_kimg_lost": 0.0, "finished": False}
     progress = None  # kimg the previous (killed) process had reached
-    for i in range(kills + (1 if finish else 0)):
+    for i in range(kills + 1):
         on_disk = complete_checkpoints(workdir)
-        kill = None
         if i < kills:
             kill = ("SIGTERM" if rng.random() < sigterm_fraction else "SIGKILL",
                     rng.uniform(min_s, max_s))
+        else:  # the last restart: to the end, or stopped at its first tick
+            kill = None if finish else ("SIGTERM", 0.0)
         attempt = _run_once(cmd, kill, timeout_s, verbose, say)
         if attempt.resumed is not None or on_disk:
             summary["resumes"] += 1
@@ -153,12 +155,13 @@ def soak(workdir: Path, train_args: list[str], kills: int, seed: int = 0,
         progress = max([x for x in (attempt.kimg, *stopped) if x is not None], default=None)
         code = attempt.returncode
         finished = code == 0 and not stopped
-        if kill is None or finished:
+        if i == kills or finished:
             summary["finished"] = finished
-            say(f"soak: the run finished (exit {code})" if finished else
-                f"soak: the final run exited with {code}")
-            if not finished:
+            if finished or (not finish and stopped and code == 0):
+                say(f"soak: the last restart {'finished the run' if finished else 'stopped'}")
+            else:
                 summary["crashes"] += 1
+                say(f"soak: the last restart exited with {code}")
             break
         if code not in (0, -signal.SIGKILL, -signal.SIGTERM) or attempt.kimg is None:
             summary["crashes"] += 1  # died by itself, or never reached a tick
