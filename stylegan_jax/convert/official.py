@@ -24,6 +24,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from stylegan_jax.atomic import new_directory
+from stylegan_jax.convert import stylegan3 as sg3
 from stylegan_jax.convert.official_kwargs import (  # noqa: F401 (re-exported)
     ADA,
     STYLEGAN3,
@@ -36,7 +37,7 @@ from stylegan_jax.convert.official_kwargs import (  # noqa: F401 (re-exported)
 from stylegan_jax.convert.pickle_reader import load_official_pickle
 from stylegan_jax.convert.safe_pickle import one_line, printable
 from stylegan_jax.model_store import Network
-from stylegan_jax.models import stylegan2
+from stylegan_jax.models import stylegan2, stylegan3
 from stylegan_jax.nn import ops
 
 BUFFER_NAMES = ("w_avg", "noise_const")
@@ -206,6 +207,9 @@ def networks_from_pickle(path) -> dict[str, Network]:
     out = {}
     for name, record in records.items():
         class_name = _PICKLE_CLASSES[name]
+        if class_name == "Generator" and sg3.is_alias_free(record):  # StyleGAN3
+            out[name] = sg3.network_from_record(record, f"{path}:{name}")
+            continue
         if record.class_name != class_name:
             raise ConversionError(
                 f"{path}: '{name}' is a {record.class_name}, expected the StyleGAN2 {class_name}"
@@ -241,9 +245,13 @@ def export_official(networks: Mapping[str, Network], dest) -> Path:
     with new_directory(dest) as tmp:
         kwargs = {}
         for name, net in networks.items():
-            state = variables_to_state_dict(net.variables, net.module)
+            if isinstance(net.module, stylegan3.Generator):
+                state = sg3.variables_to_state_dict(net.variables, net.module)
+                kwargs[name] = sg3.official_init_kwargs(net.module)
+            else:
+                state = variables_to_state_dict(net.variables, net.module)
+                kwargs[name] = official_init_kwargs(net.module)
             np.savez(tmp / f"{name}.npz", **state)
-            kwargs[name] = official_init_kwargs(net.module)
         (tmp / "init_kwargs.json").write_text(json.dumps(kwargs, indent=2) + "\n")
     return Path(dest).absolute()
 
@@ -263,11 +271,16 @@ def networks_from_state_dicts(src) -> dict[str, Network]:
         class_name = _PICKLE_CLASSES.get(name)
         if class_name is None:
             raise ConversionError(f"{kwargs_path}: unknown network name {name!r}")
+        with np.load(src / f"{name}.npz") as data:
+            state = {k: data[k] for k in data.files}
+        where = f"{src}/{name}.npz"
+        if class_name == "Generator" and sg3.has_alias_free_kwargs(init):
+            module = stylegan3.Generator(**sg3.generator_kwargs(init))
+            out[name] = Network(module, sg3.state_dict_to_variables(state, module, where))
+            continue
         if class_name == "Generator":
             module = stylegan2.Generator(**generator_kwargs(init, code_base))
         else:
             module = stylegan2.Discriminator(**discriminator_kwargs(init, code_base))
-        with np.load(src / f"{name}.npz") as data:
-            state = {k: data[k] for k in data.files}
-        out[name] = Network(module, state_dict_to_variables(state, module, f"{src}/{name}.npz"))
+        out[name] = Network(module, state_dict_to_variables(state, module, where))
     return out
