@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from stylegan_jax import images
 from stylegan_jax.model_store import Network, load_networks
-from stylegan_jax.models import progan, stylegan, stylegan2
+from stylegan_jax.models import progan, stylegan, stylegan2, stylegan3
 
 
 def parse_seeds(text: str, what: str = "--seeds") -> list[int]:
@@ -54,12 +54,17 @@ def labels_for(class_idx: int | None, c_dim: int, n: int) -> np.ndarray:
     return c
 
 
+# Generators with StyleGAN2's interface: mapping_fn(z, c, psi, cutoff), synthesis_fn(ws,
+# noise_mode), no level of detail.
+W_FAMILIES = (stylegan2.Generator, stylegan3.Generator)
+
+
 def synthesize(module, variables, z, c, key, lod=0.0, psi=1.0, cutoff=None,
                noise_mode="const"):
     """Images in [-1, 1] from any generator family: the one call generation, training
     grids and metrics share. Traceable; `lod` is data (ProGAN / StyleGAN v1; one compile
     for every level of detail), `psi`, `cutoff` and `noise_mode` are static."""
-    if isinstance(module, stylegan2.Generator):
+    if isinstance(module, W_FAMILIES):
         return module.apply(variables, z, c, psi, cutoff, noise_mode, rngs={"noise": key})
     lod = jnp.asarray(lod, jnp.float32)
     if isinstance(module, progan.Generator):  # no truncation, no noise inputs
@@ -70,12 +75,12 @@ def synthesize(module, variables, z, c, key, lod=0.0, psi=1.0, cutoff=None,
 _synthesize = jax.jit(synthesize, static_argnames=("module", "psi", "cutoff", "noise_mode"))
 
 
-GENERATORS = (stylegan2.Generator, stylegan.Generator, progan.Generator)
+GENERATORS = (*W_FAMILIES, stylegan.Generator, progan.Generator)
 
 
 def w_shape(module) -> tuple[int, int]:
     """(num_ws, w_dim): one w per synthesis layer, for the families that map z to w."""
-    if isinstance(module, stylegan2.Generator):
+    if isinstance(module, W_FAMILIES):
         return module.num_ws, module.w_dim
     if isinstance(module, stylegan.Generator):
         return module.num_layers, module.dlatent_size
@@ -88,8 +93,8 @@ def mapping(module, variables, z, c, psi=1.0, cutoff=None):
     """ws [N, num_ws, w_dim] from z (and labels c), truncated toward the average w as the
     official generators truncate. Traceable; `psi` and `cutoff` are static."""
     w_shape(module)
-    if isinstance(module, stylegan2.Generator):
-        return module.apply(variables, z, c, psi, cutoff, method=stylegan2.Generator.mapping_fn)
+    if isinstance(module, W_FAMILIES):
+        return module.apply(variables, z, c, psi, cutoff, method=type(module).mapping_fn)
     ws = module.apply(variables, z, c, method=stylegan.Generator.mapping_fn)
     return module.apply(variables, ws, psi, cutoff, method=stylegan.Generator.truncate_fn)
 
@@ -98,9 +103,9 @@ def synthesis(module, variables, ws, key, lod=0.0, noise_mode="const"):
     """Images in [-1, 1] from ws [N, num_ws, w_dim]. Traceable; `lod` is data (StyleGAN v1),
     `noise_mode` static."""
     w_shape(module)
-    if isinstance(module, stylegan2.Generator):
+    if isinstance(module, W_FAMILIES):
         return module.apply(variables, ws, noise_mode, rngs={"noise": key},
-                            method=stylegan2.Generator.synthesis_fn)
+                            method=type(module).synthesis_fn)
     return module.apply(variables, ws, jnp.asarray(lod, jnp.float32), noise_mode,
                         rngs={"noise": key}, method=stylegan.Generator.synthesis_fn)
 
@@ -122,9 +127,9 @@ def check_lod(net: Network, lod: float | None) -> float:
     """The level of detail to render at (default: the network's own), validated."""
     G = net.module
     lod = net.lod if lod is None else lod
-    if isinstance(G, stylegan2.Generator) and lod != 0:
-        raise ValueError(f"--lod {lod}: StyleGAN2 generators have no level of detail")
-    if not isinstance(G, stylegan2.Generator) and not 0 <= lod <= G.max_lod:
+    if isinstance(G, W_FAMILIES) and lod != 0:
+        raise ValueError(f"--lod {lod}: StyleGAN2/3 generators have no level of detail")
+    if not isinstance(G, W_FAMILIES) and not 0 <= lod <= G.max_lod:
         raise ValueError(f"--lod must be in [0, {G.max_lod}] for this generator, got {lod}")
     return float(lod)
 
@@ -163,6 +168,40 @@ def images_from_ws(net: Network, ws: np.ndarray, noise_mode: str = "const",
                          jnp.float32(lod), noise_mode=noise_mode)
         out.append(images.to_uint8(img)[: len(wb)])
     return np.concatenate(out)
+
+
+def stylegan3_transform(translate=(0.0, 0.0), rotate: float = 0.0) -> np.ndarray:
+    """The `synthesis.input.transform` that shows the image translated by `translate`
+    (fractions of the image) and rotated by `rotate` degrees: the inverse of that
+    rotation-and-translation, as the official gen_images.py sets it."""
+    a = np.deg2rad(rotate)
+    m = np.array([[np.cos(a), np.sin(a), translate[0]],
+                  [-np.sin(a), np.cos(a), translate[1]],
+                  [0.0, 0.0, 1.0]])
+    return np.linalg.inv(m).astype(np.float32)
+
+
+def with_transform(net: Network, translate=(0.0, 0.0), rotate: float = 0.0) -> Network:
+    """`net` showing its images translated and rotated (StyleGAN3's input transform)."""
+    if not isinstance(net.module, stylegan3.Generator):
+        if tuple(translate) != (0.0, 0.0) or rotate != 0.0:
+            raise ValueError("--translate / --rotate move StyleGAN3 generators' input; this "
+                             f"is a {type(net.module).__module__.rsplit('.', 1)[-1]} generator")
+        return net
+    buffers = dict(net.variables["buffers"])
+    synthesis = dict(buffers["synthesis"])
+    synthesis["input"] = {**synthesis["input"],
+                          "transform": jnp.asarray(stylegan3_transform(translate, rotate))}
+    buffers["synthesis"] = synthesis
+    return Network(net.module, {**net.variables, "buffers": buffers}, net.lod)
+
+
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y (two numbers), got {text!r}") from None
+    return x, y
 
 
 def load_projected_w(path: str | Path, expected: tuple[int, int] | None = None) -> np.ndarray:
@@ -227,9 +266,18 @@ def random_generator(resolution: int = 32, channels: int = 3, seed: int = 0) -> 
 
 
 def load_generator(source: str | Path, which: str | None = None) -> Network:
-    """The generator in a network directory, a training workdir (its newest checkpoint, or
+    """The generator of `load_any_networks(source)`: G_ema if present, else G (default)."""
+    nets = load_any_networks(source)
+    which = which or ("G_ema" if "G_ema" in nets else "G")
+    if which not in nets:
+        raise ValueError(f"{source} has no network {which!r}; it has {sorted(nets)}")
+    return nets[which]
+
+
+def load_any_networks(source: str | Path) -> dict[str, Network]:
+    """The networks of a network directory, a training workdir (its newest checkpoint, or
     a checkpoint path) or an official .pkl (PyTorch or TensorFlow, converted in memory by
-    the converter `stylegan-jax convert` uses). Default: G_ema if present, else G."""
+    the converter `stylegan-jax convert` uses)."""
     source = Path(source)
     if source.suffix == ".pkl":
         if not source.is_file():
@@ -242,12 +290,8 @@ def load_generator(source: str | Path, which: str | None = None) -> Network:
                     else official.networks_from_pickle(source))
         except UnsafePickleError as e:
             raise ValueError(f"{source}: {e}") from None
-    else:
-        nets = load_networks(source)
-    which = which or ("G_ema" if "G_ema" in nets else "G")
-    if which not in nets:
-        raise ValueError(f"{source} has no network {which!r}; it has {sorted(nets)}")
-    return nets[which]
+        return nets
+    return load_networks(source)
 
 
 def add_network_arguments(p: argparse.ArgumentParser) -> None:
@@ -290,6 +334,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="level of detail for ProGAN / StyleGAN v1 generators (0 = full "
                    "resolution, 1 = half, fractional = fade-in; default: the network's, "
                    "e.g. where a training snapshot had grown to)")
+    p.add_argument("--translate", type=_pair, default=(0.0, 0.0), metavar="X,Y",
+                   help="StyleGAN3: translate the image (fractions of its size)")
+    p.add_argument("--rotate", type=float, default=0.0, metavar="DEG",
+                   help="StyleGAN3: rotate the image (degrees)")
     p.add_argument("--batch-size", type=int, default=16, help="images per compiled call")
     p.add_argument("--outdir", type=Path, default=Path("out"), help="default: ./out")
     p.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
@@ -297,7 +345,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    net = network_from_args(args)
+    net = with_transform(network_from_args(args), args.translate, args.rotate)
     if args.projected_w is not None:
         if args.seeds is not None:
             print("warning: --seeds is ignored with --projected-w")
