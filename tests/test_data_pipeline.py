@@ -401,3 +401,18 @@ def test_real_tfds_shares_by_files_and_resumes(tiny_tfds):
     for x, y in zip(shares[1], first + rest, strict=True):
         np.testing.assert_array_equal(x.images, y.images)
         np.testing.assert_array_equal(x.labels, y.labels)
+
+
+def test_tfds_threads_keep_the_order():
+    import tensorflow_datasets as tfds
+
+    source = SourceConfig(kind="tfds", name="mnist", resolution=16, channels=1, label_key="label",
+                          shuffle_buffer=8)
+    kw = dict(global_batch=4, seed=1, xflip=True)
+    with tfds.testing.mock_data(num_examples=20):
+        auto, _ = take(source, 8, **kw)
+        two, _ = take(source, 8, threads=2, **kw)
+        one, _ = take(source, 8, threads=1, **kw)
+    for x, y, z in zip(auto, two, one, strict=True):
+        np.testing.assert_array_equal(x.images, y.images)
+        np.testing.assert_array_equal(x.images, z.images)

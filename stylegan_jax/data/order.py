@@ -127,8 +127,12 @@ def tfds_batches(
     local_batch: int,
     xflip: bool,
     start: int,
+    threads: int | None = None,
 ):
     """This process's share of a TFDS split, epoch after epoch; also returns num_classes.
+
+    threads: decoding threads (tf.data's parallel map in a private pool of that size); None:
+    tf.data's AUTOTUNE over its shared pool. The map is deterministic: order never changes.
 
     Epoch e reads files and a shuffle buffer seeded from (seed, e); `start` (global examples)
     becomes start / process_count local ones, skipped as encoded records before decoding.
@@ -171,8 +175,12 @@ def tfds_batches(
                 reshuffle_each_iteration=False,
             )
             ds = ds.skip(offset).map(
-                decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+                decode, num_parallel_calls=threads or tf.data.AUTOTUNE, deterministic=True
             )
+            if threads:
+                options = tf.data.Options()
+                options.threading.private_threadpool_size = threads
+                ds = ds.with_options(options)
             for images, labels in ds.batch(local_batch).prefetch(2).as_numpy_iterator():
                 pieces.append((images, labels))
                 held += len(images)

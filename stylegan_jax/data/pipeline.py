@@ -234,9 +234,10 @@ def make_pipeline(
     process_index / process_count default to jax's; tests pass them to simulate hosts.
     prefetch: batches read ahead of the consumer, over all threads.
     threads: reader threads of a bundled or tfrecord source (0 or None: ``default_threads()``);
-    the order does not depend on it. TFDS sources decode with tf.data's own parallelism.
+    the order does not depend on it. TFDS sources decode in a tf.data pool of that many threads
+    (0 or None: tf.data's AUTOTUNE).
     """
-    threads = _check_threads(threads)
+    asked, threads = threads, _check_threads(threads)
     if not isinstance(source, src.SourceConfig):
         source = src.SourceConfig.from_dict(source)
     if process_index is None or process_count is None:
@@ -276,6 +277,7 @@ def make_pipeline(
             local_batch,
             xflip,
             examples,
+            asked or None,
         )
         make_iters = [make_iter]
         count = None
