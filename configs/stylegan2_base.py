@@ -24,6 +24,7 @@ def base() -> ml_collections.ConfigDict:
     c.data.channels = 1
     c.data.xflip = True  # mirror augmentation (official --mirror)
     c.data.use_labels = False
+    c.data.threads = 0  # reader threads per process (0: one per core, at most 8; TFDS: AUTOTUNE)
 
     c.model = ml_collections.ConfigDict()
     c.model.z_dim = 512
@@ -66,6 +67,11 @@ def base() -> ml_collections.ConfigDict:
     c.train.ada_target = 0.6  # ada: target mean sign of D's real logits
     c.train.ada_interval = 4  # ada: iterations between adjustments of p
     c.train.ada_kimg = 500.0  # ada: p can move from 0 to 1 in this many kimg
+    # Transfer learning (official --resume, --freezed): a network directory, a training run
+    # or an official .pkl to start a new run from (then ada_kimg is 100 and the EMA has no
+    # rampup, as officially); the first N discriminator layers frozen.
+    c.train.resume = ""
+    c.train.freeze_d = 0
 
     c.log = ml_collections.ConfigDict()
     c.log.tick_kimg = 4.0  # official kimg_per_tick

@@ -24,7 +24,7 @@ import logging
 import math
 import numbers
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,6 +92,12 @@ def _why(error: BaseException) -> str:
     else:
         text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _layout(template) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{array name: (shape, dtype)} of a state or state template."""
+    return {_leaf_name(path): (tuple(np.shape(x)), np.dtype(x.dtype))
+            for path, x in jax.tree_util.tree_leaves_with_path(template)}
 
 
 def _leaf_name(path) -> str:
@@ -226,14 +232,20 @@ class Checkpoints:
                     for path, x in jax.tree_util.tree_leaves_with_path(tree)}
         return self._read(step, read)
 
-    def restore(self, step: int, template) -> tuple[Any, dict, dict]:
+    def restore(self, step: int, template, earlier: Sequence[tuple[Any, Callable]] = ()
+                ) -> tuple[Any, dict, dict]:
         """(state as NumPy arrays shaped like `template` - arrays or jax.ShapeDtypeStructs -,
         data position, meta). Raises DamagedCheckpointError for unreadable files and
-        CheckpointError for a checkpoint of another layout (config)."""
-        target = jax.tree_util.tree_map(lambda x: np.zeros(np.shape(x), x.dtype), template)
+        CheckpointError for a checkpoint of another layout (config).
+
+        `earlier`: (template, upgrade) pairs of layouts older versions of this code saved
+        for the same config; a checkpoint in one of them is restored in it and upgraded."""
         saved = self._saved_layout(step)
-        wanted = {_leaf_name(path): (tuple(np.shape(x)), np.dtype(x.dtype))
-                  for path, x in jax.tree_util.tree_leaves_with_path(target)}
+        for old_template, upgrade in earlier:
+            if saved == _layout(old_template) != _layout(template):
+                state, data, meta = self._restore_as(step, old_template)
+                return upgrade(state), data, meta
+        wanted = _layout(template)
         if saved != wanted:
             missing, extra = sorted(set(wanted) - set(saved)), sorted(set(saved) - set(wanted))
             changed = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
@@ -245,6 +257,10 @@ class Checkpoints:
             raise CheckpointError(
                 f"{self.directory}/{step}: cannot be restored into this run's state "
                 f"(was it made by a different config?): {detail}")
+        return self._restore_as(step, template)
+
+    def _restore_as(self, step: int, template) -> tuple[Any, dict, dict]:
+        target = jax.tree_util.tree_map(lambda x: np.zeros(np.shape(x), x.dtype), template)
         restored = self._read(step, lambda: self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target),
             data=ocp.args.JsonRestore(),

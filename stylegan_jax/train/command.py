@@ -18,6 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(e.g. auto:res=256,gpus=8); override fields with --config.a.b=value")
     p.add_argument("--workdir", type=Path, default=None,
                    help="run directory (default: runs/<config name>); reruns resume from it")
+    p.add_argument("--resume", type=Path, default=None, metavar="NET",
+                   help="start a new run from trained networks: a network directory, a "
+                   "training run (or RUN/checkpoints/N) or an official .pkl (sets "
+                   "--config.train.resume; the first D layers freeze with "
+                   "--config.train.freeze_d=N)")
     p.add_argument("--stop-at-step", type=int, default=None,
                    help="stop (with a checkpoint) after this many iterations")
     g = p.add_argument_group("multi-process (see launch/ and the README)")
@@ -41,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
     name = Path(args.config.partition(":")[0]).stem
     workdir = args.workdir or Path("runs") / name
-    overrides = getattr(args, "overrides", [])
+    overrides = list(getattr(args, "overrides", []))
+    resume = args.resume or _resumed_from(Path(workdir))
+    if resume is not None:
+        overrides.append(f"--config.train.resume={Path(resume).absolute()}")
     if args.processes > 1:
         argv = ["train", "--config", args.config, "--workdir", str(Path(workdir).absolute()),
                 "--heartbeat-timeout", str(args.heartbeat_timeout),
@@ -69,3 +77,13 @@ def run(args: argparse.Namespace) -> int:
               f"checkpoint {summary['checkpoint']} in {Path(workdir).absolute() / 'checkpoints'}"
               f" ({summary['reason']})")
     return 0
+
+
+def _resumed_from(workdir: Path) -> str | None:
+    """The `train.resume` a rerun of the workdir keeps (its hyperparameters follow it)."""
+    path = workdir / "config.json"
+    if not path.is_file():
+        return None
+    import json
+
+    return json.loads(path.read_text()).get("train", {}).get("resume") or None

@@ -92,6 +92,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         fail("data.resolution", "expected a power of two >= 8")
     if config.data.channels not in (1, 3):
         fail("data.channels", "expected 1 or 3")
+    threads = config.data.get("threads", 0)
+    if not isinstance(threads, int) or threads < 0:
+        fail("data.threads", "expected an integer >= 0 (0: one reader per core, at most 8)")
     t, lg = config.train, config.log
     if t.backend not in BACKENDS:
         fail("train.backend", f"expected one of {BACKENDS}")
@@ -111,6 +114,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if config.family == "stylegan2":
         _validate_accelerator_options(config, num_devices, fail)
         _validate_augment(config, fail)
+        if t.get("resume", "") and not Path(t.resume).exists():
+            fail("train.resume", f"no file or directory {t.resume}")
+        freeze = t.get("freeze_d", 0)
+        if not isinstance(freeze, int) or freeze < 0:
+            fail("train.freeze_d", "expected an integer >= 0 (discriminator layers to freeze)")
+    elif t.get("resume", "") or t.get("freeze_d", 0):
+        fail("train.resume" if t.get("resume", "") else "train.freeze_d",
+             f"transfer learning is for StyleGAN2 runs, not family {config.family!r}")
 
 
 AUG_MODES = ("noaug", "fixed", "ada")
@@ -251,14 +262,18 @@ def data_source(data: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def step_config(config: ml_collections.ConfigDict) -> StepConfig:
     t = config.train
+    resumed = bool(t.get("resume", ""))  # official train.py: faster ADA, no EMA rampup
     return StepConfig(
         batch_size=t.batch_size, batch_per_device=t.get("batch_per_device", 0), g_lr=t.g_lr,
         d_lr=t.d_lr, betas=tuple(t.betas), eps=t.eps,
         r1_gamma=t.r1_gamma, pl_weight=t.pl_weight, pl_decay=t.pl_decay,
         pl_batch_shrink=t.pl_batch_shrink, style_mixing_prob=t.style_mixing_prob,
         g_reg_interval=t.g_reg_interval, d_reg_interval=t.d_reg_interval,
-        ema_kimg=t.ema_kimg, ema_rampup=None if t.ema_rampup < 0 else t.ema_rampup,
+        ema_kimg=t.ema_kimg,
+        ema_rampup=None if t.ema_rampup < 0 or resumed else t.ema_rampup,
         noise_mode=t.noise_mode, augment=augment_config(config),
         augment_p=float(t.get("aug_p", 0.0)),
         ada_target=float(t.ada_target) if t.get("aug", "noaug") == "ada" else None,
-        ada_interval=int(t.get("ada_interval", 4)), ada_kimg=float(t.get("ada_kimg", 500.0)))
+        ada_interval=int(t.get("ada_interval", 4)),
+        ada_kimg=100.0 if resumed else float(t.get("ada_kimg", 500.0)),
+        freeze_d=int(t.get("freeze_d", 0)))

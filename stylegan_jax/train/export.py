@@ -67,7 +67,9 @@ def _load(ckpts: Checkpoints, config: ml_collections.ConfigDict, step: int):
     """The trainer and restored state of one checkpoint (DamagedCheckpointError if unreadable)."""
     meta = ckpts.read_meta(step)
     trainer = trainer_class(config.family)(config, int(meta.get("c_dim", 0)))
-    state, _, _ = ckpts.restore(step, jax.eval_shape(trainer.init_state, config.seed))
+    layout = jax.eval_shape(trainer.init_state, config.seed)
+    state, _, _ = ckpts.restore(step, layout,
+                                getattr(trainer, "earlier_layouts", lambda _: [])(layout))
     return trainer, state
 
 

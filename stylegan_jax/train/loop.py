@@ -25,9 +25,11 @@ import numpy as np
 
 from stylegan_jax import images
 from stylegan_jax.atomic import write_error
+from stylegan_jax.data.sources import SourceConfig
 from stylegan_jax.generate import latents_for_seeds, synthesize
 from stylegan_jax.metrics.runner import report_metric, scalars
 from stylegan_jax.train import config as config_lib
+from stylegan_jax.train import labels as labels_lib
 from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.checkpoint import Checkpoints
 from stylegan_jax.train.programs import compile_stage
@@ -125,7 +127,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
 
     source = config_lib.data_source(config.data)
     with make_pipeline(source, t.batch_size, seed=config.seed,
-                       resolution=config.data.resolution, prefetch=1) as probe:
+                       resolution=config.data.resolution, prefetch=1, threads=1) as probe:
         num_classes, served = probe.num_classes, (probe.resolution, probe.channels)
     if served != (config.data.resolution, config.data.channels):
         raise config_lib.ConfigError(
@@ -146,13 +148,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     ckpts = Checkpoints(workdir / "checkpoints", lg.keep_last, keep_every,
                         best=config_lib.best_by(config))
     layout = jax.eval_shape(trainer.init_state, config.seed)  # all a restore needs
-    found = ckpts.restore_newest(functools.partial(ckpts.restore, template=layout),
+    earlier = getattr(trainer, "earlier_layouts", lambda _: [])(layout)
+    found = ckpts.restore_newest(functools.partial(ckpts.restore, template=layout,
+                                                   earlier=earlier),
                                  warn=log if main_process else lambda _: None,
                                  set_aside=True)
     data_state, meta = {}, {}
     if found is None:
         # One compiled program (cached across restarts), not hundreds of eager ops.
         host_state = jax.jit(trainer.init_state, static_argnums=0)(config.seed)
+        if t.get("resume", ""):  # a new run from trained networks (transfer learning)
+            host_state = trainer.start_from(host_state, t.resume,
+                                            log=log if main_process else lambda _: None)
     else:
         latest, (host_state, data_state, meta) = found
         host_state = jax.tree_util.tree_map(jnp.asarray, host_state)
@@ -160,13 +167,16 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
             log(f"Resuming from {ckpts.directory}/{latest} (kimg {latest / 1000:.1f})")
     state = backend.put_state(host_state)
     step, nimg = int(host_state.step), int(host_state.nimg)
-    label_table = backend.put_replicated(
-        jnp.zeros((1, 0)) if c_dim == 0 else jnp.eye(c_dim, dtype=jnp.float32))
+    # Generated images' labels follow the dataset's (train/labels.py).
+    label_table = backend.put_replicated(jnp.zeros((1, 0)) if c_dim == 0 else jnp.asarray(
+        labels_lib.label_table(labels_lib.class_counts(
+            SourceConfig.from_dict(source), c_dim))))
+    threads = config.data.get("threads", 0) or None  # None: one reader per core, at most 8
 
     def open_data(stage, position=None):
         return make_pipeline(source, stage.batch_size, seed=config.seed + stage.index,
                              xflip=config.data.xflip, resolution=stage.resolution,
-                             position=position)
+                             position=position, threads=threads)
 
     stage = trainer.stage_at(nimg)
     pipe = open_data(stage, data_state.get("position")
@@ -190,6 +200,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     grid_z = jnp.asarray(latents_for_seeds(list(range(grid_n)), trainer.z_dim))
     grid_c = jnp.asarray(_one_hot(np.arange(grid_n) % max(c_dim, 1), c_dim))
     samples = workdir / "samples"
+
+    def fakes_grid(G) -> np.ndarray:
+        fakes = _grid_program(G.module)(G.variables, grid_z, grid_c, G.lod)
+        return images.make_grid(images.to_uint8(np.asarray(fakes)))
     total_nimg = int(t.total_kimg * 1000)
     snapshot_every, ckpt_every = int(lg.snapshot_kimg * 1000), int(lg.checkpoint_kimg * 1000)
     next_snapshot = (nimg // snapshot_every + 1) * snapshot_every
@@ -206,9 +220,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     if main_process:
         if not (samples / "reals.png").exists():
             with make_pipeline(source, 64, seed=config.seed, resolution=config.data.resolution,
-                               process_index=0, process_count=1, prefetch=1) as first:
+                               process_index=0, process_count=1, prefetch=1,
+                               threads=1) as first:
                 grid = images.make_grid(np.asarray(next(first).images[:grid_n]))
             save_grid(grid, samples / "reals.png")
+        if found is None:  # as the official loop: what G_ema shows before training
+            save_grid(fakes_grid(trainer.export(host_state)["G_ema"]),
+                      samples / "fakes_init.png")
         log(f"Training {config.family} {config.data.resolution}x{config.data.resolution}x"
             f"{config.data.channels} c_dim={c_dim} on {backend.num_devices} device(s) "
             f"({backend.kind}), batch {t.batch_size}, to {t.total_kimg} kimg; workdir {workdir}")
@@ -291,9 +309,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
 
                 maintenance_start = time.time()
                 if main_process and (nimg >= next_snapshot or nimg >= total_nimg):
-                    G = trainer.export(backend.host_state(state))["G_ema"]
-                    fakes = _grid_program(G.module)(G.variables, grid_z, grid_c, G.lod)
-                    grid = images.make_grid(images.to_uint8(np.asarray(fakes)))
+                    grid = fakes_grid(trainer.export(backend.host_state(state))["G_ema"])
                     save_grid(grid, samples / f"fakes{nimg // 1000:06d}.png")
                     writer.image("fakes", nimg / 1000, grid)
                     next_snapshot = (nimg // snapshot_every + 1) * snapshot_every

@@ -114,6 +114,17 @@ class StyleGAN2Trainer:
     def init_state(self, seed: int):
         return step_lib.init_state(self.nets, self.cfg, seed)
 
+    def earlier_layouts(self, template) -> list:
+        """(template, upgrade) of state layouts older checkpoints of this config hold."""
+        return [(step_lib.per_tensor_moments_layout(template), step_lib.flat_moments)]
+
+    def start_from(self, host_state, source: str, log=print):
+        """A new run's state with the networks (and ADA p) of `source` (train.resume)."""
+        from stylegan_jax.train import transfer
+
+        networks, p = transfer.load_source(source)
+        return transfer.apply_resume(host_state, networks, p, source, log)
+
     def stage_at(self, nimg: int) -> Stage:
         return self._stage
 
