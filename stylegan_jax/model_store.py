@@ -18,12 +18,13 @@ import numpy as np
 from flax import serialization
 
 from stylegan_jax.atomic import new_directory
-from stylegan_jax.models import progan, stylegan, stylegan2
+from stylegan_jax.models import progan, stylegan, stylegan2, stylegan3
 
 FORMAT = "stylegan_jax.networks/1"
 _CLASSES: dict[str, type[nn.Module]] = {
     "stylegan2.Generator": stylegan2.Generator,
     "stylegan2.Discriminator": stylegan2.Discriminator,
+    "stylegan3.Generator": stylegan3.Generator,
     "stylegan.Generator": stylegan.Generator,
     "stylegan.Discriminator": stylegan.Discriminator,
     "progan.Generator": progan.Generator,
