@@ -220,3 +220,27 @@ def test_a_run_started_from_another_starts_from_its_images(tmp_path):
     a = Image.open(tmp_path / "a" / "samples" / "fakes000000.png")
     b = Image.open(tmp_path / "b" / "samples" / "fakes_init.png")
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_train_resume_flag_sets_the_config_and_reruns_keep_it(tmp_path, monkeypatch):
+    import json
+
+    from stylegan_jax.cli import main
+    from stylegan_jax.train import loop
+
+    seen = []
+
+    def fake_train(config, workdir, **_):  # the loop itself is tested above
+        seen.append(config.train.resume)
+        (workdir / "config.json").write_text(config.to_json_best_effort())
+        return {"kimg": 0.0, "step": 0, "checkpoint": None, "reason": "done"}
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    source = tmp_path / "nets"
+    source.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    assert main(["train", "--workdir", str(run), "--resume", str(source)]) == 0
+    assert main(["train", "--workdir", str(run)]) == 0  # a rerun: same hyperparameters
+    assert seen == [str(source), str(source)]
+    assert json.loads((run / "config.json").read_text())["train"]["resume"] == str(source)
