@@ -129,6 +129,27 @@ def test_resume_from_one_generator_starts_g_and_g_ema(trainer_and_source, tmp_pa
     _assert_same(state.D, init(0).D)  # no D in the source: as initialised
 
 
+def test_resume_from_an_official_snapshot_takes_its_networks_and_p(trainer_and_source,
+                                                                   tmp_path):
+    import official_pickle as op
+
+    from stylegan_jax.convert import official
+
+    trainer, init, source, _ = trainer_and_source
+    nets = trainer.export(source)
+    records = {name: op.records_from_state_dict(
+        "Generator" if name.startswith("G") else "Discriminator",
+        official.official_init_kwargs(net.module),
+        official.variables_to_state_dict(net.variables, net.module))
+        for name, net in nets.items()}
+    pipe = op.records_from_state_dict("AugmentPipe", {"xflip": 1}, {"p": np.float32(0.37)})
+    op.dump(dict(**records, augment_pipe=pipe, training_set_kwargs={}), tmp_path / "s.pkl")
+    state = trainer.start_from(init(0), str(tmp_path / "s.pkl"), log=lambda _: None)
+    for field in ("G", "G_buffers", "G_ema", "D"):
+        _assert_same(getattr(state, field), getattr(source, field))
+    assert float(state.augment_p) == pytest.approx(0.37)
+
+
 def test_resume_shape_mismatch_names_the_tensor(trainer_and_source, tmp_path):
     trainer, init, source, _ = trainer_and_source
     G = trainer.export(source)["G_ema"]

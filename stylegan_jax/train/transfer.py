@@ -5,7 +5,8 @@ the first discriminator layers (official `--freezed`).
 RUN/checkpoints/N) or an official pickle. As the official `copy_params_and_buffers(...,
 require_all=False)`, every G, D and G_ema tensor the source has replaces the fresh one
 (a shape that differs is an error naming the tensor) and those it lacks stay as
-initialised; a run's checkpoint also gives its ADA strength p. Only a new run takes
+initialised; a run's checkpoint, or an official snapshot pickle's `augment_pipe`, also
+gives its ADA strength p. Only a new run takes
 them: a rerun of the workdir resumes from its own checkpoints.
 """
 
@@ -42,7 +43,18 @@ def load_source(source: str | Path) -> tuple[dict, float | None]:
     usable = {k: v for k, v in nets.items() if k in _TARGETS}
     if not usable:
         raise ValueError(f"train.resume={source}: holds {sorted(nets)}, none of G, G_ema, D")
-    return usable, None
+    return usable, _official_p(path)
+
+
+def _official_p(path: Path) -> float | None:
+    """The ADA strength a stylegan2-ada-pytorch snapshot keeps (its `augment_pipe.p`)."""
+    from stylegan_jax.convert.pickle_reader import is_tf_pickle, load_official_pickle
+
+    if path.suffix != ".pkl" or is_tf_pickle(path):
+        return None
+    pipe = load_official_pickle(path).get("augment_pipe")
+    p = pipe.state_dict().get("p") if hasattr(pipe, "state_dict") else None
+    return None if p is None or np.size(p) != 1 else float(np.asarray(p).reshape(()))
 
 
 def apply_resume(state, networks: Mapping, p: float | None, source: str, log=print):
