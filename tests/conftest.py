@@ -18,3 +18,23 @@ if "SGJ_COMPILATION_CACHE" not in os.environ:
 
     os.environ["SGJ_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="sgj-test-jax-cache-")
     atexit.register(shutil.rmtree, os.environ["SGJ_COMPILATION_CACHE"], True)
+
+
+import pytest  # noqa: E402 (after the environment above)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished 6-iteration run of train_fixtures.tiny_config with three checkpoints (32,
+    64 and 96 images), shared by the modules that read runs: (workdir, summary, log lines).
+    Tests that change a run copy it first."""
+    from train_fixtures import tiny_config
+
+    from stylegan_jax.train import loop
+
+    config = tiny_config()
+    config.log.keep_last = 3
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    lines = []
+    summary = loop.train(config, workdir, stop_at_step=6, log=lines.append)
+    return workdir, summary, lines

@@ -30,10 +30,10 @@ def config3():
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished run with three checkpoints: 32, 64 and 96 images."""
-    workdir = tmp_path_factory.mktemp("finished")
-    loop.train(config3(), workdir, stop_at_step=6, log=lambda _: None)
+def finished(tiny_run):
+    """A finished run with three checkpoints: 32, 64 and 96 images (conftest's, shared with
+    test_train_loop; every test here damages a copy)."""
+    workdir = tiny_run[0]
     assert sorted(os.listdir(workdir / "checkpoints")) == ["32", "64", "96"]
     return workdir
 

@@ -35,11 +35,8 @@ def assert_trees_equal(a, b):
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("straight")
-    lines = []
-    summary = loop.train(tiny_config(), workdir, stop_at_step=6, log=lines.append)
-    return workdir, summary, lines
+def straight(tiny_run):
+    return tiny_run  # conftest: 6 iterations of tiny_config, three checkpoints kept
 
 
 def test_outputs_of_a_run(straight):
@@ -47,7 +44,7 @@ def test_outputs_of_a_run(straight):
     summary = {k: v for k, v in summary.items() if k != "state"}
     assert summary == {"step": 6, "kimg": 0.096, "checkpoint": 96, "best": None,
                        "reason": "stop_at_step"}
-    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [64, 96]
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [32, 64, 96]
     assert (workdir / "config.json").is_file()
     assert (workdir / "samples" / "reals.png").is_file()
     assert sorted(p.name for p in (workdir / "samples").glob("fakes*.png"))
