@@ -47,10 +47,10 @@ OFFICIAL_ORDER = {
 
 @pytest.mark.parametrize("architecture", sorted(OFFICIAL_ORDER))
 def test_frozen_layers_follow_the_official_numbering(architecture):
-    D, params = d_params(architecture)
+    _, params = d_params(architecture)
     want = OFFICIAL_ORDER[architecture]
     for n in (0, 1, 4, len(want), len(want) + 3):
-        got = [f"{b}.{layer}" for b, layer in transfer.frozen_d_layers(D, params, n)]
+        got = [f"{b}.{layer}" for b, layer in transfer.frozen_d_layers(params, n)]
         assert got == want[:n]
 
 
@@ -73,7 +73,7 @@ def test_freeze_d_keeps_the_first_layers_and_trains_the_rest_as_before():
                                     jnp.zeros((1, 0)))
     free = _one_iteration(plain, nets, state, draws)
     held = _one_iteration(frozen_cfg, nets, state, draws)
-    frozen = {f"{b}.{layer}" for b, layer in transfer.frozen_d_layers(nets.D, state.D, 3)}
+    frozen = {f"{b}.{layer}" for b, layer in transfer.frozen_d_layers(state.D, 3)}
     assert frozen == {"b16.fromrgb", "b16.conv0", "b16.conv1"}  # resnet at 16x16
     before = dict(jax.tree_util.tree_leaves_with_path(state.D))
     after_free = dict(jax.tree_util.tree_leaves_with_path(free.D))

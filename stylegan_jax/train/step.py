@@ -370,7 +370,7 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
         stats.update(st)
 
     D, D_opt = state.D, state.D_opt
-    frozen = transfer.frozen_d_layers(nets.D, D, cfg.freeze_d)
+    frozen = transfer.frozen_d_layers(D, cfg.freeze_d)
 
     def d_main_round(buffers, x):
         d, real_r, real_c_r, aug_fake, aug_real = x

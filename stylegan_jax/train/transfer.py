@@ -19,8 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylegan_jax.models import stylegan2
-
 # Resume networks -> the state fields their params and buffers replace.
 _TARGETS = {"G": ("G", "G_buffers"), "G_ema": ("G_ema", "G_ema_buffers"), "D": ("D", None)}
 
@@ -109,7 +107,7 @@ def _key(path) -> str:
     return ".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
 
 
-def frozen_d_layers(D: stylegan2.Discriminator, d_params: Mapping, freeze: int) -> tuple:
+def frozen_d_layers(d_params: Mapping, freeze: int) -> tuple:
     """Paths (block, layer) of the first `freeze` D layers in the official order: blocks from
     the highest resolution down, within each fromrgb, conv0, conv1, skip (those it has);
     the 4x4 epilogue is never frozen (official `freeze_layers`)."""
