@@ -1,5 +1,6 @@
 """`stylegan-jax serve`: the real server on 127.0.0.1 driven over HTTP, its batching,
-its refusals, and the images of every family against `generate`'s.
+its refusals, and the images of every family (StyleGAN3 with its translate / rotate)
+against `generate`'s.
 
 References: `stylegan-jax generate` (its PNG files and `generate_images`, which render
 one seed per call with a static ψ), and PIL's own decoding of the served bytes.
@@ -29,7 +30,7 @@ from PIL import Image
 from stylegan_jax import cli
 from stylegan_jax.generate import generate_images, random_generator
 from stylegan_jax.model_store import Network, save_networks
-from stylegan_jax.models import progan, stylegan
+from stylegan_jax.models import progan, stylegan, stylegan3
 from stylegan_jax.serve import command, launch
 from stylegan_jax.serve.app import create_app
 from stylegan_jax.serve.batcher import Batcher, Overloaded
@@ -179,6 +180,8 @@ BAD = [  # (path, query, status, the parameter the error must name)
     ("/api/image", {"psi": "inf"}, 400, "psi"),
     ("/api/image", {"psi": "5"}, 400, "psi"),
     ("/api/image", {"class": "0"}, 400, "class"),  # the network is unconditional
+    ("/api/image", {"translate": "0.1,0"}, 400, "translate"),  # only StyleGAN3 moves
+    ("/api/image", {"rotate": "10"}, 400, "rotate"),
     ("/api/image", {"format": "gif"}, 400, "format"),
     ("/api/image", {"sede": "1"}, 400, "sede"),
     ("/", {"seed": "x"}, 400, "seed"),
@@ -362,7 +365,7 @@ def test_bad_server_defaults_name_the_flag():
 def test_batcher_gathers_overflows_and_skips_abandoned_requests():
     release, calls = threading.Event(), []
 
-    def render(seeds, psis, classes):
+    def render(seeds, psis, classes, moves):
         calls.append(list(seeds))
         release.wait(10)
         return np.stack([np.full((1, 1, 1), s, np.uint8) for s in seeds])
@@ -407,3 +410,78 @@ def test_bench_serve_reports_its_figures(server, network_dir, capsys):
                                          abs=2e-3)
     assert cli.main(["bench-serve", "--random-init", "--url", "http://example.com/"]) == 2
     assert "--url: got 'http://example.com/'" in capsys.readouterr().err
+
+
+# StyleGAN3: a tiny conditional network served by a real server, against `generate`.
+
+SG3_RES = 16
+
+
+@pytest.fixture(scope="module")
+def stylegan3_dir(tmp_path_factory):
+    G = stylegan3.Generator(z_dim=16, c_dim=2, w_dim=16, img_resolution=SG3_RES,
+                            img_channels=3, channel_base=256, channel_max=16, num_layers=4,
+                            num_critical=1)
+    v = jax.jit(G.init)(jax.random.key(0), jnp.zeros((1, 16)), jnp.zeros((1, 2)))
+    return save_networks(tmp_path_factory.mktemp("serve3") / "tiny3",
+                         {"G_ema": visible(Network(G, v))})
+
+
+@pytest.fixture(scope="module")
+def stylegan3_client(stylegan3_dir):
+    srv = launch.start(["--network", str(stylegan3_dir), "--max-batch", "2",
+                        "--batch-window-ms", "50"])
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            yield srv, c
+    finally:
+        srv.stop()
+
+
+# (psi, class, translate, rotate): the plain image and a truncated, moved one.
+SG3_CASES = [(1.0, 0, (0.0, 0.0), 0.0), (0.5, 1, (0.125, -0.25), 30.0)]
+
+
+def test_stylegan3_images_are_generates_files_byte_for_byte(stylegan3_client, stylegan3_dir,
+                                                            tmp_path):
+    srv, c = stylegan3_client
+    assert re.search(r"stylegan3 16x16, buckets 1,2 warmed up", "\n".join(srv.lines))
+    info = c.get("/api/info").json()
+    assert (info["family"], info["classes"], info["truncation"], info["moves"]) == \
+        ("stylegan3", 2, True, True)
+    queries = []
+    for psi, cls, (tx, ty), deg in SG3_CASES:
+        out = tmp_path / f"g{psi}"
+        assert cli.main(["generate", "--network", str(stylegan3_dir), "--seeds", "7",
+                         "--trunc", str(psi), "--class", str(cls), f"--translate={tx},{ty}",
+                         f"--rotate={deg}", "--outdir", str(out), "--no-grid"]) == 0
+        q = {"seed": 7, "psi": psi, "class": cls, "translate": f"{tx},{ty}", "rotate": deg}
+        r = c.get("/api/image", params=q)
+        assert r.status_code == 200, r.text
+        assert r.content == (out / "seed0007.png").read_bytes()
+        assert (r.headers["x-translate"], r.headers["x-rotate"]) == (f"{tx},{ty}", str(deg))
+        queries.append((q, r.content))
+    assert queries[0][1] != queries[1][1]
+
+    async def together():  # both in one batch of 2, a third beside them: no byte moves
+        async with httpx.AsyncClient(base_url=str(c.base_url), timeout=60) as ac:
+            return await asyncio.gather(*(ac.get("/api/image", params=q)
+                                          for q, _ in [*queries, ({"seed": 8}, None)]))
+
+    answers = asyncio.run(together())
+    assert [r.content for r in answers[:2]] == [b for _, b in queries]
+    page = c.get("/", params=queries[1][0]).text
+    assert 'data-moves="true"' in page
+    assert 'src="/api/image?seed=7&amp;psi=0.5&amp;class=1&amp;translate=0.125,-0.25' \
+        '&amp;rotate=30.0"' in page
+
+
+def test_stylegan3_refuses_bad_moves_naming_them(stylegan3_client):
+    _, c = stylegan3_client
+    for query, name in (({"translate": "0.1"}, "translate"), ({"translate": "a,b"}, "translate"),
+                        ({"translate": "2,0"}, "translate"), ({"translate": "nan,0"}, "translate"),
+                        ({"rotate": "inf"}, "rotate"), ({"rotate": "400"}, "rotate"),
+                        ({"class": "2"}, "class")):
+        r = c.get("/api/image", params=query)
+        assert r.status_code == 400 and r.json()["parameter"] == name, (query, r.text)
+        assert r.json()["error"].startswith(name)

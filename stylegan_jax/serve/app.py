@@ -107,20 +107,26 @@ def create_app(engine: Engine, name: str, defaults: params.Defaults | None = Non
         except params.BadParameter as e:
             return _error(400, str(e), e.name, e.allowed)
 
-    def image_query(seed: int, psi: float, class_idx: int | None) -> str:
-        q = f"seed={seed}" + (f"&psi={psi!r}" if spec.truncates else "")
-        return q + (f"&class={class_idx}" if spec.c_dim else "")
+    def image_query(seed: int, q: params.ImageQuery) -> str:
+        """The canonical query of an image: what a permalink needs, nothing at its default."""
+        text = f"seed={seed}" + (f"&psi={q.psi!r}" if spec.truncates else "")
+        text += f"&class={q.class_idx}" if spec.c_dim else ""
+        if q.translate != (0.0, 0.0):
+            text += f"&translate={q.translate[0]!r},{q.translate[1]!r}"
+        return text + (f"&rotate={q.rotate!r}" if q.rotate else "")
 
     async def page(request: Request) -> Response:
         q = query_or_error(request)
         if isinstance(q, Response):
             return q
         seed = secrets.randbelow(params.SEED_MAX + 1) if q.seed is None else q.seed
-        link = image_query(seed, q.psi, q.class_idx)
+        link = image_query(seed, q)
         values = dict(name=name, family=spec.family, resolution=spec.resolution, seed=seed,
                       psi=repr(q.psi), class_idx="" if q.class_idx is None else q.class_idx,
                       classes=spec.c_dim, class_max=max(spec.c_dim - 1, 0),
-                      truncates=str(spec.truncates).lower(),
+                      truncates=str(spec.truncates).lower(), moves=str(spec.moves).lower(),
+                      translate=f"{q.translate[0]!r},{q.translate[1]!r}",
+                      rotate=repr(q.rotate),
                       image_url="/api/image?" + link, permalink="/?" + link)
         text = template.substitute({k: html.escape(str(v)) for k, v in values.items()})
         cache = "no-store" if q.seed is None else SEEDED_CACHE
@@ -132,7 +138,7 @@ def create_app(engine: Engine, name: str, defaults: params.Defaults | None = Non
             return q
         seed = secrets.randbelow(params.SEED_MAX + 1) if q.seed is None else q.seed
         try:
-            future = batcher.submit(seed, q.psi, q.class_idx)
+            future = batcher.submit(seed, q.psi, q.class_idx, q.move)
         except Overloaded as e:
             return _error(503, f"server busy: {e}; retry shortly", headers={"Retry-After": "1"})
         try:
@@ -149,6 +155,9 @@ def create_app(engine: Engine, name: str, defaults: params.Defaults | None = Non
                    "Content-Disposition": f'inline; filename="seed{seed:04d}.{q.format}"'}
         if q.class_idx is not None:
             headers["X-Class"] = str(q.class_idx)
+        if spec.moves:
+            headers |= {"X-Translate": f"{q.translate[0]!r},{q.translate[1]!r}",
+                        "X-Rotate": repr(q.rotate)}
         return Response(body, media_type=codec.MEDIA_TYPES[q.format], headers=headers)
 
     async def info(request: Request) -> Response:
@@ -157,6 +166,8 @@ def create_app(engine: Engine, name: str, defaults: params.Defaults | None = Non
             "channels": spec.channels, "classes": spec.c_dim, "z_dim": spec.z_dim,
             "psi_default": defaults.psi, "class_default": defaults.class_idx,
             "psi_allowed": params.psi_allowed(spec), "truncation": spec.truncates,
+            "moves": spec.moves, "translate_allowed": params.translate_allowed(spec),
+            "rotate_allowed": params.rotate_allowed(spec),
             "noise_mode": engine.noise_mode, "formats": sorted(codec.MEDIA_TYPES),
             "buckets": list(engine.buckets), "queue_limit": queue_limit,
         })

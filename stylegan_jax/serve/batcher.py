@@ -22,11 +22,15 @@ class Overloaded(Exception):
     """The queue is full: retry later."""
 
 
+Move = tuple[float, float, float]  # (translate x, translate y, rotate degrees): StyleGAN3
+
+
 @dataclass
 class Job:
     seed: int
     psi: float
     class_idx: int | None
+    move: Move
     future: asyncio.Future = field(repr=False)
 
 
@@ -39,10 +43,10 @@ class BatchStats:
 
 
 class Batcher:
-    """`render(seeds, psis, classes) -> uint8 [n, H, W, C]` behind an asyncio queue."""
+    """`render(seeds, psis, classes, moves) -> uint8 [n, H, W, C]` behind an asyncio queue."""
 
     def __init__(self, render: Callable[[Sequence[int], Sequence[float],
-                                          Sequence[int | None]], np.ndarray],
+                                          Sequence[int | None], Sequence[Move]], np.ndarray],
                  max_batch: int, window_s: float = 0.005, queue_limit: int = 256):
         if max_batch < 1 or queue_limit < 1 or window_s < 0:
             raise ValueError(f"need max_batch >= 1, queue_limit >= 1, window_s >= 0; got "
@@ -72,11 +76,12 @@ class Batcher:
         self._thread.shutdown(wait=True)
         self._worker = None
 
-    def submit(self, seed: int, psi: float, class_idx: int | None) -> asyncio.Future:
+    def submit(self, seed: int, psi: float, class_idx: int | None,
+               move: Move = (0.0, 0.0, 0.0)) -> asyncio.Future:
         """A future of the uint8 [H, W, C] image; raises Overloaded when the queue is full."""
         if self._queue is None:
             raise RuntimeError("Batcher.start() has not run")
-        job = Job(seed, psi, class_idx, asyncio.get_running_loop().create_future())
+        job = Job(seed, psi, class_idx, move, asyncio.get_running_loop().create_future())
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -114,7 +119,8 @@ class Batcher:
                 try:
                     out = await loop.run_in_executor(
                         self._thread, self._render, [j.seed for j in live],
-                        [j.psi for j in live], [j.class_idx for j in live])
+                        [j.psi for j in live], [j.class_idx for j in live],
+                        [j.move for j in live])
                 except Exception as e:  # every waiting request gets the error, the server lives
                     for j in live:
                         if not j.future.done():

@@ -10,8 +10,9 @@ import jax
 import numpy as np
 
 from stylegan_jax import images
-from stylegan_jax.generate import labels_for, latents_for_seeds
+from stylegan_jax.generate import labels_for, latents_for_seeds, stylegan3_transform
 from stylegan_jax.model_store import Network
+from stylegan_jax.serve.batcher import Move
 from stylegan_jax.serve.render import make_render, spec
 
 
@@ -27,9 +28,12 @@ def default_buckets(max_batch: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+STILL: Move = (0.0, 0.0, 0.0)
+
+
 class Engine:
-    """Renders batches of (seed, ψ, class) as uint8 NHWC images. Not thread-safe: one
-    caller at a time (the batcher's generator thread)."""
+    """Renders batches of (seed, ψ, class, move) as uint8 NHWC images. Not thread-safe:
+    one caller at a time (the batcher's generator thread)."""
 
     def __init__(self, net: Network, noise_mode: str = "const", max_batch: int = 32):
         self.spec = spec(net)
@@ -44,11 +48,14 @@ class Engine:
         return self.buckets[-1]
 
     def _inputs(self, seeds: Sequence[int], psis: Sequence[float],
-                classes: Sequence[int | None]):
+                classes: Sequence[int | None], moves: Sequence[Move] | None = None):
         s = self.spec
         z = latents_for_seeds(list(seeds), s.z_dim)
         c = np.concatenate([labels_for(k, s.c_dim, 1) for k in classes])
-        return z, c, np.asarray(psis, np.float32), np.asarray(seeds, np.uint32)
+        transforms = np.stack([stylegan3_transform((tx, ty), deg)
+                               for tx, ty, deg in moves or [STILL] * len(seeds)])
+        return (z, c, np.asarray(psis, np.float32), np.asarray(seeds, np.uint32),
+                transforms)
 
     def warm_up(self) -> float:
         """Compiles (or reads from the compilation cache) and runs every bucket; seconds."""
@@ -74,12 +81,18 @@ class Engine:
         return lambda: self._compiled[b](self._variables, *args)
 
     def __call__(self, seeds: Sequence[int], psis: Sequence[float],
-                 classes: Sequence[int | None]) -> np.ndarray:
-        """uint8 [len(seeds), H, W, C]; the batch is padded with copies of its first item."""
+                 classes: Sequence[int | None], moves: Sequence[Move] | None = None
+                 ) -> np.ndarray:
+        """uint8 [len(seeds), H, W, C]; the batch is padded with copies of its first item.
+        `moves` (default: none) translate and rotate StyleGAN3 images as `generate
+        --translate X,Y --rotate DEG` does."""
         if not self._compiled:
             raise RuntimeError("Engine.warm_up() has not run")
         n = len(seeds)
         pad = self.bucket(n) - n
-        seeds, psis, classes = ([*x] + [x[0]] * pad for x in (seeds, psis, classes))
-        out = self._compiled[n + pad](self._variables, *self._inputs(seeds, psis, classes))
+        moves = moves or [STILL] * n
+        seeds, psis, classes, moves = ([*x] + [x[0]] * pad
+                                       for x in (seeds, psis, classes, moves))
+        out = self._compiled[n + pad](self._variables,
+                                      *self._inputs(seeds, psis, classes, moves))
         return images.to_uint8(np.asarray(out)[:n])  # sliced on the host: no new program

@@ -16,7 +16,9 @@ from stylegan_jax.serve.render import Spec
 
 SEED_MAX = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
 PSI_RANGE = (-1.0, 2.0)  # beyond this w leaves the region the generator was trained on
-PARAMETERS = ("seed", "psi", "class", "format")
+TRANSLATE_MAX = 1.0  # fractions of the image: a whole image either way
+ROTATE_MAX = 360.0  # degrees either way
+PARAMETERS = ("seed", "psi", "class", "format", "translate", "rotate")
 
 
 class BadParameter(ValueError):
@@ -40,6 +42,12 @@ class ImageQuery:
     psi: float
     class_idx: int | None
     format: str
+    translate: tuple[float, float] = (0.0, 0.0)  # StyleGAN3 only, as generate --translate
+    rotate: float = 0.0  # degrees; StyleGAN3 only, as generate --rotate
+
+    @property
+    def move(self) -> tuple[float, float, float]:
+        return (*self.translate, self.rotate)
 
 
 def psi_allowed(spec: Spec) -> str:
@@ -52,6 +60,18 @@ def class_allowed(spec: Spec) -> str:
     if not spec.c_dim:
         return "no class (this network is unconditional)"
     return f"an integer in [0, {spec.c_dim - 1}]"
+
+
+def translate_allowed(spec: Spec) -> str:
+    if not spec.moves:
+        return "no translate (only StyleGAN3 networks move their input)"
+    return f"X,Y: two numbers in [{-TRANSLATE_MAX:g}, {TRANSLATE_MAX:g}] (fractions of the image)"
+
+
+def rotate_allowed(spec: Spec) -> str:
+    if not spec.moves:
+        return "no rotate (only StyleGAN3 networks move their input)"
+    return f"degrees in [{-ROTATE_MAX:g}, {ROTATE_MAX:g}]"
 
 
 def check_defaults(spec: Spec, defaults: Defaults) -> Defaults:
@@ -79,7 +99,10 @@ def parse(spec: Spec, defaults: Defaults, query: Mapping[str, str]) -> ImageQuer
     fmt = query.get("format", "png")
     if fmt not in MEDIA_TYPES:
         raise BadParameter("format", fmt, " or ".join(MEDIA_TYPES))
-    return ImageQuery(seed, psi, cls, fmt)
+    translate = (0.0, 0.0) if query.get("translate") is None else \
+        _translate(spec, query["translate"])
+    rotate = 0.0 if query.get("rotate") is None else _rotate(spec, query["rotate"])
+    return ImageQuery(seed, psi, cls, fmt, translate, rotate)
 
 
 def _int(text: str, name: str, lo: int, hi: int, allowed: str) -> int:
@@ -88,6 +111,29 @@ def _int(text: str, name: str, lo: int, hi: int, allowed: str) -> int:
     value = int(text)
     if not lo <= value <= hi:
         raise BadParameter(name, text, allowed)
+    return value
+
+
+def _number(text: str, limit: float) -> float | None:
+    """A finite float in [-limit, limit], else None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and -limit <= value <= limit else None
+
+
+def _translate(spec: Spec, text: str) -> tuple[float, float]:
+    xy = [_number(v, TRANSLATE_MAX) for v in text.split(",")] if spec.moves else []
+    if len(xy) != 2 or None in xy:
+        raise BadParameter("translate", text, translate_allowed(spec))
+    return xy[0], xy[1]
+
+
+def _rotate(spec: Spec, text: str) -> float:
+    value = _number(text, ROTATE_MAX) if spec.moves else None
+    if value is None:
+        raise BadParameter("rotate", text, rotate_allowed(spec))
     return value
 
 

@@ -1,14 +1,21 @@
-"""One traceable render per network: z, labels, ψ and seeds per sample -> images in [-1, 1].
+"""One traceable render per network: z, labels, ψ, seeds and input transforms per sample ->
+images in [-1, 1].
 
 ψ is data here (not a static argument as in `generate`), so one compiled program serves
 every truncation. Each family truncates with its own official formula, and ψ = 1 keeps
 the untruncated ws exactly, so a served image is the image `stylegan-jax generate`
-makes for the same seed, ψ, class and noise mode.
+makes for the same seed, ψ, class, noise mode (and StyleGAN3 translate / rotate).
 
-Noise: in the `const` and `none` modes the noise does not depend on the batch, so a
-batch is one call. In `random` mode every sample is drawn as its own batch of one with
-the key `PRNGKey(seed)`: seed N always gives the image of `generate --seeds N`, whatever
-else shares its batch.
+Batch-independence: in the `const` and `none` modes a StyleGAN2 / StyleGAN / ProGAN image
+does not depend on the rest of its batch, so a batch is one call. In `random` mode every
+sample is drawn as its own batch of one with the key `PRNGKey(seed)`: seed N always gives
+the image of `generate --seeds N`, whatever else shares its batch. StyleGAN3 samples are
+always rendered one by one: its modulated convolutions normalise the styles over the whole
+batch (the official `modulated_conv2d`); demodulation cancels that scale, but only up to
+rounding, so a shared batch could move a pixel by a level.
+
+StyleGAN3's input transform (the buffer `generate --translate/--rotate` sets) is data per
+sample too: each request may move its image.
 """
 
 from __future__ import annotations
@@ -19,13 +26,13 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from stylegan_jax.generate import GENERATORS
+from stylegan_jax.generate import GENERATORS, W_FAMILIES
 from stylegan_jax.model_store import Network
-from stylegan_jax.models import progan, stylegan, stylegan2
+from stylegan_jax.models import progan, stylegan, stylegan2, stylegan3
 from stylegan_jax.nn import ops
 
-FAMILIES = {stylegan2.Generator: "stylegan2", stylegan.Generator: "stylegan",
-            progan.Generator: "progan"}
+FAMILIES = {stylegan2.Generator: "stylegan2", stylegan3.Generator: "stylegan3",
+            stylegan.Generator: "stylegan", progan.Generator: "progan"}
 
 
 @dataclass(frozen=True)
@@ -38,22 +45,23 @@ class Spec:
     z_dim: int
     c_dim: int
     truncates: bool  # ProGAN has no w_avg: ψ must be 1
+    moves: bool = False  # StyleGAN3: its input can be translated and rotated
 
 
 def spec(net: Network) -> Spec:
     G = net.module
     if not isinstance(G, GENERATORS):
         raise TypeError(f"expected a generator, got {type(G).__name__}")
-    if isinstance(G, stylegan2.Generator):
+    if isinstance(G, W_FAMILIES):
         res, ch, c_dim = G.img_resolution, G.img_channels, G.c_dim
     else:
         res, ch, c_dim = G.resolution, G.num_channels, G.label_size
     return Spec(FAMILIES[type(G)], res, ch, G.z_dim, c_dim,
-                not isinstance(G, progan.Generator))
+                not isinstance(G, progan.Generator), isinstance(G, stylegan3.Generator))
 
 
-def _truncate_stylegan2(G, variables, z, c, psi):
-    ws = G.apply(variables, z, c, method=stylegan2.Generator.mapping_fn)
+def _truncate_w(G, variables, z, c, psi):
+    ws = G.apply(variables, z, c, method=type(G).mapping_fn)
     avg = variables["buffers"]["mapping"]["w_avg"]
     return jnp.where(psi == 1, ws, avg + psi * (ws - avg))  # MappingNetwork's formula
 
@@ -64,32 +72,46 @@ def _truncate_stylegan(G, variables, z, c, psi):
     return jnp.where(psi == 1, dlatents, truncated)
 
 
+def with_input_transform(variables: dict, transform: jax.Array) -> dict:
+    """StyleGAN3 `variables` whose input transform buffer is `transform` [3, 3]
+    (traceable: the matrix may be data)."""
+    buffers = dict(variables["buffers"])
+    synthesis = dict(buffers["synthesis"])
+    synthesis["input"] = {**synthesis["input"], "transform": transform}
+    buffers["synthesis"] = synthesis
+    return {**variables, "buffers": buffers}
+
+
 def _render_batch(net: Network, noise_mode: str, variables, z, c, psi, key):
     G, psi = net.module, psi[:, None, None]
     if isinstance(G, progan.Generator):
         return G.apply(variables, z, c, jnp.float32(net.lod))
-    if isinstance(G, stylegan2.Generator):
-        ws = _truncate_stylegan2(G, variables, z, c, psi)
+    if isinstance(G, W_FAMILIES):
+        ws = _truncate_w(G, variables, z, c, psi)
         return G.apply(variables, ws, noise_mode, rngs={"noise": key},
-                       method=stylegan2.Generator.synthesis_fn)
+                       method=type(G).synthesis_fn)
     ws = _truncate_stylegan(G, variables, z, c, psi)
     return G.apply(variables, ws, jnp.float32(net.lod), noise_mode, rngs={"noise": key},
                    method=stylegan.Generator.synthesis_fn)
 
 
 def make_render(net: Network, noise_mode: str = "const") -> Callable:
-    """render(variables, z [N, z_dim], c [N, c_dim], psi [N], seeds [N] uint32) -> NHWC."""
+    """render(variables, z [N, z_dim], c [N, c_dim], psi [N], seeds [N] uint32,
+    transforms [N, 3, 3]) -> NHWC. `transforms` (StyleGAN3's input transform, as
+    `generate.stylegan3_transform` makes it) is ignored by the other families."""
     if noise_mode not in stylegan2.NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {stylegan2.NOISE_MODES}, got {noise_mode!r}")
+    moves = isinstance(net.module, stylegan3.Generator)
 
-    def render(variables, z, c, psi, seeds):
-        if noise_mode != "random":
+    def render(variables, z, c, psi, seeds, transforms):
+        if noise_mode != "random" and not moves:
             return _render_batch(net, noise_mode, variables, z, c, psi, jax.random.PRNGKey(0))
 
-        def one(z1, c1, psi1, seed):
-            return _render_batch(net, noise_mode, variables, z1[None], c1[None], psi1[None],
+        def one(z1, c1, psi1, seed, transform):
+            v = with_input_transform(variables, transform) if moves else variables
+            return _render_batch(net, noise_mode, v, z1[None], c1[None], psi1[None],
                                  jax.random.PRNGKey(seed))[0]
 
-        return jax.vmap(one)(z, c, psi, seeds)
+        return jax.vmap(one)(z, c, psi, seeds, transforms)
 
     return render
