@@ -2,10 +2,12 @@
 
 For every synthesis layer of `stylegan3-t` (or `-r`) at the given resolution, times the
 op alone under jit on its real input shape (the modulated conv's output), forward and
-forward + backward (gradient wrt the input and bias), and prints one line per layer and
-the total. The default is the official 256x256 configuration.
+forward + backward (gradient wrt the input and bias), and prints one line per case of the
+op (up-sampling, down-sampling, filter lengths and whether the down filter is radial),
+summed over the layers of that case, and the total (`--json`: every layer). The default
+is the official 256x256 configuration.
 
-    python -m stylegan_jax.benchmarks.filtered_lrelu --resolution 256 --batch 4
+    stylegan-jax bench-filtered-lrelu --resolution 256 --batch 4
 """
 
 from __future__ import annotations
@@ -68,9 +70,25 @@ def layer_timings(cfg: str, resolution: int, batch: int, channel_base: int = 327
         compile_f, t_f = time_compiled(jax.jit(fwd), (x, b), iters)
         compile_b, t_b = time_compiled(jax.jit(fwd_bwd), (x, b, cot), iters)
         rows.append(dict(layer=s.name, shape=list(shape), up=s.up, down=s.down,
+                         up_taps=s.up_taps, down_taps=s.down_taps, radial=s.down_radial,
                          fwd_ms=1e3 * t_f, fwd_bwd_ms=1e3 * t_b,
                          compile_s=compile_f + compile_b))
     return rows
+
+
+def by_case(rows: list[dict]) -> list[dict]:
+    """The layer rows summed per case (up, down, up_taps, down_taps, radial), in the order
+    the cases first appear."""
+    cases: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["up"], r["down"], r["up_taps"], r["down_taps"], r["radial"])
+        case = cases.setdefault(key, dict(zip(("up", "down", "up_taps", "down_taps",
+                                               "radial"), key, strict=True),
+                                          layers=[], fwd_ms=0.0, fwd_bwd_ms=0.0))
+        case["layers"].append(r["layer"])
+        case["fwd_ms"] += r["fwd_ms"]
+        case["fwd_bwd_ms"] += r["fwd_bwd_ms"]
+    return list(cases.values())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,16 +97,20 @@ def run(args: argparse.Namespace) -> int:
                          args.channel_max, dtype, args.iters)
     print(f"filtered_lrelu, stylegan3-{args.cfg} {args.resolution}px layers, batch "
           f"{args.batch}, {args.dtype}, {jax.devices()[0].platform}")
-    for r in rows:
-        print(f"  {r['layer']:>12} {'x'.join(map(str, r['shape'])):>18} up {r['up']} down "
-              f"{r['down']}: fwd {r['fwd_ms']:8.2f} ms  fwd+bwd {r['fwd_bwd_ms']:8.2f} ms")
+    cases = by_case(rows)
+    for c in cases:
+        taps = f"{c['up_taps']}/{c['down_taps']}{' radial' if c['radial'] else ''}"
+        print(f"  up {c['up']} down {c['down']} taps {taps:<10} {len(c['layers']):2d} "
+              f"layers: fwd {c['fwd_ms']:8.2f} ms  fwd+bwd {c['fwd_bwd_ms']:8.2f} ms  "
+              f"({c['layers'][0]}" + (f"..{c['layers'][-1]})" if len(c["layers"]) > 1 else ")"))
     fwd = sum(r["fwd_ms"] for r in rows)
     both = sum(r["fwd_bwd_ms"] for r in rows)
     print(f"  total: fwd {fwd:.2f} ms  fwd+bwd {both:.2f} ms  "
           f"(compile {sum(r['compile_s'] for r in rows):.1f} s)")
     if args.json:
         print(json.dumps(dict(cfg=args.cfg, resolution=args.resolution, batch=args.batch,
-                              dtype=args.dtype, layers=rows, fwd_ms=fwd, fwd_bwd_ms=both)))
+                              dtype=args.dtype, layers=rows, cases=cases, fwd_ms=fwd,
+                              fwd_bwd_ms=both)))
     return 0
 
 
