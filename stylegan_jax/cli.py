@@ -26,13 +26,16 @@ SUBCOMMANDS = {
     "bench-data": ("stylegan_jax.data.benchmark", "benchmark the input pipeline (img/s)"),
     "bench-augment": ("stylegan_jax.benchmarks.augment",
                       "throughput of the ADA augmentation pipe (forward, forward+backward)"),
+    "bench-filtered-lrelu": ("stylegan_jax.benchmarks.filtered_lrelu",
+                             "StyleGAN3's filtered leaky ReLU per (up, down, filter) case"),
     "soak": ("stylegan_jax.soak", "train through random SIGKILLs/SIGTERMs; check every resume"),
     "bench-serve": ("stylegan_jax.benchmarks.serve",
                     "load benchmark of serve: concurrent clients, latency, ratio to the generator"),
 }
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
 COMPILING = ("train", "generate", "serve", "metrics", "bench", "bench-networks", "bench-metrics",
-             "bench-augment", "style-mix", "video", "project", "bench-serve")
+             "bench-augment", "style-mix", "video", "project", "bench-serve",
+             "bench-filtered-lrelu")
 
 
 def build_parser() -> argparse.ArgumentParser:
