@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--channel-base", type=int, default=32768, help="doubled for -r")
     p.add_argument("--channel-max", type=int, default=512, help="doubled for -r")
+    p.add_argument("--layers", type=int, default=14,
+                   help="synthesis layers (official: 14; fewer for a quick check)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--json", action="store_true", help="also print one JSON line of results")
@@ -42,12 +44,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def layer_timings(cfg: str, resolution: int, batch: int, channel_base: int = 32768,
-                  channel_max: int = 512, dtype=jnp.float32, iters: int = 5) -> list[dict]:
+                  channel_max: int = 512, dtype=jnp.float32, iters: int = 5,
+                  num_layers: int = 14) -> list[dict]:
     """[{layer, shape, fwd_ms, fwd_bwd_ms, compile_s}] for every synthesis layer."""
     radial = cfg == "r"
     scale = 2 if radial else 1
     _, specs = layer_specs(resolution, 3, channel_base * scale, channel_max * scale,
-                           conv_kernel=1 if radial else 3, use_radial_filters=radial)
+                           num_layers=num_layers, conv_kernel=1 if radial else 3,
+                           use_radial_filters=radial)
     rows = []
     for s in specs:
         size = s.in_size + s.conv_kernel - 1
@@ -94,7 +98,7 @@ def by_case(rows: list[dict]) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
     rows = layer_timings(args.cfg, args.resolution, args.batch, args.channel_base,
-                         args.channel_max, dtype, args.iters)
+                         args.channel_max, dtype, args.iters, args.layers)
     print(f"filtered_lrelu, stylegan3-{args.cfg} {args.resolution}px layers, batch "
           f"{args.batch}, {args.dtype}, {jax.devices()[0].platform}")
     cases = by_case(rows)
