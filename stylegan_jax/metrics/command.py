@@ -1,7 +1,9 @@
-"""Computes the official GAN metrics of a generator: FID, KID, precision/recall, IS, PPL.
+"""Computes the official GAN metrics of a generator: FID, KID, precision/recall, IS, PPL,
+and StyleGAN3's equivariance PSNRs (EQ-T, EQ-T_frac, EQ-R).
 
   stylegan-jax metrics --metrics fid50k_full,kid50k_full --network nets/ffhq --data ffhq/
   stylegan-jax metrics --metrics pr50k3_full,ppl2_wend --workdir runs/00001 --data ffhq.npz
+  stylegan-jax metrics --metrics eqt50k_int,eqt50k_frac,eqr50k --network nets/sg3-t
 
 Prints one JSON line per metric (NVIDIA's `metric-<name>.jsonl` format) and, with
 --workdir or --run-dir, appends it to `metric-<name>.jsonl` there. Real-image
@@ -22,7 +24,8 @@ from stylegan_jax.metrics.runner import compute_metrics, report_metric
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", default="fid50k_full",
                    help="comma-separated names: " + ", ".join(registry.OFFICIAL)
-                   + " (or another count: fid10k_full, kid1k, pr5k3_full, is1k, ppl_wend_1k)")
+                   + " (or another count: fid10k_full, kid1k, pr5k3_full, is1k, eqt1k_int, "
+                   "eqr1k, ppl_wend_1k)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--network", type=Path, help="a network directory (stylegan-jax convert)")
     src.add_argument("--workdir", type=Path,
@@ -31,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--which", default=None, help="network in the directory (default G_ema, else G)")
     p.add_argument("--data", type=Path, default=None,
                    help="real images: a folder of PNG/JPEG (optional dataset.json labels) or an "
-                   ".npz with 'images' (uint8) and optional 'labels'; not needed for PPL and "
-                   "IS; with --workdir of a training run, default: the run's own data")
+                   ".npz with 'images' (uint8) and optional 'labels'; not needed for PPL, "
+                   "IS and equivariance (but for a conditional generator's labels); with "
+                   "--workdir of a training run, default: the run's own data")
     p.add_argument("--run-dir", type=Path, default=None,
                    help="also append results to <run-dir>/metric-<name>.jsonl")
     p.add_argument("--cache-dir", type=Path, default=None,

@@ -1,10 +1,11 @@
-"""Metric names and definitions, as stylegan2-ada-pytorch's `metric_main.py` registers them.
+"""Metric names and definitions, as the official `metric_main.py` registers them.
 
 Official names: fid50k_full, kid50k_full, pr50k3_full, ppl2_wend, is50k (primary);
-fid50k, kid50k, pr50k3, ppl_zfull, ppl_wfull, ppl_zend, ppl_wend (legacy). The same
-patterns with other sample counts give quick variants: `fid10k_full`, `kid1k`,
-`pr5k3_full`, `is1k`, and `ppl_wend_1k` (PPL's count as a `_<N>k` suffix); without
-the `k` a count is in images (`fid64_full`, `is100`, `ppl_wend_64`: smoke tests).
+eqt50k_int, eqt50k_frac, eqr50k (StyleGAN3's equivariance PSNRs); fid50k, kid50k,
+pr50k3, ppl_zfull, ppl_wfull, ppl_zend, ppl_wend (legacy). The same patterns with other
+sample counts give quick variants: `fid10k_full`, `kid1k`, `pr5k3_full`, `is1k`,
+`eqt1k_int`, `eqr1k` and `ppl_wend_1k` (PPL's count as a `_<N>k` suffix); without the
+`k` a count is in images (`fid64_full`, `is100`, `eqt64_frac`, `ppl_wend_64`: smoke tests).
 `_full` compares against the whole dataset (KID: up to 1M images, PR: up to 200k);
 without it, against the first N images, N the generated count.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KINDS = ("fid", "kid", "pr", "is", "ppl")
+KINDS = ("fid", "kid", "pr", "is", "ppl", "eq")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class MetricSpec:
     sampling: str = "end"  # PPL
     crop: bool = True  # PPL
     epsilon: float = 1e-4  # PPL
+    mode: str = "int"  # equivariance: int, frac (translation) or rot
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -44,10 +46,11 @@ class MetricSpec:
             raise ValueError(f"metric {self.name!r}: num_gen must be >= 1, got {self.num_gen}")
 
     @property
-    def detector(self) -> str:
-        """The weight file its features come from: inception, vgg16 or lpips."""
+    def detector(self) -> str | None:
+        """The weight file its features come from: inception, vgg16, lpips, or None
+        (equivariance compares images)."""
         return {"fid": "inception", "kid": "inception", "is": "inception",
-                "pr": "vgg16", "ppl": "lpips"}[self.kind]
+                "pr": "vgg16", "ppl": "lpips"}.get(self.kind)
 
     @property
     def needs_real(self) -> bool:
@@ -63,8 +66,9 @@ class MetricSpec:
 
 
 def higher_is_better(result_key: str) -> bool:
-    """Direction of a result (for keeping the best checkpoint): FID, KID, PPL, IS std fall."""
-    return result_key.endswith(("_precision", "_recall", "_mean"))
+    """Direction of a result (for keeping the best checkpoint): FID, KID, PPL, IS std fall;
+    precision, recall, IS and the equivariance PSNRs rise."""
+    return result_key.endswith(("_precision", "_recall", "_mean")) or result_key.startswith("eq")
 
 
 _PATTERNS = [
@@ -73,6 +77,8 @@ _PATTERNS = [
     (re.compile(r"^pr(\d+)k(\d+)(_full)?$"), "pr"),
     (re.compile(r"^is(\d+k?)$"), "is"),
     (re.compile(r"^ppl(2?)_([zw])(full|end)(?:_(\d+k?))?$"), "ppl"),
+    (re.compile(r"^eqt(\d+k?)_(int|frac)$"), "eq"),
+    (re.compile(r"^eqr(\d+k?)$"), "eq"),
 ]
 
 
@@ -80,6 +86,7 @@ def _count(text: str) -> int:
     return int(text[:-1]) * 1000 if text.endswith("k") else int(text)
 
 OFFICIAL = ("fid50k_full", "kid50k_full", "pr50k3_full", "ppl2_wend", "is50k",
+            "eqt50k_int", "eqt50k_frac", "eqr50k",
             "fid50k", "kid50k", "pr50k3", "ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
 
 
@@ -99,12 +106,16 @@ def parse_metric(name: str) -> MetricSpec:
             return MetricSpec(name, "pr", n, 200_000 if full else n, nhood_size=k)
         if kind == "is":
             return MetricSpec(name, "is", _count(m.group(1)))
+        if kind == "eq":
+            mode = m.group(2) if name.startswith("eqt") else "rot"
+            return MetricSpec(name, "eq", _count(m.group(1)), mode=mode)
         v2, space, sampling, count = m.groups()
         n = _count(count) if count else 50_000
         return MetricSpec(name, "ppl", n, space=space, sampling=sampling, crop=not v2)
     raise ValueError(
         f"unknown metric {name!r}: expected one of {', '.join(OFFICIAL)}, or the same with "
-        "another sample count (fid10k_full, kid1k, pr5k3_full, is1k, ppl_wend_1k)")
+        "another sample count (fid10k_full, kid1k, pr5k3_full, is1k, eqt1k_int, eqr1k, "
+        "ppl_wend_1k)")
 
 
 def parse_metrics(names: str | list[str]) -> list[MetricSpec]:

@@ -4,7 +4,8 @@
 (uint8 NHWC NumPy batches; this process's share when several processes run) and a
 cache directory. Passes are shared: one generator pass per feature network serves
 every metric that needs it (FID, KID and IS use the same Inception features), and
-real-image statistics are cached on disk by dataset, network and image count. As in
+real-image statistics are cached on disk by dataset, network and image count. PPL and
+the equivariance PSNRs (StyleGAN3) run their own generator passes. As in
 the official code, generated images are quantised to uint8 before the feature
 network (`floor(clip(x * 127.5 + 128, 0, 255))`) and grayscale is repeated to RGB.
 """
@@ -25,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stylegan_jax.generate import synthesize
-from stylegan_jax.metrics import fid, inception_score, kid, ppl, precision_recall
+from stylegan_jax.metrics import equivariance, fid, inception_score, kid, ppl, precision_recall
 from stylegan_jax.metrics.detectors import PRIMARY, Detectors
 from stylegan_jax.metrics.feature_stats import FeatureStats, cache_path
 from stylegan_jax.metrics.parallel import (
@@ -35,7 +36,7 @@ from stylegan_jax.metrics.parallel import (
     process_share,
 )
 from stylegan_jax.metrics.registry import MetricSpec, parse_metric
-from stylegan_jax.models import stylegan2
+from stylegan_jax.models import stylegan2, stylegan3
 
 RealIterFactory = Callable[[], Iterable[np.ndarray]]
 LabelFn = Callable[[np.random.Generator, int], np.ndarray]
@@ -107,6 +108,9 @@ def _ppl_step(distance_fn, module, space, sampling, crop, epsilon, g_vars, lpips
                             sampling=sampling, epsilon=epsilon)
 
 
+_eq_step = jax.jit(equivariance.group_sums, static_argnames=("module", "modes", "psi"))
+
+
 def _stats_from_rows(rows: np.ndarray, capture_all: bool, capture_mean_cov: bool) -> FeatureStats:
     stats = FeatureStats(capture_all, capture_mean_cov, max_items=rows.shape[0])
     for i in range(0, rows.shape[0], 4096):
@@ -163,6 +167,8 @@ class MetricRunner:
         self._real: dict[tuple[str, int | None], FeatureStats] = {}
         self._plan_gen: dict[str, tuple[int, dict[str, tuple[bool, bool]]]] = {}
         self._plan_real: dict[tuple[str, int | None], tuple[bool, bool]] = {}
+        self._plan_eq: dict[int, tuple[str, ...]] = {}  # sample count -> modes in one pass
+        self._eq: dict[int, dict[str, float]] = {}
 
     # --- planning ----------------------------------------------------------------------
     def real_count(self, spec: MetricSpec) -> int | None:
@@ -175,7 +181,10 @@ class MetricRunner:
         """Decides the passes (and what each keeps) for all `specs` before any runs."""
         gen: dict[str, tuple[int, dict[str, tuple[bool, bool]]]] = {}
         for s in specs:
-            if s.kind == "ppl":
+            if s.kind == "eq":
+                modes = self._plan_eq.get(s.num_gen, ())
+                self._plan_eq[s.num_gen] = modes + (s.mode,) * (s.mode not in modes)
+            if s.kind in ("ppl", "eq"):
                 continue
             out = "probs" if s.kind == "is" else PRIMARY[s.detector]
             num, outs = gen.get(s.detector, (0, {}))
@@ -297,10 +306,54 @@ class MetricRunner:
         bar.close()
         return gather_rows(np.concatenate(out))
 
+    def equivariance_psnrs(self, num: int, modes: tuple[str, ...]) -> dict[str, float]:
+        """Mode -> PSNR of `num` samples (rounded up to whole groups of 4 per process), each
+        group with one random transform per mode; errors and masks summed over processes."""
+        module = self.G.module
+        g_vars = self.devices.replicate(self.G.variables)
+        group = equivariance.GROUP
+        num_groups = math.ceil(process_share(num) / group)
+        per_step = self.devices.round_batch(max(self.batch_size // group, 1))
+        rng = np.random.default_rng([self.seed, jax.process_index(), 2])
+        sums = []
+        bar = tqdm(total=num, desc="equivariance " + ",".join(modes), unit="img",
+                   disable=not self.progress)
+        for i in range(math.ceil(num_groups / per_step)):
+            z = rng.standard_normal((per_step, group, module.z_dim)).astype(np.float32)
+            c = self.labels(rng, per_step * group).reshape(per_step, group, -1)
+            params = np.stack([[equivariance.draw_param(rng, m, module.img_resolution)
+                                for m in modes] for _ in range(per_step)])
+            (z, c, params), _ = self.devices.shard(z, c, params)
+            s = _eq_step(module=module, variables=g_vars, modes=modes, z=z, c=c,
+                         params=params, psi=self.psi)
+            n = min(per_step, num_groups - i * per_step)
+            sums.append(np.asarray(s, np.float64)[:n])
+            bar.update(min(n * group, num) * jax.process_count())
+        bar.close()
+        total = gather_rows(np.concatenate(sums)).sum(axis=0)  # [modes, 2]
+        return {m: equivariance.psnr(total[i]) for i, m in enumerate(modes)}
+
+    def equivariance(self, spec: MetricSpec) -> float:
+        """One pass per sample count serves every equivariance metric planned with it."""
+        if not isinstance(self.G.module, stylegan3.Generator):
+            raise ValueError(
+                f"{spec.name}: the equivariance metrics need a generator with an input "
+                "transform (StyleGAN3, synthesis.input.transform); this is a "
+                f"{type(self.G.module).__module__.rsplit('.', 1)[-1]}."
+                f"{type(self.G.module).__name__}")
+        if spec.mode not in self._eq.get(spec.num_gen, {}):
+            modes = self._plan_eq.get(spec.num_gen, ())
+            modes = modes if spec.mode in modes else (spec.mode,)
+            self._eq.setdefault(spec.num_gen, {}).update(
+                self.equivariance_psnrs(spec.num_gen, modes))
+        return self._eq[spec.num_gen][spec.mode]
+
     # --- metrics -----------------------------------------------------------------------
     def compute(self, spec: MetricSpec) -> dict[str, float]:
         if spec.kind == "ppl":
             return {spec.name: ppl.aggregate(self.path_lengths(spec))}
+        if spec.kind == "eq":
+            return {spec.name: self.equivariance(spec)}
         gen = self.generated(spec.detector)
         if spec.kind == "is":
             mean, std = inception_score.inception_score(
