@@ -1,8 +1,10 @@
 """The training step against NVIDIA's recorded StyleGAN2-ADA iterations (tests/data/train_step).
 
-One test case per file of family 'stylegan2_ada_train_step' (no augmentation) or
+One test case per file of family 'stylegan2_ada_train_step' (no augmentation),
 'stylegan2_ada_train_step_ada' (the ADA pipe before every D evaluation and the ADA
-heuristic): the bundled ones and those under $SGJ_REFERENCE_DIR. The recorded draws
+heuristic) or 'stylegan3_train_step' (NVIDIA's stylegan3 loop with the alias-free
+generator, set up from our `stylegan3_base` config so that the family's step settings are
+what is tested): the bundled ones and those under $SGJ_REFERENCE_DIR. The recorded draws
 (latents, path-length noise, and the pipe's draws per D evaluation) are replayed through
 the project's per-device iteration (one device) and each phase's gradients, the
 parameters, buffers and G_ema after each iteration, pl_mean, the EMA beta and the
@@ -25,12 +27,16 @@ import pytest
 from official_fixtures import DATA, fixture_files, load, nchw_to_nhwc, read_meta, subdict
 
 from stylegan_jax import augment as augment_lib
+from stylegan_jax.configs import stylegan3_base
 from stylegan_jax.convert import official
+from stylegan_jax.convert import stylegan3 as sg3_convert
+from stylegan_jax.models import stylegan3
+from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import step as step_lib
 from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.losses import PhaseDraws
 
-PLAIN, ADA = "stylegan2_ada_train_step", "stylegan2_ada_train_step_ada"
+PLAIN, ADA, SG3 = "stylegan2_ada_train_step", "stylegan2_ada_train_step_ada", "stylegan3_train_step"
 
 
 def files_of(family):
@@ -38,7 +44,7 @@ def files_of(family):
             if read_meta(f).get("family") == family]
 
 
-FILES = files_of(PLAIN) + files_of(ADA)
+FILES = files_of(PLAIN) + files_of(ADA) + files_of(SG3)
 # D evaluations in official call order -> the AugmentDraws field that replays them.
 AUG_SLOTS = {("Gmain", 0): "g_main", ("Dmain", 0): "d_fake", ("Dmain", 1): "d_real",
              ("Dreg", 0): "d_reg"}
@@ -46,10 +52,40 @@ AUG_SLOTS = {("Gmain", 0): "g_main", ("Dmain", 0): "d_fake", ("Dmain", 1): "d_re
 
 def test_fixtures_present():
     bundled = [f.name for f in FILES if f.parent == DATA / "train_step"]
-    assert bundled == ["stylegan2_ada_train_step_16.npz", "stylegan2_ada_train_step_ada_32.npz"]
+    assert bundled == ["stylegan2_ada_train_step_16.npz", "stylegan2_ada_train_step_ada_32.npz",
+                       "stylegan3_r_train_step_16_cond.npz", "stylegan3_t_train_step_16.npz"]
+
+
+def setup_stylegan3(meta):
+    """Networks and step settings as our `stylegan3-t|r` config makes them for the file."""
+    c = stylegan3_base.base(meta["cfg"].removeprefix("stylegan3-"), batch=meta["batch"])
+    m, t = c.model, c.train
+    m.z_dim, m.w_dim, m.mapping_layers = meta["z_dim"], meta["w_dim"], meta["mapping_layers"]
+    m.channel_base, m.channel_max = meta["d_channel_base"], meta["d_channel_max"]
+    assert meta["g_channel_base"] == m.g_channel_multiplier * meta["d_channel_base"]
+    assert (meta["conv_kernel"], meta["use_radial_filters"]) == (m.conv_kernel,
+                                                                  m.use_radial_filters)
+    m.num_layers, m.conv_clamp, m.num_bf16_res = meta["num_layers"], meta["conv_clamp"], 0
+    m.d_architecture, m.mbstd_group_size = meta["d_arch"], meta["mbstd_group"]
+    assert (t.g_lr, t.d_lr, tuple(t.betas)) == (meta["glr"], meta["dlr"], tuple(meta["betas"]))
+    assert (t.ema_kimg, t.blur_init_sigma, t.blur_fade_kimg) == (
+        meta["ema_kimg"], meta["blur_init_sigma"], meta["blur_fade_kimg"])
+    t.r1_gamma, t.aug = meta["r1_gamma"], "noaug"
+    nets = step_lib.build_networks(m, meta["res"], meta["img_channels"], meta["c_dim"],
+                                   c.family, meta["batch"])
+    assert nets.G.magnitude_ema_beta == pytest.approx(meta["magnitude_ema_beta"], rel=1e-12)
+    return nets, config_lib.step_config(c)
+
+
+def to_variables(state_dict, module, what):
+    if isinstance(module, stylegan3.Generator):
+        return sg3_convert.state_dict_to_variables(state_dict, module, what)
+    return official.state_dict_to_variables(state_dict, module, what)
 
 
 def setup(meta):
+    if meta["family"] == SG3:
+        return setup_stylegan3(meta)
     model = ml_collections.ConfigDict(dict(
         z_dim=meta["z_dim"], w_dim=meta["w_dim"], mapping_layers=meta["mapping_layers"],
         channel_base=meta["cbase"], channel_max=meta["cmax"], g_architecture=meta["g_arch"],
@@ -74,8 +110,8 @@ def setup(meta):
 
 
 def initial_state(nets, cfg, meta, arrays):
-    g = official.state_dict_to_variables(subdict(arrays, "init/G/"), nets.G, "init/G")
-    d = official.state_dict_to_variables(subdict(arrays, "init/D/"), nets.D, "init/D")
+    g = to_variables(subdict(arrays, "init/G/"), nets.G, "init/G")
+    d = to_variables(subdict(arrays, "init/D/"), nets.D, "init/D")
     g_opt, d_opt = step_lib.optimizers(cfg)
     return step_lib.TrainState(
         G=g["params"], G_buffers=g["buffers"], D=d["params"], G_ema=g["params"],
@@ -87,8 +123,9 @@ def initial_state(nets, cfg, meta, arrays):
         rng=jax.random.PRNGKey(0))
 
 
-def draws_for(arrays, it, nets, res):
+def draws_for(arrays, it, nets, meta):
     gen_z, gen_c = arrays[f"it{it}/gen_z"], arrays[f"it{it}/gen_c"]
+    res = meta["res"]
 
     def phase(row):
         z = gen_z[row].astype(np.float32)
@@ -96,7 +133,10 @@ def draws_for(arrays, it, nets, res):
                           mix_cutoff=np.array([nets.G.num_ws], np.int32),
                           noise_key=np.zeros((2,), np.uint32))
 
-    pl = nchw_to_nhwc(arrays[f"it{it}/pl_randn"]).astype(np.float32) / np.sqrt(res * res)
+    if f"it{it}/pl_randn" in arrays:
+        pl = nchw_to_nhwc(arrays[f"it{it}/pl_randn"]).astype(np.float32) / np.sqrt(res * res)
+    else:  # no path length in this loop
+        pl = np.zeros((meta["batch"] // 2, res, res, meta["img_channels"]), np.float32)
     return step_lib.IterationDraws(phase(0), phase(1), phase(2), pl,
                                    augment_draws(arrays, it))
 
@@ -125,9 +165,18 @@ def check_plan(arrays, it, cfg, shape):
         assert [list(s) for _, s in plan] == call["shapes"], f"it{it} call {cc}: shapes"
 
 
+CONSTANT_FILTERS = ("resample_filter", "up_filter", "down_filter")  # designs, not state
+
+
+def state_dict(variables, module):
+    if isinstance(module, stylegan3.Generator):
+        return sg3_convert.variables_to_state_dict(variables, module)
+    return official.variables_to_state_dict(variables, module)
+
+
 def to_official(tree, module):
-    state = official.variables_to_state_dict({"params": tree}, module)
-    return {k: v for k, v in state.items() if not k.endswith("resample_filter")}
+    state = state_dict({"params": tree}, module)
+    return {k: v for k, v in state.items() if not k.endswith(CONSTANT_FILTERS)}
 
 
 def f32err(arrays, key):
@@ -146,7 +195,7 @@ def check_grads(name, ours, ref_prefix, arrays):
 
 def check_after(name, ours, ref_prefix, arrays, init, lr):
     for k, r in subdict(arrays, ref_prefix).items():
-        if k.endswith("resample_filter"):
+        if k.endswith(CONSTANT_FILTERS):
             continue
         o, i = np.asarray(ours[k], np.float64), np.asarray(init[k], np.float64)
         r = np.asarray(r, np.float64)
@@ -166,7 +215,7 @@ def test_matches_official_training_step(path):
     nets, cfg = setup(meta)
     backend = Backend("shard_map", devices=jax.devices()[:1])
     state = backend.put_state(initial_state(nets, cfg, meta, arrays))
-    init_g = official.variables_to_state_dict(
+    init_g = state_dict(
         {"params": backend.host_state(state).G, "buffers": backend.host_state(state).G_buffers},
         nets.G)
     init_d = to_official(backend.host_state(state).D, nets.D)
@@ -176,14 +225,22 @@ def test_matches_official_training_step(path):
         phases = json.loads(str(arrays[f"it{it}/phases"]))
         flags = ("Greg" in phases, "Dreg" in phases)
         assert flags == cfg.phases(it), f"iteration {it}: phases {phases}"
+        nimg = meta["start_nimg"] + it * cfg.batch_size
+        # -r: the blur acts (radius >= 1) exactly while the trainer's first stage lasts.
+        blur = int(arrays.get(f"it{it}/blur_radius", 0)) > 0
+        assert blur == (cfg.blur_end_nimg is not None and nimg < cfg.blur_end_nimg)
+        if blur:
+            assert float(cfg.blur_sigma(nimg)) == pytest.approx(
+                float(arrays[f"it{it}/blur_sigma"]), rel=1e-12)
+        flags = (*flags, blur)
         real = np.rint((nchw_to_nhwc(arrays[f"it{it}/real"]) + 1) * 127.5).astype(np.uint8)
         real_c = arrays[f"it{it}/real_c"].astype(np.float32)
         if cfg.augment is not None:
             check_plan(arrays, it, cfg, real.shape)
-        batch = backend.put_batch((real, real_c, draws_for(arrays, it, nets, meta["res"])))
+        batch = backend.put_batch((real, real_c, draws_for(arrays, it, nets, meta)))
         if flags not in programs:
             fn = functools.partial(step_lib.iteration, nets=nets, cfg=cfg, do_greg=flags[0],
-                                   do_dreg=flags[1], return_grads=True)
+                                   do_dreg=flags[1], blur=flags[2], return_grads=True)
             programs[flags] = backend.compile(
                 fn, ("replicated", "sharded", "sharded", "sharded"),
                 ("replicated", "replicated", "replicated"))
@@ -194,19 +251,20 @@ def test_matches_official_training_step(path):
                         f"it{it}/grads/{phase}/{'G' if phase.startswith('G') else 'D'}/",
                         arrays)
         host = backend.host_state(state)
-        ours_g = official.variables_to_state_dict(
-            {"params": host.G, "buffers": host.G_buffers}, nets.G)
-        ours_ema = official.variables_to_state_dict(
-            {"params": host.G_ema, "buffers": host.G_ema_buffers}, nets.G)
+        ours_g = state_dict({"params": host.G, "buffers": host.G_buffers}, nets.G)
+        ours_ema = state_dict({"params": host.G_ema, "buffers": host.G_ema_buffers}, nets.G)
         check_after(f"it{it} G", ours_g, f"it{it}/after/G/", arrays, init_g, lr)
         check_after(f"it{it} G_ema", ours_ema, f"it{it}/after/G_ema/", arrays, init_g, lr)
         check_after(f"it{it} D", to_official(host.D, nets.D), f"it{it}/after/D/", arrays,
                     init_d, lr)
-        ref_pl = float(arrays[f"it{it}/after/pl_mean"])
+        ref_pl = float(arrays.get(f"it{it}/after/pl_mean", 0.0))
         bound = 1e-3 * abs(ref_pl) + 1e-7 + 2 * f32err(arrays, f"it{it}/after/pl_mean")
         assert abs(float(host.pl_mean) - ref_pl) <= bound, "pl_mean"
         ref_beta = float(arrays[f"it{it}/ema_beta"])
         assert abs(float(stats["ema_beta"]) - ref_beta) <= 1e-6 * ref_beta, "ema_beta"
+        if blur:
+            assert float(stats["blur_sigma"]) == pytest.approx(
+                float(arrays[f"it{it}/blur_sigma"]), rel=1e-6)
         ref_p = float(arrays.get(f"it{it}/after/augment_p", 0.0))
         bound = 1e-6 + 2 * f32err(arrays, f"it{it}/after/augment_p")
         assert abs(float(host.augment_p) - ref_p) <= bound, f"it{it}: p {host.augment_p}"

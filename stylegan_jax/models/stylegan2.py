@@ -379,7 +379,9 @@ class Generator(nn.Module):
     def mapping_fn(self, z, c, truncation_psi=1.0, truncation_cutoff=None, update_w_avg=False):
         return self.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg)
 
-    def synthesis_fn(self, ws, noise_mode: str = "random"):
+    def synthesis_fn(self, ws, noise_mode: str = "random", update_emas: bool = False):
+        """`update_emas` is accepted for parity with StyleGAN3's: this synthesis keeps no
+        running statistics."""
         return self.synthesis(ws, noise_mode)
 
     def __call__(self, z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random",

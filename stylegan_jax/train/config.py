@@ -111,7 +111,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         fail("log.keep_every_kimg", "expected >= 0 (0 = none)")
     _validate_metrics(config, fail)
     family.validate(config, num_devices, fail)
-    if config.family == "stylegan2":
+    if config.family in ("stylegan2", "stylegan3"):
         _validate_accelerator_options(config, num_devices, fail)
         _validate_augment(config, fail)
         if t.get("resume", "") and not Path(t.resume).exists():
@@ -121,7 +121,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
             fail("train.freeze_d", "expected an integer >= 0 (discriminator layers to freeze)")
     elif t.get("resume", "") or t.get("freeze_d", 0):
         fail("train.resume" if t.get("resume", "") else "train.freeze_d",
-             f"transfer learning is for StyleGAN2 runs, not family {config.family!r}")
+             f"transfer learning is for StyleGAN2/3 runs, not family {config.family!r}")
 
 
 AUG_MODES = ("noaug", "fixed", "ada")
@@ -228,7 +228,7 @@ def _validate_metrics(config, fail) -> None:
         fail("metrics.every_kimg", "expected a positive number of kimg (at least 0.001)")
     if m.batch_size < 1:
         fail("metrics.batch_size", "expected a positive integer")
-    if config.family != "stylegan2" and any(s.kind == "ppl" for s in specs):
+    if config.family not in ("stylegan2", "stylegan3") and any(s.kind == "ppl" for s in specs):
         fail("metrics.names", "perceptual path length needs a StyleGAN2 generator")
     if m.best and specs:  # without metrics, `best` (e.g. a preset's) has nothing to rank
         keys = [k for s in specs for k in s.result_keys]
@@ -262,7 +262,8 @@ def data_source(data: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def step_config(config: ml_collections.ConfigDict) -> StepConfig:
     t = config.train
-    resumed = bool(t.get("resume", ""))  # official train.py: faster ADA, no EMA rampup
+    # Official train.py with --resume: faster ADA, no EMA rampup, no D input blur.
+    resumed = bool(t.get("resume", ""))
     return StepConfig(
         batch_size=t.batch_size, batch_per_device=t.get("batch_per_device", 0), g_lr=t.g_lr,
         d_lr=t.d_lr, betas=tuple(t.betas), eps=t.eps,
@@ -276,4 +277,8 @@ def step_config(config: ml_collections.ConfigDict) -> StepConfig:
         ada_target=float(t.ada_target) if t.get("aug", "noaug") == "ada" else None,
         ada_interval=int(t.get("ada_interval", 4)),
         ada_kimg=100.0 if resumed else float(t.get("ada_kimg", 500.0)),
-        freeze_d=int(t.get("freeze_d", 0)))
+        freeze_d=int(t.get("freeze_d", 0)),
+        emas_every_pass=config.family != "stylegan3",
+        r1_skips_out_bias=config.family == "stylegan3",
+        blur_init_sigma=0.0 if resumed else float(t.get("blur_init_sigma", 0.0)),
+        blur_fade_kimg=float(t.get("blur_fade_kimg", 0.0)))

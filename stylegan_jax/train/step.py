@@ -24,11 +24,25 @@ counted in the state over all devices; every `ada_interval` iterations p moves b
 sign(mean - target) * batch * ada_interval / (ada_kimg * 1000), clamped at 0, inside the
 compiled iteration (a traced condition), so p is identical on every device and process
 and is checkpointed with the rest of the state.
+
+StyleGAN3 (NVIDIA's stylegan3 repository, `train.py --cfg=stylegan3-t|r`) runs this loss
+and loop with four differences, all StepConfig fields: the generator's running statistics
+(w_avg, every layer's magnitude_ema) move only in Dmain's generator pass
+(`emas_every_pass=False`; StyleGAN2-ADA moves w_avg in every pass); G has no lazy
+regularisation (`g_reg_interval=0`: no path length, Adam unscaled); Dreg's loss is R1
+alone, so D's output bias gets no gradient there and the official Adam leaves it, its
+moments and its step count as they are (`r1_skips_out_bias`; StyleGAN2-ADA adds
+`0 * logits` so that it takes a zero-gradient step); and for -r every D
+evaluation first blurs its images with a Gaussian whose sigma fades from
+`blur_init_sigma` to 0 over `blur_fade_kimg` (`losses.blur_images`). Whether the blur acts is
+static (`iteration(blur=...)`; the trainer runs it as a stage of its own), so once it has
+faded the programs carry no blur at all.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import NamedTuple
 
 import flax.struct
@@ -38,7 +52,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from stylegan_jax import augment as augment_lib
-from stylegan_jax.models import stylegan2
+from stylegan_jax.models import stylegan2, stylegan3
 from stylegan_jax.train import losses, transfer
 from stylegan_jax.train.losses import Networks, PhaseDraws
 
@@ -71,6 +85,10 @@ class StepConfig:
     ada_interval: int = 4  # iterations between adjustments of p
     ada_kimg: float = 500.0  # p can move from 0 to 1 in this many kimg
     freeze_d: int = 0  # the first N discriminator layers stay as they are (official freezed)
+    emas_every_pass: bool = True  # False: G's running statistics move in Dmain only (SG3)
+    r1_skips_out_bias: bool = False  # Dreg leaves D's output bias and its Adam state (SG3)
+    blur_init_sigma: float = 0.0  # the D input blur's initial sigma (stylegan3-r: 10); 0: none
+    blur_fade_kimg: float = 0.0  # it fades linearly to 0 over this many kimg
 
     def rounds(self, local_batch: int) -> int:
         """How many micro-batches a phase runs on a per-device batch of `local_batch`."""
@@ -81,10 +99,31 @@ class StepConfig:
         return local_batch // micro
 
     def phases(self, step: int) -> tuple[bool, bool]:
-        """(run Greg, run Dreg) at iteration `step`."""
-        greg = self.pl_weight != 0 and step % self.g_reg_interval == 0
+        """(run Greg, run Dreg) at iteration `step` (g_reg_interval 0: never Greg)."""
+        greg = self.pl_weight != 0 and self.g_reg_interval > 0 and step % self.g_reg_interval == 0
         dreg = self.r1_gamma != 0 and step % self.d_reg_interval == 0
         return greg, dreg
+
+    @property
+    def period(self) -> int:
+        """Iterations after which the lazy phases repeat."""
+        return math.lcm(max(self.g_reg_interval, 1), self.d_reg_interval)
+
+    def blur_sigma(self, nimg):
+        """The official D input blur sigma after `nimg` images (host int or traced)."""
+        if not (self.blur_init_sigma > 0 and self.blur_fade_kimg > 0):
+            return 0.0
+        fade = 1 - nimg / (self.blur_fade_kimg * 1000)
+        fade = jnp.maximum(fade, 0.0) if isinstance(fade, jax.Array) else max(fade, 0.0)
+        return fade * self.blur_init_sigma
+
+    @property
+    def blur_end_nimg(self) -> int | None:
+        """The first image count at which the D input blur no longer acts (its kernel
+        2 floor(3 sigma) + 1 is down to one tap); None: no blur."""
+        if not (self.blur_init_sigma > 0 and self.blur_fade_kimg > 0):
+            return None
+        return math.floor(self.blur_fade_kimg * 1000 * (1 - 1 / (3 * self.blur_init_sigma))) + 1
 
 
 @flax.struct.dataclass
@@ -127,20 +166,43 @@ class IterationDraws(NamedTuple):
 
 
 def lazy_adam(lr: float, betas, eps: float, interval: int) -> optax.GradientTransformation:
-    """Adam with the official lazy-regularisation rescaling of lr and betas.
+    """Adam with the official lazy-regularisation rescaling of lr and betas (interval 0: no
+    lazy regularisation, the official `None`: no rescaling).
 
     Its moments are one flat vector per network (`optax.flatten`): a handful of kernels per
     update instead of several per parameter tensor, the dispatch cost that dominates at the
     official 4-8 images per GPU (issue #12 measured 2436 -> 1948 kernels per quickstart step).
     """
-    ratio = interval / (interval + 1)
+    ratio = interval / (interval + 1) if interval else 1.0
     b1, b2 = (b**ratio for b in betas)
     return optax.flatten(optax.adam(lr * ratio, b1=b1, b2=b2, eps=eps))
 
 
 def optimizers(cfg: StepConfig) -> tuple[optax.GradientTransformation, ...]:
-    return (lazy_adam(cfg.g_lr, cfg.betas, cfg.eps, cfg.g_reg_interval),
-            lazy_adam(cfg.d_lr, cfg.betas, cfg.eps, cfg.d_reg_interval))
+    """(G's, D's) Adam. With `r1_skips_out_bias`, D's output bias has an Adam of its own (its
+    own step count), which Dreg leaves alone (`_skip_out_bias`)."""
+    d_opt = lazy_adam(cfg.d_lr, cfg.betas, cfg.eps, cfg.d_reg_interval)
+    if cfg.r1_skips_out_bias:
+        d_opt = optax.multi_transform({"main": d_opt, _OUT_BIAS: d_opt}, _out_bias_labels)
+    return lazy_adam(cfg.g_lr, cfg.betas, cfg.eps, cfg.g_reg_interval), d_opt
+
+
+_OUT_BIAS = "out_bias"  # D's output layer bias: b4/out/bias in the official names
+
+
+def _out_bias_labels(d_params):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: _OUT_BIAS if tuple(getattr(k, "key", k) for k in path)
+        == ("b4", "out", "bias") else "main", d_params)
+
+
+def _skip_out_bias(new_params, new_opt_state, params, opt_state):
+    """Dreg's update with D's output bias and its Adam state as they were (official: a
+    parameter without gradient is not stepped)."""
+    b4 = dict(new_params["b4"])
+    b4["out"] = {**b4["out"], "bias": params["b4"]["out"]["bias"]}
+    inner = {**new_opt_state.inner_states, _OUT_BIAS: opt_state.inner_states[_OUT_BIAS]}
+    return {**new_params, "b4": b4}, new_opt_state._replace(inner_states=inner)
 
 
 def init_state(nets: Networks, cfg: StepConfig, seed: int) -> TrainState:
@@ -218,7 +280,7 @@ def draw_iteration(key, nets: Networks, cfg: StepConfig, local_batch: int,
         return PhaseDraws(
             z=jax.random.normal(kz, (b, G.z_dim)),
             c=label_table[idx],
-            mix_z=jax.random.normal(km, (b, G.z_dim)),
+            mix_z=(jax.random.normal(km, (b, G.z_dim)) if cfg.style_mixing_prob > 0 else None),
             mix_cutoff=jnp.where(mix, cutoff, num_ws).astype(jnp.int32),
             noise_key=kn,
         )
@@ -261,7 +323,7 @@ def _round_draws(draw: PhaseDraws, rounds: int) -> PhaseDraws:
     keys = key[None] if rounds == 1 else jax.vmap(
         lambda r: jax.random.fold_in(key, r))(jnp.arange(rounds))
     return PhaseDraws(z=_split(draw.z, rounds), c=_split(draw.c, rounds),
-                      mix_z=_split(draw.mix_z, rounds),
+                      mix_z=None if draw.mix_z is None else _split(draw.mix_z, rounds),
                       mix_cutoff=draw.mix_cutoff.reshape(rounds), noise_key=keys)
 
 
@@ -273,12 +335,17 @@ def _round_augment(draws, rounds: int):
         lambda r: jax.random.fold_in(draws, r))(jnp.arange(rounds))
 
 
-def _augmenter(cfg: StepConfig, p, draws):
-    """NHWC images -> the ADA pipe's output at strength p with these draws; None when off."""
-    if cfg.augment is None:
+def _d_input(cfg: StepConfig, p, draws, blur_sigma):
+    """NHWC images -> what D sees: the D input blur (unless `blur_sigma` is None), then the
+    ADA pipe at strength p with these draws (when on); None: the images as they are."""
+    if cfg.augment is None and blur_sigma is None:
         return None
 
     def run(images):
+        if blur_sigma is not None:
+            images = losses.blur_images(images, blur_sigma, math.floor(3 * cfg.blur_init_sigma))
+        if cfg.augment is None:
+            return images
         source = (augment_lib.RecordedDraws(draws) if isinstance(draws, tuple | list)
                   else draws)
         return augment_lib.augment(images, p, cfg.augment, source)
@@ -319,10 +386,12 @@ def _accumulate(round_fn, carry, xs, params):
 
 
 def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets: Networks,
-              cfg: StepConfig, do_greg: bool, do_dreg: bool, return_grads: bool = False):
+              cfg: StepConfig, do_greg: bool, do_dreg: bool, blur: bool = False,
+              return_grads: bool = False):
     """One official iteration on one device's share of the batch -> (state, stats[, grads]).
 
-    Each phase sums its gradients over cfg.rounds(share) micro-batches (module docstring).
+    Each phase sums its gradients over cfg.rounds(share) micro-batches (module docstring);
+    `blur`: every D evaluation blurs its images first (sigma from state.nimg).
     """
     local_batch = real_u8.shape[0]
     rounds = cfg.rounds(local_batch)
@@ -332,6 +401,7 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
     stats, grads_log = {}, {}
     G, G_opt, buffers, pl_mean = state.G, state.G_opt, state.G_buffers, state.pl_mean
     p = state.augment_p
+    sigma = cfg.blur_sigma(state.nimg) if blur else None
     if cfg.augment is not None and draws.augment is None:
         raise ValueError("cfg.augment is set but the iteration's draws have no augment draws")
     # Per D evaluation: its pipe draws with a round axis (a placeholder when off).
@@ -343,7 +413,7 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
         d, aug_draws = x
         (_, (buffers, st)), grads = jax.value_and_grad(losses.g_main_loss, has_aux=True)(
             G, nets, buffers, state.D, d, gain=1.0, noise_mode=cfg.noise_mode,
-            augment=_augmenter(cfg, p, aug_draws))
+            augment=_d_input(cfg, p, aug_draws, sigma), update_emas=cfg.emas_every_pass)
         return buffers, grads, st
 
     buffers, grads, st = _accumulate(g_main_round, buffers,
@@ -359,7 +429,7 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
                 losses.g_reg_loss, has_aux=True)(
                 G, nets, buffers, d, pl_noise, pl_mean, gain=float(cfg.g_reg_interval),
                 noise_mode=cfg.noise_mode, pl_weight=cfg.pl_weight, pl_decay=cfg.pl_decay,
-                axis_name=AXIS)
+                axis_name=AXIS, update_emas=cfg.emas_every_pass)
             return (buffers, pl_mean), grads, st
 
         (buffers, pl_mean), grads, st = _accumulate(
@@ -377,8 +447,8 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
         gen_img, _, buffers, _ = losses.run_generator(nets, G, buffers, d, cfg.noise_mode)
         (_, st), grads = jax.value_and_grad(losses.d_main_loss, has_aux=True)(
             D, nets, jax.lax.stop_gradient(gen_img), d.c, real_r, real_c_r, gain=1.0,
-            augment_fake=_augmenter(cfg, p, aug_fake),
-            augment_real=_augmenter(cfg, p, aug_real))
+            augment_fake=_d_input(cfg, p, aug_fake, sigma),
+            augment_real=_d_input(cfg, p, aug_real, sigma))
         return buffers, grads, st
 
     buffers, grads, st = _accumulate(
@@ -395,18 +465,23 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
             real_r, real_c_r, aug_real = x
             (_, st), grads = jax.value_and_grad(losses.d_reg_loss, has_aux=True)(
                 D, nets, real_r, real_c_r, gain=float(cfg.d_reg_interval),
-                r1_gamma=cfg.r1_gamma, augment=_augmenter(cfg, p, aug_real))
+                r1_gamma=cfg.r1_gamma, augment=_d_input(cfg, p, aug_real, sigma))
             return carry, grads, st
 
         _, grads, st = _accumulate(d_reg_round, (), (real, real_c, aug.d_reg), D)
         grads = grads_log["Dreg"] = _clean(grads)
-        D, D_opt = _apply(d_opt, grads, D_opt, D, frozen)
+        D_new, D_opt_new = _apply(d_opt, grads, D_opt, D, frozen)
+        if cfg.r1_skips_out_bias:
+            D_new, D_opt_new = _skip_out_bias(D_new, D_opt_new, D, D_opt)
+        D, D_opt = D_new, D_opt_new
         stats.update(st)
         signs_sum += jnp.round(st["signs/real"] * local_batch)
 
     beta = ema_beta(cfg, state.nimg)
     G_ema = jax.tree_util.tree_map(lambda e, p: p + beta * (e - p), state.G_ema, G)
     stats["ema_beta"] = beta
+    if blur:
+        stats["blur_sigma"] = sigma
     stats["pl_mean"] = pl_mean
     evaluations = 2 if do_dreg else 1  # real-logit evaluations this iteration
     p, sign_sum, sign_count = _ada_update(cfg, state, jax.lax.psum(signs_sum, AXIS),
@@ -422,25 +497,46 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
 
 
 def iteration_from_key(state: TrainState, real_u8, real_c, label_table, *, nets: Networks,
-                       cfg: StepConfig, do_greg: bool, do_dreg: bool):
+                       cfg: StepConfig, do_greg: bool, do_dreg: bool, blur: bool = False):
     """`iteration` with draws made on the device from (rng, step, device index)."""
     key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
                              jax.lax.axis_index(AXIS))
     draws = draw_iteration(key, nets, cfg, real_u8.shape[0], label_table)
     return iteration(state, real_u8, real_c, draws, nets=nets, cfg=cfg, do_greg=do_greg,
-                     do_dreg=do_dreg)
+                     do_dreg=do_dreg, blur=blur)
 
 
-def build_networks(model_cfg, img_resolution: int, img_channels: int, c_dim: int) -> Networks:
-    """Generator and discriminator from a config's `model` section."""
+def build_networks(model_cfg, img_resolution: int, img_channels: int, c_dim: int,
+                   family: str = "stylegan2", batch_size: int | None = None) -> Networks:
+    """Generator and discriminator from a config's `model` section.
+
+    StyleGAN3 (`family='stylegan3'`) pairs the alias-free generator with this
+    discriminator, as officially; its magnitude EMA halves every `magnitude_ema_kimg` kimg
+    of the global `batch_size` (official beta 0.5 ** (batch / 20000)).
+    """
     common = dict(img_resolution=img_resolution, img_channels=img_channels,
-                  channel_base=model_cfg.channel_base, channel_max=model_cfg.channel_max,
-                  conv_clamp=model_cfg.conv_clamp, num_bf16_res=model_cfg.num_bf16_res,
-                  remat_resolution=model_cfg.get("remat_resolution", 0))
-    G = stylegan2.Generator(z_dim=model_cfg.z_dim, c_dim=c_dim, w_dim=model_cfg.w_dim,
-                            mapping_layers=model_cfg.mapping_layers,
-                            architecture=model_cfg.g_architecture, axis_name=AXIS, **common)
+                  conv_clamp=model_cfg.conv_clamp, num_bf16_res=model_cfg.num_bf16_res)
+    d_channels = dict(channel_base=model_cfg.channel_base, channel_max=model_cfg.channel_max)
+    if family == "stylegan3":
+        if batch_size is None:
+            raise ValueError("a StyleGAN3 generator's magnitude EMA needs the batch size")
+        scale = model_cfg.g_channel_multiplier
+        G = stylegan3.Generator(
+            z_dim=model_cfg.z_dim, c_dim=c_dim, w_dim=model_cfg.w_dim,
+            mapping_layers=model_cfg.mapping_layers, channel_base=model_cfg.channel_base * scale,
+            channel_max=model_cfg.channel_max * scale, num_layers=model_cfg.num_layers,
+            conv_kernel=model_cfg.conv_kernel, use_radial_filters=model_cfg.use_radial_filters,
+            magnitude_ema_beta=0.5 ** (batch_size / (model_cfg.magnitude_ema_kimg * 1000)),
+            axis_name=AXIS, **common)
+    else:
+        G = stylegan2.Generator(z_dim=model_cfg.z_dim, c_dim=c_dim, w_dim=model_cfg.w_dim,
+                                mapping_layers=model_cfg.mapping_layers,
+                                architecture=model_cfg.g_architecture, axis_name=AXIS,
+                                remat_resolution=model_cfg.get("remat_resolution", 0),
+                                **d_channels, **common)
     D = stylegan2.Discriminator(c_dim=c_dim, architecture=model_cfg.d_architecture,
                                 mbstd_group_size=model_cfg.mbstd_group_size,
-                                mbstd_num_channels=model_cfg.mbstd_num_channels, **common)
+                                mbstd_num_channels=model_cfg.mbstd_num_channels,
+                                remat_resolution=model_cfg.get("remat_resolution", 0),
+                                **d_channels, **common)
     return Networks(G, D)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import math
 from typing import Any, Protocol
 
 import ml_collections
@@ -57,6 +56,7 @@ class Trainer(Protocol):
 # family -> "module:class"; the progressive families live in their own module.
 FAMILIES = {
     "stylegan2": "stylegan_jax.train.trainers:StyleGAN2Trainer",
+    "stylegan3": "stylegan_jax.train.trainers:StyleGAN2Trainer",
     "progan": "stylegan_jax.train.progressive:ProgressiveTrainer",
     "stylegan": "stylegan_jax.train.progressive:ProgressiveTrainer",
 }
@@ -70,26 +70,53 @@ def trainer_class(family: str):
 
 
 class StyleGAN2Trainer:
-    """StyleGAN2(-ADA): one stage, lazy regularisation, G EMA (see train/step.py)."""
+    """StyleGAN2(-ADA) and StyleGAN3: one stage, lazy regularisation, G EMA (train/step.py;
+    StyleGAN3 trains in the same loop with its generator and three step settings)."""
 
     def __init__(self, config: ml_collections.ConfigDict, c_dim: int):
         from stylegan_jax.train.config import step_config
 
         self.cfg = step_config(config)
         self.nets = step_lib.build_networks(config.model, config.data.resolution,
-                                            config.data.channels, c_dim)
+                                            config.data.channels, c_dim, config.family,
+                                            config.train.batch_size)
         self.z_dim = self.nets.G.z_dim
-        self._stage = Stage(0, config.data.resolution, config.train.batch_size)
+        # StyleGAN3-r: a first stage while the D input blur acts, then one without it.
+        end = self.cfg.blur_end_nimg
+        self._stages = [Stage(i, config.data.resolution, config.train.batch_size, e)
+                        for i, e in enumerate([] if end is None else [end])]
+        self._stages.append(Stage(len(self._stages), config.data.resolution,
+                                  config.train.batch_size))
 
     @staticmethod
     def validate(config: ml_collections.ConfigDict, num_devices: int, fail) -> None:
         m, t = config.model, config.train
-        for field in ("g_architecture", "d_architecture"):
+        sg3 = config.family == "stylegan3"
+        for field in ("d_architecture",) if sg3 else ("g_architecture", "d_architecture"):
             if m[field] not in stylegan2.ARCHITECTURES:
                 fail(f"model.{field}", f"expected one of {stylegan2.ARCHITECTURES}")
-        for field in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max"):
-            if m[field] < 1:
+        positive = ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max")
+        if sg3:
+            positive += ("g_channel_multiplier", "num_layers")
+        for field in positive:
+            if not isinstance(m[field], int) or m[field] < 1:
                 fail(f"model.{field}", "expected a positive integer")
+        if sg3:
+            if m.num_layers <= 2:
+                fail("model.num_layers", "expected more than the 2 critically sampled layers")
+            if m.conv_kernel not in (1, 3):
+                fail("model.conv_kernel", "expected 3 (stylegan3-t) or 1 (stylegan3-r)")
+            if not m.magnitude_ema_kimg > 0:
+                fail("model.magnitude_ema_kimg", "expected a positive number")
+            if t.pl_weight != 0 or t.style_mixing_prob != 0:
+                fail("train.pl_weight" if t.pl_weight != 0 else "train.style_mixing_prob",
+                     "StyleGAN3 trains without path length regularisation and style mixing "
+                     "(official); expected 0")
+            for field in ("blur_init_sigma", "blur_fade_kimg"):
+                if not 0 <= t[field] < float("inf"):
+                    fail(f"train.{field}", "expected a finite number >= 0")
+        elif t.get("blur_init_sigma", 0):
+            fail("train.blur_init_sigma", "the D input blur is a StyleGAN3 setting; expected 0")
         if t.noise_mode not in stylegan2.NOISE_MODES:
             fail("train.noise_mode", f"expected one of {stylegan2.NOISE_MODES}")
         per_device = t.batch_size // num_devices
@@ -98,8 +125,10 @@ class StyleGAN2Trainer:
             fail("model.mbstd_group_size",
                  f"must divide the per-device batch {per_device} (or exceed it)")
         for field in ("g_reg_interval", "d_reg_interval", "pl_batch_shrink"):
-            if t[field] < 1:
-                fail(f"train.{field}", "expected an integer >= 1")
+            if t[field] < 1 and not (field == "g_reg_interval" and t[field] == 0
+                                     and t.pl_weight == 0):
+                fail(f"train.{field}", "expected an integer >= 1 (g_reg_interval: 0, no lazy "
+                     "regularisation, when train.pl_weight is 0)")
         if t.pl_weight > 0 and per_device // t.pl_batch_shrink < 1:
             fail("train.pl_batch_shrink", f"leaves no sample of the per-device batch {per_device}")
         for field in ("g_lr", "d_lr", "ema_kimg"):
@@ -116,6 +145,8 @@ class StyleGAN2Trainer:
 
     def earlier_layouts(self, template) -> list:
         """(template, upgrade) of state layouts older checkpoints of this config hold."""
+        if self.cfg.r1_skips_out_bias:  # StyleGAN3 runs began with flat moments
+            return []
         return [(step_lib.per_tensor_moments_layout(template), step_lib.flat_moments)]
 
     def start_from(self, host_state, source: str, log=print):
@@ -126,15 +157,17 @@ class StyleGAN2Trainer:
         return transfer.apply_resume(host_state, networks, p, source, log)
 
     def stage_at(self, nimg: int) -> Stage:
-        return self._stage
+        return next(s for s in self._stages if s.end_nimg is None or nimg < s.end_nimg)
 
     def programs(self, backend: Backend, stage: Stage) -> dict:
-        period = math.lcm(self.cfg.g_reg_interval, self.cfg.d_reg_interval)
-        return {flags: compiled_iteration(backend, self.nets, self.cfg, flags)
-                for flags in sorted({self.cfg.phases(step) for step in range(period)})}
+        return {key: compiled_iteration(backend, self.nets, self.cfg, key)
+                for key in sorted({self.program_key(stage, step)
+                                   for step in range(self.cfg.period)})}
 
     def program_key(self, stage: Stage, step: int):
-        return self.cfg.phases(step)  # (run Greg, run Dreg)
+        """(run Greg, run Dreg[, blur D's input]) at iteration `step` of `stage`."""
+        phases = self.cfg.phases(step)
+        return phases if len(self._stages) == 1 else (*phases, stage.index == 0)
 
     def export(self, host_state) -> dict:
         from stylegan_jax.model_store import Network
@@ -152,11 +185,13 @@ _PROGRAMS: dict = {}
 
 
 def compiled_iteration(backend: Backend, nets, cfg: step_lib.StepConfig, flags):
-    """The mapped iteration for one combination of lazy phases, built once per process."""
+    """The mapped iteration for one program key (StepConfig.program_key), built once per
+    process."""
     key = (backend.kind, tuple(backend.devices), nets, cfg, flags)
     if key not in _PROGRAMS:
         fn = functools.partial(step_lib.iteration_from_key, nets=nets, cfg=cfg,
-                               do_greg=flags[0], do_dreg=flags[1])
+                               do_greg=flags[0], do_dreg=flags[1],
+                               blur=len(flags) > 2 and flags[2])
         _PROGRAMS[key] = backend.compile(
             fn, ("replicated", "sharded", "sharded", "replicated"),
             ("replicated", "replicated"))
