@@ -313,7 +313,8 @@ class MetricRunner:
         g_vars = self.devices.replicate(self.G.variables)
         group = equivariance.GROUP
         num_groups = math.ceil(process_share(num) / group)
-        per_step = self.devices.round_batch(max(self.batch_size // group, 1))
+        # batch_size counts every synthesised image: GROUP per group and transform.
+        per_step = self.devices.round_batch(max(self.batch_size // (group * (len(modes) + 1)), 1))
         rng = np.random.default_rng([self.seed, jax.process_index(), 2])
         sums = []
         bar = tqdm(total=num, desc="equivariance " + ",".join(modes), unit="img",
