@@ -84,11 +84,15 @@ def test_bad_stylegan3_configs_name_the_field(field, value, match):
     assert field in str(e.value)
 
 
-def test_blur_is_refused_outside_stylegan3():
+@pytest.mark.parametrize("field,value", [("train.blur_init_sigma", 10.0),
+                                         ("metrics.names", "eqt1k_int")])
+def test_stylegan3_settings_are_refused_elsewhere(field, value):
     config = config_lib.load_config("quickstart")
-    config.train.blur_init_sigma = 10.0
-    with pytest.raises(config_lib.ConfigError, match="train.blur_init_sigma"):
+    section, key = field.split(".")
+    config[section][key] = value
+    with pytest.raises(config_lib.ConfigError, match="StyleGAN3") as e:
         config_lib.validate(config, num_devices=8)
+    assert field in str(e.value)
 
 
 def tiny_r_config():

@@ -34,8 +34,11 @@ from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.programs import StagePrograms, compile_stage, forget_compiled
 from stylegan_jax.train.trainers import StyleGAN2Trainer
 
-PHASE_NAMES = {(False, False): "main", (True, False): "main+Greg", (False, True): "main+Dreg",
-               (True, True): "main+Greg+Dreg"}
+
+def phase_name(key: tuple) -> str:
+    """A program key (trainer.program_key: Greg, Dreg[, D input blur]) in words."""
+    names = ("Greg", "Dreg", "blur")[:len(key)]
+    return "main" + "".join(f"+{name}" for name, on in zip(names, key, strict=True) if on)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "batch * ada_interval / (ada_kimg * 1000) per adjustment)")
     p.add_argument("--rounds", type=int, default=3,
                    help="--compare-aug: alternating rounds of --iters each (median reported)")
+    p.add_argument("--nimg", type=int, default=0,
+                   help="time the programs of the training stage at this image count (e.g. "
+                   "StyleGAN3-r after its D input blur has faded; default: the first)")
     p.add_argument("--json", action="store_true", help="also print one JSON line")
 
 
@@ -102,11 +108,12 @@ class Run:
     cached: StagePrograms | None  # the same programs loaded again from the compilation cache
     state: Any
     args: tuple  # the iteration's arguments after the state: images, labels, label table
+    nimg: int = 0  # the image count whose training stage is timed
     stats: dict = dataclasses.field(default_factory=dict)
 
     def time(self, iters: int) -> tuple[float, float]:
         """(seconds per iteration, host seconds per call) over `iters` iterations."""
-        stage, host_s = self.trainer.stage_at(0), 0.0
+        stage, host_s = self.trainer.stage_at(self.nimg), 0.0
         t0 = time.perf_counter()
         for step in range(iters):
             t_call = time.perf_counter()
@@ -117,13 +124,13 @@ class Run:
         return (time.perf_counter() - t0) / iters, host_s / iters
 
 
-def prepare(config, c_dim: int, reload: bool = True) -> Run:
+def prepare(config, c_dim: int, reload: bool = True, nimg: int = 0) -> Run:
     """Validates, builds and compiles `config` on random uint8 images; runs each program once
     (a first run allocates). reload: if compiled cold, time loading them from the cache too."""
     backend = Backend(config.train.backend)
     config_lib.validate(config, backend.num_devices)
     trainer = StyleGAN2Trainer(config, c_dim)
-    stage = trainer.stage_at(0)
+    stage = trainer.stage_at(nimg)
     res, ch, b = config.data.resolution, config.data.channels, trainer.cfg.batch_size
     # One compiled program (cached across runs), as the training loop does, not hundreds of
     # eagerly compiled ops.
@@ -143,19 +150,19 @@ def prepare(config, c_dim: int, reload: bool = True) -> Run:
     for program in programs.compiled.values():
         state, _ = program(state, *args)
     jax.block_until_ready(state)
-    return Run(config, trainer, backend, programs, cached, state, args)
+    return Run(config, trainer, backend, programs, cached, state, args, nimg=nimg)
 
 
 def summarise(run: Run, name: str, sec: float, host_s: float, peak_tflops) -> dict:
     """The printed and JSON figures of one config timed at `sec` per iteration."""
     cfg, backend, programs = run.trainer.cfg, run.backend, run.programs
     b, res = cfg.batch_size, run.config.data.resolution
-    period = math.lcm(cfg.g_reg_interval, cfg.d_reg_interval)
+    period = cfg.period
     # FLOPs of one iteration, averaged over the lazy-regularisation period (all devices).
     flops = {k: _flops(c) for k, c in programs.compiled.items()}
     per_iter = None
     if all(f is not None for f in flops.values()):
-        stage = run.trainer.stage_at(0)
+        stage = run.trainer.stage_at(run.nimg)
         keys = [run.trainer.program_key(stage, s) for s in range(period)]
         per_iter = sum(flops[k] for k in keys) / period * backend.num_devices
     device = jax.devices()[0]
@@ -174,11 +181,11 @@ def summarise(run: Run, name: str, sec: float, host_s: float, peak_tflops) -> di
         "peak_tflops": peak,
         "mfu": (None if achieved is None or not peak
                 else round(achieved / (peak * backend.num_devices), 4)),
-        "compile_s": {PHASE_NAMES[k]: round(v, 2) for k, v in programs.compile_s_by_key.items()},
+        "compile_s": {phase_name(k): round(v, 2) for k, v in programs.compile_s_by_key.items()},
         "compile_total_s": round(programs.compile_s, 2),
         "compile_cache_hits": programs.cache_hits,
         "compile_cached_s": None if run.cached is None else round(run.cached.compile_s, 2),
-        "program_gib": {PHASE_NAMES[k]: None if (m := _memory_bytes(c)) is None
+        "program_gib": {phase_name(k): None if (m := _memory_bytes(c)) is None
                         else round(m / 2**30, 3) for k, c in programs.compiled.items()},
         "peak_gib": None if mem is None else round(mem / 2**30, 3),
     }
@@ -191,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.rounds}")
     if not args.compare_aug:
         config = config_lib.load_config(args.config, overrides)
-        bench = prepare(config, args.c_dim)
+        bench = prepare(config, args.c_dim, nimg=args.nimg)
         iters = args.iters or _period(bench)
         profile = jax.profiler.trace(args.profile) if args.profile else contextlib.nullcontext()
         with profile:
@@ -207,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     variants = {"noaug": ["train.aug=noaug"],
                 "ada": ["train.aug=ada", f"train.aug_p={args.aug_p}"]}
     benches = {name: prepare(config_lib.load_config(args.config, overrides + extra), args.c_dim,
-                             reload=False) for name, extra in variants.items()}
+                             reload=False, nimg=args.nimg) for name, extra in variants.items()}
     iters = args.iters or _period(benches["noaug"])
     times: dict[str, list] = {name: [] for name in benches}
     for _ in range(args.rounds):  # alternating, so a busy spell hits both
@@ -232,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _period(bench: Run) -> int:
-    return math.lcm(bench.trainer.cfg.g_reg_interval, bench.trainer.cfg.d_reg_interval)
+    return bench.trainer.cfg.period
 
 
 def _gib(x) -> str:

@@ -228,8 +228,11 @@ def _validate_metrics(config, fail) -> None:
         fail("metrics.every_kimg", "expected a positive number of kimg (at least 0.001)")
     if m.batch_size < 1:
         fail("metrics.batch_size", "expected a positive integer")
-    if config.family not in ("stylegan2", "stylegan3") and any(s.kind == "ppl" for s in specs):
+    if config.family != "stylegan2" and any(s.kind == "ppl" for s in specs):
         fail("metrics.names", "perceptual path length needs a StyleGAN2 generator")
+    if config.family != "stylegan3" and any(s.kind == "eq" for s in specs):
+        fail("metrics.names", "the equivariance metrics (eqt*, eqr*) need a StyleGAN3 "
+             "generator")
     if m.best and specs:  # without metrics, `best` (e.g. a preset's) has nothing to rank
         keys = [k for s in specs for k in s.result_keys]
         if m.best not in keys:

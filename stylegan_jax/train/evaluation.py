@@ -36,7 +36,7 @@ class Evaluator:
         self.specs = config_lib.metric_specs(config)
         self.detectors = detectors or Detectors(
             weights={n: m[f"{n}_weights"] or None for n in weight_files.FILES})
-        for detector in sorted({s.detector for s in self.specs}):
+        for detector in sorted({s.detector for s in self.specs if s.detector}):
             try:
                 self.detectors.check_available(detector)
             except FileNotFoundError as e:
