@@ -142,7 +142,8 @@ def test_checkpoints_move_between_process_counts(runs):
 
 
 def test_a_killed_process_ends_the_other_and_restart_resumes(tmp_path):
-    procs = two_processes(tmp_path / "run", tmp_path / "out", 10_000)
+    plain = dict(SGJ_TEST_PLAIN="1")  # no regularisers, no metrics: a cheaper compile
+    procs = two_processes(tmp_path / "run", tmp_path / "out", 10_000, **plain)
     ckpts = tmp_path / "run" / "checkpoints"
     deadline = time.time() + 400
     while not (ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())):
@@ -159,6 +160,6 @@ def test_a_killed_process_ends_the_other_and_restart_resumes(tmp_path):
     assert "another task died" in out or "unhealthy" in out, out[-2000:]
     # Both restarted: they resume from the newest complete checkpoint.
     saved = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
-    procs = two_processes(tmp_path / "run", tmp_path / "out", saved // 8 + 1)
+    procs = two_processes(tmp_path / "run", tmp_path / "out", saved // 8 + 1, **plain)
     logs = finish(procs)
     assert f"Resuming from {ckpts}/{saved}" in logs[0], logs[0][-2000:]
