@@ -125,13 +125,15 @@ def test_p_moves_by_the_official_step(ada_run):
 
 def test_the_loop_resumes_with_the_same_p(tmp_path):
     """2 + restart + 2 iterations == 4 straight, bitwise, with p adjusted every iteration;
-    the tick line and stats.jsonl report p."""
+    the tick line and stats.jsonl report p. Without regularisers: one cheap program (the
+    Dreg reals' count is tested above)."""
     from test_train_loop import assert_trees_equal
     from train_fixtures import tiny_config
 
     from stylegan_jax.train import loop
 
-    ada = dict(aug="ada", aug_p=0.3, ada_interval=1, ada_kimg=1.0)  # steps of 16 / 1000
+    ada = dict(aug="ada", aug_p=0.3, ada_interval=1, ada_kimg=1.0,  # steps of 16 / 1000
+               r1_gamma=0.0, pl_weight=0.0)
     lines = []
     straight = loop.train(tiny_config(**ada), tmp_path / "a", stop_at_step=4, log=lines.append)
     loop.train(tiny_config(**ada), tmp_path / "b", stop_at_step=2, log=lambda _: None)
