@@ -243,6 +243,10 @@ def generate_images(
         raise ValueError("ProGAN generators have no truncation (--trunc must be 1)")
     z = latents_for_seeds(seeds, G.z_dim)
     c = labels_for(class_idx, G.c_dim, len(seeds))
+    if isinstance(G, stylegan3.Generator):
+        # Its styles are normalised over the batch (demodulation cancels that up to
+        # rounding): one seed per call, as NVIDIA's gen_images.py and `serve` render them.
+        batch_size = 1
     out = []
     for part in batches(len(seeds), batch_size, "generate"):
         key = jax.random.PRNGKey(seeds[part.start])

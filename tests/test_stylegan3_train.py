@@ -159,3 +159,15 @@ def test_stylegan3_r_run_crosses_the_blur_stage_and_resumes_exactly(tmp_path):
     counts = sorted(int(jax.tree_util.tree_leaves(s)[0])
                     for s in a_state.D_opt.inner_states.values())
     assert counts == [4, 8]
+
+
+def test_bench_times_the_blur_stage_or_the_one_after():
+    """`stylegan-jax bench --nimg N` times the programs of the stage at N images."""
+    from stylegan_jax.benchmarks import train as bench
+
+    for nimg, program in ((0, "main+Dreg+blur"), (64, "main+Dreg")):
+        run = bench.prepare(tiny_r_config(), 0, reload=False, nimg=nimg)
+        sec, host_s = run.time(1)
+        result = bench.summarise(run, "tiny", sec, host_s, None)
+        assert list(result["compile_s"]) == [program]
+        assert result["img_per_s"] > 0 and result["gflop_per_img"] > 0
