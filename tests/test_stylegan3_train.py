@@ -160,6 +160,20 @@ def test_stylegan3_r_run_crosses_the_blur_stage_and_resumes_exactly(tmp_path):
                     for s in a_state.D_opt.inner_states.values())
     assert counts == [4, 8]
 
+    # A new run started from this one (official --resume) takes its networks and, as
+    # officially, has no D input blur: one stage.
+    config = tiny_r_config()
+    config.train.resume = str(tmp_path / "a")
+    assert trainer_class(config.family)(config, 0).stage_at(0).end_nimg is None
+    lines = []
+    started = loop.train(config, tmp_path / "c", stop_at_step=0, log=lines.append)
+    assert any(x.startswith(f"Starting from {tmp_path / 'a'}") for x in lines)
+    for field in ("G", "G_buffers", "D", "G_ema", "G_ema_buffers"):
+        for x, y in zip(jax.tree_util.tree_leaves(getattr(a_state, field)),
+                        jax.tree_util.tree_leaves(getattr(started["state"], field)),
+                        strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=field)
+
 
 def test_bench_times_the_blur_stage_or_the_one_after():
     """`stylegan-jax bench --nimg N` times the programs of the stage at N images."""
