@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                               "img_per_s": round(args.batch / step_s, 2),
                               "ms_per_batch": round(step_s * 1e3, 3)}
             print(f"{name} {label:<8} res={args.resolution} batch={args.batch} "
-                  f"compile {compile_s:7.2f} s   {args.batch / step_s:10.1f} img/s   "
+                  f"compile {compile_s:7.2f} s   {args.batch / step_s:10.2f} img/s   "
                   f"{step_s * 1e3:9.2f} ms/batch")
     peak = peak_memory_mib()
     results["peak_mib"] = peak
