@@ -188,12 +188,18 @@ def with_transform(net: Network, translate=(0.0, 0.0), rotate: float = 0.0) -> N
             raise ValueError("--translate / --rotate move StyleGAN3 generators' input; this "
                              f"is a {type(net.module).__module__.rsplit('.', 1)[-1]} generator")
         return net
-    buffers = dict(net.variables["buffers"])
+    matrix = jnp.asarray(stylegan3_transform(translate, rotate))
+    return Network(net.module, with_input_transform(net.variables, matrix), net.lod)
+
+
+def with_input_transform(variables: dict, transform: jax.Array) -> dict:
+    """StyleGAN3 `variables` whose input transform buffer is `transform` [3, 3]
+    (traceable: serve passes one per sample as data)."""
+    buffers = dict(variables["buffers"])
     synthesis = dict(buffers["synthesis"])
-    synthesis["input"] = {**synthesis["input"],
-                          "transform": jnp.asarray(stylegan3_transform(translate, rotate))}
+    synthesis["input"] = {**synthesis["input"], "transform": transform}
     buffers["synthesis"] = synthesis
-    return Network(net.module, {**net.variables, "buffers": buffers}, net.lod)
+    return {**variables, "buffers": buffers}
 
 
 def _pair(text: str) -> tuple[float, float]:

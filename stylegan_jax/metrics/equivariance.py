@@ -300,14 +300,6 @@ def psnr(sums: np.ndarray) -> float:
         return float(20 * np.log10(2) - 10 * np.log10(err / count))
 
 
-def _with_input_transform(variables: dict, transform: jax.Array) -> dict:
-    buffers = dict(variables["buffers"])
-    synthesis = dict(buffers["synthesis"])
-    synthesis["input"] = {**synthesis["input"], "transform": transform}
-    buffers["synthesis"] = synthesis
-    return {**variables, "buffers": buffers}
-
-
 def group_sums(module, variables: dict, modes: tuple[str, ...], z: jax.Array, c: jax.Array,
                params: jax.Array, psi: float = 1.0) -> jax.Array:
     """[G, M, 2] error sums of G groups for each of the M `modes`: z [G, GROUP, z_dim],
@@ -326,7 +318,7 @@ def group_sums(module, variables: dict, modes: tuple[str, ...], z: jax.Array, c:
     key = jax.random.PRNGKey(0)  # StyleGAN3 has no noise inputs
 
     def draw(ws_g, transform):
-        v = _with_input_transform(variables, transform)
+        v = generate.with_input_transform(variables, transform)
         return generate.synthesis(module, v, ws_g, key, noise_mode="const")
 
     def one_group(ws_g, p):

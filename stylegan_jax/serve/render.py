@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from stylegan_jax.generate import GENERATORS, W_FAMILIES
+from stylegan_jax.generate import GENERATORS, W_FAMILIES, with_input_transform
 from stylegan_jax.model_store import Network
 from stylegan_jax.models import progan, stylegan, stylegan2, stylegan3
 from stylegan_jax.nn import ops
@@ -70,16 +70,6 @@ def _truncate_stylegan(G, variables, z, c, psi):
     dlatents = G.apply(variables, z, c, method=stylegan.Generator.mapping_fn)
     truncated = ops.lerp(variables["buffers"]["dlatent_avg"], dlatents, psi)  # truncate_fn's
     return jnp.where(psi == 1, dlatents, truncated)
-
-
-def with_input_transform(variables: dict, transform: jax.Array) -> dict:
-    """StyleGAN3 `variables` whose input transform buffer is `transform` [3, 3]
-    (traceable: the matrix may be data)."""
-    buffers = dict(variables["buffers"])
-    synthesis = dict(buffers["synthesis"])
-    synthesis["input"] = {**synthesis["input"], "transform": transform}
-    buffers["synthesis"] = synthesis
-    return {**variables, "buffers": buffers}
 
 
 def _render_batch(net: Network, noise_mode: str, variables, z, c, psi, key):
