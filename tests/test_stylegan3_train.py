@@ -97,7 +97,7 @@ def test_stylegan3_settings_are_refused_elsewhere(field, value):
 
 def tiny_r_config():
     """stylegan3_quick:r shrunk: 16x16, 3 synthesis layers, 2 images per fake device, the
-    blur acting for the first two iterations only, a checkpoint every 2 iterations."""
+    blur acting for the first two iterations only, ADA, a checkpoint every 2 iterations."""
     c = config_lib.load_config("stylegan3_quick:r")
     c.data.resolution = 16
     c.model.z_dim = c.model.w_dim = 16
@@ -107,6 +107,8 @@ def tiny_r_config():
     c.train.batch_size = 16
     c.train.d_reg_interval = 1  # one program per stage
     c.train.blur_fade_kimg = 0.03  # sigma 10 -> floor(3 sigma) = 0 after 29 images
+    c.train.aug, c.train.aug_p, c.train.ada_kimg = "ada", 0.2, 0.1  # after the blur; p moves
+    c.train.ada_interval = 2
     c.log.tick_kimg = c.log.snapshot_kimg = c.log.checkpoint_kimg = 0.032
     c.log.keep_last = 5
     c.log.grid_seeds = 4
@@ -159,6 +161,7 @@ def test_stylegan3_r_run_crosses_the_blur_stage_and_resumes_exactly(tmp_path):
     counts = sorted(int(jax.tree_util.tree_leaves(s)[0])
                     for s in a_state.D_opt.inner_states.values())
     assert counts == [4, 8]
+    assert float(a_state.augment_p) != 0.2  # ADA adjusted p (every 2 iterations)
 
     # A new run started from this one (official --resume) takes its networks and, as
     # officially, has no D input blur: one stage.
