@@ -35,7 +35,7 @@ SPLIT = 10  # 160 images: 8x8 fading in (lod 1.5), inside a group of 4 minibatch
 def saved(workdir, family, nimg):
     trainer = ProgressiveTrainer(tiny_config(family), 0)
     ckpts = Checkpoints(workdir / "checkpoints", keep_last=50, keep_every=None)
-    state, data, _ = ckpts.restore(nimg, trainer.init_state(0))
+    state, data, _ = ckpts.restore(nimg, jax.eval_shape(trainer.init_state, 0))  # the layout
     ckpts.close()
     return state, data
 
