@@ -218,20 +218,55 @@ def test_concurrent_requests_share_batches(client):
         assert client.get("/api/image", params=q).content == r.content
 
 
-def test_flood_beyond_the_queue_gets_503_with_retry_after(client):
-    def get(i):
-        return httpx.get(f"{client.base_url}api/image", params={"seed": i}, timeout=60)
+class GatedEngine:
+    """An engine whose renders wait for `gate`, so a test holds the generator busy
+    for as long as it likes instead of racing it."""
 
-    with ThreadPoolExecutor(48) as pool:
-        answers = list(pool.map(get, range(96)))
-    codes = [r.status_code for r in answers]
-    assert set(codes) <= {200, 503}, codes
-    busy = [r for r in answers if r.status_code == 503]
-    assert busy and codes.count(200) >= 8
-    assert all(r.headers["retry-after"] == "1" and "busy" in r.json()["error"] for r in busy)
-    assert client.get("/healthz").status_code == 200
-    assert metric(client.get("/metrics").text, "sgj_requests_total", route="image",
-                  status="503") == len(busy)
+    def __init__(self, engine: Engine):
+        self.engine, self.gate = engine, threading.Event()
+        self.spec, self.max_batch = engine.spec, engine.max_batch
+
+    def __call__(self, *args):
+        self.gate.wait(60)
+        return self.engine(*args)
+
+
+def test_flood_beyond_the_queue_gets_503_with_retry_after():
+    """One request blocks in the generator, 8 fill the queue; the next 4 are refused at
+    once with Retry-After, and the 9 held ones are answered once the generator frees."""
+    engine = Engine(_progan_conditional(), max_batch=2)
+    engine.warm_up()
+    gated = GatedEngine(engine)
+    with serve_in_thread(create_app(gated, "gated", window_s=0, queue_limit=8)) as c:
+        url = f"{c.base_url}/api/image"
+
+        def depth():
+            return metric(c.get("/metrics").text, "sgj_queue_depth")
+
+        with ThreadPoolExecutor(9) as pool:
+            held = [pool.submit(httpx.get, url, params={"seed": 0}, timeout=60)]
+            deadline = time.monotonic() + 30
+            while metric(c.get("/metrics").text, "sgj_requests_in_flight") < 2:
+                assert time.monotonic() < deadline, "the first request never arrived"
+                time.sleep(0.02)
+            time.sleep(0.1)  # it leaves the queue for the (blocked) generator
+            assert depth() == 0
+            held += [pool.submit(httpx.get, url, params={"seed": i}, timeout=60)
+                     for i in range(1, 9)]
+            while depth() < 8:
+                assert time.monotonic() < deadline, f"queue depth {depth()}, want 8"
+                time.sleep(0.02)
+            busy = [c.get("/api/image", params={"seed": i}) for i in range(9, 13)]
+            assert c.get("/healthz").status_code == 200  # refusing, yet alive
+            gated.gate.set()
+            answers = [f.result() for f in held]
+        assert [r.status_code for r in busy] == [503] * 4
+        assert all(r.headers["retry-after"] == "1" and "busy" in r.json()["error"]
+                   for r in busy)
+        assert [r.status_code for r in answers] == [200] * 9
+        text = c.get("/metrics").text
+        assert metric(text, "sgj_requests_total", route="image", status="503") == 4
+        assert metric(text, "sgj_requests_total", route="image", status="200") == 9
 
 
 def test_clients_that_disconnect_do_not_hurt_the_server(client):
