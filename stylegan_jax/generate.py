@@ -288,20 +288,31 @@ def load_any_networks(source: str | Path) -> dict[str, Network]:
     """The networks of a network directory, a training workdir (its newest checkpoint, or
     a checkpoint path) or an official .pkl (PyTorch or TensorFlow, converted in memory by
     the converter `stylegan-jax convert` uses)."""
+    return read_any_networks(source)[0]
+
+
+def read_any_networks(source: str | Path) -> tuple[dict[str, Network], dict | None]:
+    """`load_any_networks`, and a PyTorch pickle's records (else None): what a caller needs
+    of a snapshot beyond its networks (its augment pipe) without reading it twice."""
     source = Path(source)
     if source.suffix == ".pkl":
         if not source.is_file():
             raise FileNotFoundError(f"--network: {source} is not a file")
         from stylegan_jax.convert import official, tf_official
-        from stylegan_jax.convert.pickle_reader import UnsafePickleError, is_tf_pickle
+        from stylegan_jax.convert.pickle_reader import (
+            UnsafePickleError,
+            is_tf_pickle,
+            load_official_pickle,
+        )
 
         try:
-            nets = (tf_official.networks_from_tf_pickle(source) if is_tf_pickle(source)
-                    else official.networks_from_pickle(source))
+            if is_tf_pickle(source):
+                return tf_official.networks_from_tf_pickle(source), None
+            data = load_official_pickle(source)
+            return official.networks_from_pickle(source, data), data
         except UnsafePickleError as e:
             raise ValueError(f"{source}: {e}") from None
-        return nets
-    return load_networks(source)
+    return load_networks(source), None
 
 
 def add_network_arguments(p: argparse.ArgumentParser) -> None:

@@ -196,12 +196,13 @@ def code_base_of(records: Mapping[str, Any]) -> str:
     return ADA
 
 
-def networks_from_pickle(path) -> dict[str, Network]:
+def networks_from_pickle(path, data: dict | None = None) -> dict[str, Network]:
     """Official network pickle -> {'G', 'G_ema', 'D': model_store.Network} (those present).
 
-    Reads the pickles of stylegan2-ada-pytorch and the stylegan3 code base's StyleGAN2.
+    Reads the pickles of stylegan2-ada-pytorch and the stylegan3 code base's StyleGAN2
+    (`data`: the pickle as `load_official_pickle` read it already).
     """
-    data = load_official_pickle(path)
+    data = load_official_pickle(path) if data is None else data
     records = {name: data[name] for name in _PICKLE_CLASSES if data.get(name) is not None}
     code_base = code_base_of(records)
     out = {}

@@ -75,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
     # A training run's checkpoint: evaluate a fixed step, on the run's data by default.
     found = export.checkpoint_path(net_dir)
     if found is not None:
-        run_root, step = found[0], export.resolve_step(*found)
+        run_root, (step, nets) = found[0], export.networks_at(*found)
         net_dir = run_root / "checkpoints" / str(step)
-    nets = load_networks(net_dir)
+    else:
+        nets = load_networks(net_dir)
     which = args.which or ("G_ema" if "G_ema" in nets else "G")
     if which not in nets:
         raise ValueError(f"{net_dir} has no network {which!r}; it has {sorted(nets)}")

@@ -73,7 +73,7 @@ def _load(ckpts: Checkpoints, config: ml_collections.ConfigDict, step: int):
     return trainer, state
 
 
-def _restore(workdir: Path, step: int | str | None):
+def restore_checkpoint(workdir: Path, step: int | str | None):
     """(step, trainer, state): the named checkpoint, or the newest readable one (None),
     skipping damaged ones with a warning each."""
     config = read_config(workdir)
@@ -90,22 +90,15 @@ def _restore(workdir: Path, step: int | str | None):
     return (found[0], *found[1])
 
 
-def resolve_step(workdir: str | Path, step: int | str | None = None) -> int:
-    """The checkpoint (images shown) that `step` names: a number, 'best' or None (the
-    newest that can be read)."""
-    workdir = Path(workdir)
-    if step is None:
-        return _restore(workdir, None)[0]
-    ckpts = _checkpoints(workdir, read_config(workdir))
-    try:
-        return _named_step(ckpts, workdir, step)
-    finally:
-        ckpts.close()
-
-
 def networks_from_workdir(workdir: str | Path, step: int | str | None = None) -> dict:
     """{'G', 'G_ema', 'D': Network} restored from a checkpoint of a training workdir
     (`step`: images shown, 'best' by the run's `metrics.best`, or None for the newest
     that can be read)."""
-    _, trainer, state = _restore(Path(workdir), step)
-    return trainer.export(jax.tree_util.tree_map(jnp.asarray, state))
+    return networks_at(workdir, step)[1]
+
+
+def networks_at(workdir: str | Path, step: int | str | None = None) -> tuple[int, dict]:
+    """(the checkpoint's step, its networks) from one restore: a caller that names the
+    checkpoint it evaluated need not restore it twice."""
+    step, trainer, state = restore_checkpoint(Path(workdir), step)
+    return step, trainer.export(jax.tree_util.tree_map(jnp.asarray, state))

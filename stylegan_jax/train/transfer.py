@@ -25,7 +25,7 @@ _TARGETS = {"G": ("G", "G_buffers"), "G_ema": ("G_ema", "G_ema_buffers"), "D": (
 
 def load_source(source: str | Path) -> tuple[dict, float | None]:
     """({'G', 'G_ema', 'D' that the source has: Network}, p or None)."""
-    from stylegan_jax.generate import load_any_networks
+    from stylegan_jax.generate import read_any_networks
     from stylegan_jax.train import export
 
     path = Path(source)
@@ -33,24 +33,20 @@ def load_source(source: str | Path) -> tuple[dict, float | None]:
         raise FileNotFoundError(f"train.resume={source}: no such file or directory")
     found = export.checkpoint_path(path)
     if found is not None:
-        _, trainer, state = export._restore(*found)
+        _, trainer, state = export.restore_checkpoint(*found)
         nets = trainer.export(jax.tree_util.tree_map(jnp.asarray, state))
         p = getattr(state, "augment_p", None)
         return nets, None if p is None else float(np.asarray(p))
-    nets = load_any_networks(path)
+    nets, records = read_any_networks(path)
     usable = {k: v for k, v in nets.items() if k in _TARGETS}
     if not usable:
         raise ValueError(f"train.resume={source}: holds {sorted(nets)}, none of G, G_ema, D")
-    return usable, _official_p(path)
+    return usable, None if records is None else _official_p(records)
 
 
-def _official_p(path: Path) -> float | None:
+def _official_p(records: dict) -> float | None:
     """The ADA strength a stylegan2-ada-pytorch snapshot keeps (its `augment_pipe.p`)."""
-    from stylegan_jax.convert.pickle_reader import is_tf_pickle, load_official_pickle
-
-    if path.suffix != ".pkl" or is_tf_pickle(path):
-        return None
-    pipe = load_official_pickle(path).get("augment_pipe")
+    pipe = records.get("augment_pipe")
     p = pipe.state_dict().get("p") if hasattr(pipe, "state_dict") else None
     return None if p is None or np.size(p) != 1 else float(np.asarray(p).reshape(()))
 
