@@ -125,6 +125,7 @@ def restore(workdir, step):
     return state, data
 
 
+@pytest.mark.slow  # 3 runs, 2 stage programs: ~30 s
 def test_stylegan3_r_run_crosses_the_blur_stage_and_resumes_exactly(tmp_path):
     config = tiny_r_config()
     cfg = config_lib.step_config(config)
@@ -135,6 +136,8 @@ def test_stylegan3_r_run_crosses_the_blur_stage_and_resumes_exactly(tmp_path):
     straight = loop.train(config, tmp_path / "a", stop_at_step=4, log=lines.append)
     assert straight["step"] == 4 and straight["checkpoint"] == 64
     assert any("stylegan3" in x for x in lines)
+    ticks = [x for x in lines if x.startswith("tick ")]
+    assert ticks and all("G/loss" in x and "pl_mean" not in x for x in ticks)  # no PL
     assert (tmp_path / "a" / "samples" / "fakes000000.png").is_file()
 
     first = loop.train(tiny_r_config(), tmp_path / "b", stop_at_step=1, log=lambda _: None)

@@ -482,7 +482,8 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
     stats["ema_beta"] = beta
     if blur:
         stats["blur_sigma"] = sigma
-    stats["pl_mean"] = pl_mean
+    if cfg.pl_weight != 0 and cfg.g_reg_interval > 0:  # StyleGAN3 has no path length
+        stats["pl_mean"] = pl_mean
     evaluations = 2 if do_dreg else 1  # real-logit evaluations this iteration
     p, sign_sum, sign_count = _ada_update(cfg, state, jax.lax.psum(signs_sum, AXIS),
                                           jnp.float32(evaluations * cfg.batch_size))
