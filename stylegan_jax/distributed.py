@@ -132,6 +132,16 @@ def local_commands(n: int, argv: Sequence[str], port: int) -> list[list[str]]:
                     "--process-id", str(i)] for i in range(n)]
 
 
+def with_host_devices(xla_flags: str, count: int | None) -> str:
+    """`xla_flags` with its fake CPU device count set to `count` (None: the flag removed,
+    one device), every other flag kept."""
+    flags = [f for f in xla_flags.split()
+             if not f.startswith("--xla_force_host_platform_device_count")]
+    if count is not None:
+        flags.append(f"--xla_force_host_platform_device_count={count}")
+    return " ".join(flags)
+
+
 def launch_local(n: int, argv: Sequence[str], devices_per_process: int | None = None,
                  poll_s: float = 0.5) -> int:
     """Runs `stylegan-jax <argv>` as n processes on 127.0.0.1; returns the first failure's code.
@@ -141,10 +151,7 @@ def launch_local(n: int, argv: Sequence[str], devices_per_process: int | None = 
     """
     env = dict(os.environ)
     if devices_per_process:
-        flags = [f for f in env.get("XLA_FLAGS", "").split()
-                 if not f.startswith("--xla_force_host_platform_device_count")]
-        flags.append(f"--xla_force_host_platform_device_count={devices_per_process}")
-        env["XLA_FLAGS"] = " ".join(flags)
+        env["XLA_FLAGS"] = with_host_devices(env.get("XLA_FLAGS", ""), devices_per_process)
     procs = [subprocess.Popen(cmd, env=env) for cmd in local_commands(n, argv, free_port())]
     try:
         while True:

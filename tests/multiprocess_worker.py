@@ -16,13 +16,14 @@ import os
 import sys
 
 workdir, out, stop, devices, *dist = sys.argv[1:]
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+from stylegan_jax import distributed  # noqa: E402 (jax reads XLA_FLAGS at its first use)
+
+os.environ["XLA_FLAGS"] = distributed.with_host_devices(os.environ.get("XLA_FLAGS", ""),
+                                                        int(devices))
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-
-from stylegan_jax import distributed  # noqa: E402
 
 if dist:
     distributed.initialize(dist[0], int(dist[1]), int(dist[2]), heartbeat_timeout_s=10)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from train_fixtures import tiny_config
 
+from stylegan_jax.distributed import with_host_devices
 from stylegan_jax.model_store import load_networks
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import loop
@@ -139,7 +140,8 @@ def test_named_damaged_checkpoint_is_one_line_without_noise(finished, tmp_path):
         [sys.executable, "-m", "stylegan_jax.cli", "generate", "--network",
          str(run / "checkpoints" / "96"), "--seeds", "0", "--outdir", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300,
-        env={**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"})
+        env={**os.environ, "JAX_PLATFORMS": "cpu",
+             "XLA_FLAGS": with_host_devices(os.environ.get("XLA_FLAGS", ""), None)})
     assert proc.returncode == 2, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr[-3000:]

@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from stylegan_jax.distributed import with_host_devices
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 MOMENTS = ("save", "created", "written", "committed")
@@ -120,9 +123,8 @@ def worker(workdir: str, records: str, stop: str, kill: str | None) -> None:
 
 
 def one_device_env():
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
-    return env
+    return {**os.environ, "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": with_host_devices(os.environ.get("XLA_FLAGS", ""), 1)}
 
 
 def run_worker(workdir, records, stop, kill=None):
@@ -154,6 +156,7 @@ def resumed_from(output: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+@pytest.mark.slow  # a dozen killed and restarted processes: ~25 s
 def test_kill_9_around_saves_resumes_from_newest_complete_checkpoint(tmp_path):
     workdir, records = tmp_path / "run", tmp_path / "records"
     # (moment, which save of that process): each process resumes from what the last left.
@@ -183,12 +186,13 @@ def test_kill_9_around_saves_resumes_from_newest_complete_checkpoint(tmp_path):
     assert leftovers(workdir) == []  # the trainer cleaned up the unfinished saves
 
 
+@pytest.mark.slow  # three train processes: ~20 s
 def test_soak_kills_and_resumes(tmp_path, monkeypatch, capsys):
     """`stylegan-jax soak` with 2 kills (seed 0: a SIGKILL, then a SIGTERM) and a final
     run to the end (0.2 kimg)."""
     from stylegan_jax import cli
 
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")  # the trainers'
+    monkeypatch.setenv("XLA_FLAGS", one_device_env()["XLA_FLAGS"])  # the trainers'
     code = cli.main(["soak", "--kills", "2", "--seed", "0", "--min-s", "0.5", "--max-s", "2",
                      "--workdir", str(tmp_path / "run"), "--", "--config", "quickstart",
                      *OVERRIDES, "--config.train.total_kimg=0.2"])

@@ -19,6 +19,8 @@ from stylegan_jax.metrics.feature_stats import FeatureStats
 
 WORKER = Path(__file__).parent / "multiprocess_worker.py"
 
+pytestmark = pytest.mark.slow  # 3 processes compile the step on 2 cores; one waits 36 s
+
 
 @pytest.fixture(scope="module", autouse=True)
 def compilation_cache(tmp_path_factory):
@@ -33,8 +35,7 @@ CACHE: list = []
 
 
 def start(workdir, out, stop, devices, dist=(), **extra_env):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(extra_env)
+    env = {**os.environ, **extra_env}  # the worker sets its own device count
     if CACHE:
         env.update(JAX_COMPILATION_CACHE_DIR=str(CACHE[0]),
                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",

@@ -36,6 +36,7 @@ SMALL = dict(z_dim=8, c_dim=0, w_dim=8, img_channels=3, channel_base=64, channel
              mapping_layers=1, conv_clamp=256.0)
 
 
+@pytest.mark.slow  # eager (see its docstring): ~30 s
 def test_remat_changes_no_number():
     """Same outputs, parameter gradients, R1 and path-length gradients (second order)."""
     G = stylegan2.Generator(img_resolution=8, **SMALL)

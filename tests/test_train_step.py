@@ -84,6 +84,7 @@ def test_state_advances(pmap_run):
     assert max(jax.tree_util.tree_leaves(moved)) > 0
 
 
+@pytest.mark.slow  # a second backend's programs: ~20 s
 def test_pmap_and_shard_map_agree(pmap_run):
     backend, state, _ = pmap_run
     a = backend.host_state(state)
@@ -118,6 +119,7 @@ def explicit_draws(rng, batch):
     return phase(), phase(), phase(), pl
 
 
+@pytest.mark.slow  # two device layouts: ~18 s
 def test_eight_devices_equal_one_device_on_the_global_batch():
     """Same global batch and draws: 8 devices (2 each) == 1 device (16)."""
     nets = tiny_networks(mbstd_group=1)  # stddev groups stay within a device

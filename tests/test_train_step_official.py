@@ -36,6 +36,8 @@ from stylegan_jax.train import step as step_lib
 from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.losses import PhaseDraws
 
+pytestmark = pytest.mark.slow  # every phase of each iteration compiled apart: 13-24 s a case
+
 PLAIN, ADA, SG3 = "stylegan2_ada_train_step", "stylegan2_ada_train_step_ada", "stylegan3_train_step"
 
 
