@@ -39,6 +39,10 @@ CONFIGS = {
     "3 groups": ((1, 1), ((1, 1), (1, 1)), (1, 1), 3, 3, (6, 6)),
     "2 groups, stride 2": ((2, 2), ((1, 1), (0, 1)), (1, 1), 2, 3, (7, 7)),
     "2 groups, transposed": ((1, 1), ((2, 3), (2, 3)), (2, 2), 2, 3, (4, 4)),
+    # No padding (on XLA:CPU computed padded and cropped), and StyleGAN3's "full" 3x3
+    # convolution, whose input gradient is such a convolution.
+    "3x3 unpadded, 2 groups": ((1, 1), ((0, 0), (0, 0)), (1, 1), 2, 3, (7, 6)),
+    "3x3 full (StyleGAN3)": ((1, 1), ((2, 2), (2, 2)), (1, 1), 1, 3, (6, 7)),
 }
 # float32: rounding only; bfloat16: the two formulations round differently (8-bit mantissa).
 TOLERANCE = {jnp.float32: 2e-5, jnp.bfloat16: 3e-2}
