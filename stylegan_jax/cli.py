@@ -6,11 +6,13 @@ import argparse
 import importlib
 import sys
 
+from stylegan_jax import compilation_cache
+
 # name -> (module, help). Modules are imported only when their parser is built, and
 # none imports tensorflow at module level (the GPU machines have none).
 SUBCOMMANDS = {
     "train": ("stylegan_jax.train.command", "train a config (default: the quickstart)"),
-    "convert": ("stylegan_jax.convert.command", "convert official networks to/from this project"),
+    "convert": ("stylegan_jax.tools.convert", "convert official networks to/from this project"),
     "generate": ("stylegan_jax.generate", "generate images from a network directory"),
     "serve": ("stylegan_jax.serve.command", "serve a web page and an image API for a generator"),
     "style-mix": ("stylegan_jax.tools.style_mix", "the official style-mixing grid (rows x cols)"),
@@ -63,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = extra
     try:
         if args.command in COMPILING:
-            from stylegan_jax import compilation_cache
-
             compilation_cache.enable(args.compilation_cache)
         return args.run(args)
     except (ValueError, FileExistsError, FileNotFoundError) as e:

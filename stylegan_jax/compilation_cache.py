@@ -14,6 +14,9 @@ import contextlib
 import os
 from pathlib import Path
 
+import jax
+from jax import monitoring
+
 OFF = ("off", "none", "0", "false", "")
 
 
@@ -34,8 +37,6 @@ def enable(directory: str | Path | None = None) -> Path | None:
     Call before the first compilation: JAX decides once per process whether it caches.
     `directory='off'` (or an environment that says so) leaves it off and returns None.
     """
-    import jax
-
     if directory is not None and str(directory).strip().lower() in OFF:
         os.environ["SGJ_COMPILATION_CACHE"] = "off"  # and for the processes this one starts
         jax.config.update("jax_enable_compilation_cache", False)
@@ -70,8 +71,6 @@ class _Counts:
 
 def active() -> bool:
     """Whether compilations now go through a persistent cache directory."""
-    import jax
-
     return bool(jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir)
 
 
@@ -79,8 +78,6 @@ def active() -> bool:
 def count_hits():
     """Counts, inside the block, compilations served by the persistent cache (`hits`) and
     those that compiled although the cache was on (`misses`); none without a cache."""
-    from jax import monitoring
-
     counts = _Counts()
     if not active():  # jax still records 'requests' when no directory is set
         yield counts

@@ -28,6 +28,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+import jax
+from jax._src import distributed as jax_distributed  # the client has no public accessor
+
 # Environment variables by which a multi-process cluster launch can be recognised.
 _CLUSTER_SIGNS = {
     "SLURM": lambda e: int(e.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in e,
@@ -56,8 +59,6 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     A process that stops answering is noticed by the others within about
     `heartbeat_timeout_s`, which then stop with an error instead of waiting forever.
     """
-    import jax
-
     env = os.environ
     coordinator = coordinator or env.get("SGJ_COORDINATOR")
     if num_processes is None and env.get("SGJ_NUM_PROCESSES"):
@@ -98,12 +99,8 @@ def barrier(name: str, timeout_s: float) -> float:
     step and fails, instead of hanging, when a peer has died (heartbeat) or is later
     than `timeout_s`. A single-process run returns at once.
     """
-    import jax
-
     if jax.process_count() == 1:
         return 0.0
-    from jax._src import distributed as jax_distributed  # the client has no public accessor
-
     global _barriers
     _barriers += 1
     barrier_id = f"stylegan_jax/{_barriers}/{name}"

@@ -71,14 +71,14 @@ def official_init_kwargs(meta: dict) -> tuple[dict, dict]:
 def official_networks(arrays: dict[str, np.ndarray], meta: dict):
     """(G, D, G variables, D variables) of a `stylegan2_ada` reference file, via the
     project's converter."""
-    from stylegan_jax.convert import official
+    from stylegan_jax.convert import torch_stylegan2
     from stylegan_jax.models import stylegan2
 
     g_init, d_init = official_init_kwargs(meta)
-    G = stylegan2.Generator(**official.generator_kwargs(g_init))
-    D = stylegan2.Discriminator(**official.discriminator_kwargs(d_init))
-    g_vars = official.state_dict_to_variables(subdict(arrays, "G/"), G, "G")
-    d_vars = official.state_dict_to_variables(subdict(arrays, "D/"), D, "D")
+    G = stylegan2.Generator(**torch_stylegan2.generator_kwargs(g_init))
+    D = stylegan2.Discriminator(**torch_stylegan2.discriminator_kwargs(d_init))
+    g_vars = torch_stylegan2.state_dict_to_variables(subdict(arrays, "G/"), G, "G")
+    d_vars = torch_stylegan2.state_dict_to_variables(subdict(arrays, "D/"), D, "D")
     return G, D, g_vars, d_vars
 
 

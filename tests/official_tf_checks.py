@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from official_fixtures import DATA, assert_close, fixture_files, load, nchw_to_nhwc, subdict
 
-from stylegan_jax.convert import tf_official
+from stylegan_jax.convert import tf_progressive
 
 BUNDLED = DATA / "official_tf"
 BUILD_FUNCS = {"progan": ("G_paper", "D_paper"), "stylegan": ("G_style", "D_basic")}
@@ -30,11 +30,11 @@ def _family(path) -> str:
 def networks(meta: dict, arrays: dict):
     """(G, G variables, D, D variables) built from the meta's official kwargs."""
     g_func, d_func = BUILD_FUNCS[meta["family"]]
-    G_cls, g_kwargs = tf_official.module_kwargs_from_tf(g_func, meta["G_kwargs"], "G")
-    D_cls, d_kwargs = tf_official.module_kwargs_from_tf(d_func, meta["D_kwargs"], "D")
+    G_cls, g_kwargs = tf_progressive.module_kwargs_from_tf(g_func, meta["G_kwargs"], "G")
+    D_cls, d_kwargs = tf_progressive.module_kwargs_from_tf(d_func, meta["D_kwargs"], "D")
     G, D = G_cls(**g_kwargs), D_cls(**d_kwargs)
-    g_vars = tf_official.variables_from_tf(subdict(arrays, "G/"), G, "G")
-    d_vars = tf_official.variables_from_tf(subdict(arrays, "D/"), D, "D")
+    g_vars = tf_progressive.variables_from_tf(subdict(arrays, "G/"), G, "G")
+    d_vars = tf_progressive.variables_from_tf(subdict(arrays, "D/"), D, "D")
     return G, g_vars, D, d_vars
 
 

@@ -20,8 +20,9 @@ import train_fixtures
 from progressive_fixtures import tiny_config as progressive_config
 
 from stylegan_jax.nn.conv import conv2d
-from stylegan_jax.train import progressive, trainers
 from stylegan_jax.train.backends import Backend
+from stylegan_jax.train.progressive import trainer as progressive_trainer
+from stylegan_jax.train.stylegan2 import trainer as stylegan2_trainer
 
 # -- one convolution against lax.conv_general_dilated --------------------------------------
 
@@ -218,13 +219,13 @@ def _lowered_programs():
     programs = {}
 
     config = train_fixtures.tiny_config(batch_size=4)
-    trainer = trainers.StyleGAN2Trainer(config, c_dim=0)
+    trainer = stylegan2_trainer.StyleGAN2Trainer(config, c_dim=0)
     state = jax.eval_shape(trainer.init_state, 0)
     windows = weight_windows((state.G, state.D))
     batch = _abstract_batch(4, config.data.resolution, config.data.channels)
     for flags, name in (((False, False), "main"), ((True, False), "main+Greg"),
                         ((False, True), "main+Dreg"), ((True, True), "main+Greg+Dreg")):
-        fn = trainers.compiled_iteration(backend, trainer.nets, trainer.cfg, flags)
+        fn = stylegan2_trainer.compiled_iteration(backend, trainer.nets, trainer.cfg, flags)
         programs[f"stylegan2 {name}"] = (fn.lower(state, *batch).as_text(dialect="hlo"),
                                          windows)
 
@@ -232,11 +233,12 @@ def _lowered_programs():
         config = progressive_config(family, batch_size=4)
         if family == "stylegan":  # "auto" would fuse from 128x128 only (ProGAN: always)
             config.model.fused_scale = "True"
-        trainer = progressive.ProgressiveTrainer(config, c_dim=0)
+        trainer = progressive_trainer.ProgressiveTrainer(config, c_dim=0)
         state = jax.eval_shape(trainer.init_state, 0)
         stage = trainer.stage_at(10**9)  # the last stage: every layer is live
-        fn = progressive.compiled_iteration(backend, trainer.nets, trainer.cfg, trainer.schedule,
-                                            trainer.plans[stage.index], do_g=True)  # D and G
+        fn = progressive_trainer.compiled_iteration(
+            backend, trainer.nets, trainer.cfg, trainer.schedule,
+            trainer.plans[stage.index], do_g=True)  # D and G
         batch = _abstract_batch(4, stage.resolution, config.data.channels)
         programs[f"{family} last stage"] = (fn.lower(state, *batch).as_text(dialect="hlo"),
                                             weight_windows((state.G, state.D)))

@@ -19,10 +19,10 @@ from official_fixtures import (
 )
 
 from stylegan_jax import cli
-from stylegan_jax.convert import official
+from stylegan_jax.convert import torch_stylegan2
 from stylegan_jax.convert.pickle_reader import UnsafePickleError, load_official_pickle
-from stylegan_jax.model_store import load_networks
 from stylegan_jax.models import stylegan2
+from stylegan_jax.store.load import load_networks
 
 REFERENCE = DATA / "official" / "stylegan2_ada_16_orig_orig_cond.npz"
 
@@ -91,8 +91,9 @@ def test_export_to_official_round_trips_exactly(reference, official_pkl, tmp_pat
                 assert got[k].shape == expected[k].shape, f"{name}.{k}"
                 np.testing.assert_array_equal(got[k], expected[k], err_msg=f"{name}.{k}")
     kwargs = json.loads((back / "init_kwargs.json").read_text())
-    assert official.generator_kwargs(kwargs["G"]) == official.generator_kwargs(g_init)
-    assert official.discriminator_kwargs(kwargs["D"]) == official.discriminator_kwargs(d_init)
+    assert torch_stylegan2.generator_kwargs(kwargs["G"]) == torch_stylegan2.generator_kwargs(g_init)
+    assert (torch_stylegan2.discriminator_kwargs(kwargs["D"])
+            == torch_stylegan2.discriminator_kwargs(d_init))
     # ... and the exported layout imports again.
     again = tmp_path / "again"
     assert cli.main(["convert", str(back), str(again)]) == 0
@@ -117,7 +118,7 @@ def test_generate_from_converted_model(official_pkl, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def generator_state(reference):
     _, arrays, g_init, _ = reference
-    G = stylegan2.Generator(**official.generator_kwargs(g_init))
+    G = stylegan2.Generator(**torch_stylegan2.generator_kwargs(g_init))
     return G, subdict(arrays, "G/")
 
 
@@ -125,8 +126,9 @@ def test_missing_tensor_is_named(generator_state):
     G, state = generator_state
     state = dict(state)
     del state["synthesis.b8.conv1.affine.bias"]
-    with pytest.raises(official.ConversionError, match=r"missing tensor synthesis\.b8\.conv1"):
-        official.state_dict_to_variables(state, G)
+    with pytest.raises(torch_stylegan2.ConversionError,
+                       match=r"missing tensor synthesis\.b8\.conv1"):
+        torch_stylegan2.state_dict_to_variables(state, G)
 
 
 def test_extra_and_misshaped_tensors_are_named(generator_state):
@@ -134,8 +136,8 @@ def test_extra_and_misshaped_tensors_are_named(generator_state):
     state = dict(state)
     state["synthesis.b8.extra.weight"] = np.zeros(3, np.float32)
     state["mapping.fc1.weight"] = np.zeros((48, 47), np.float32)
-    with pytest.raises(official.ConversionError) as e:
-        official.state_dict_to_variables(state, G)
+    with pytest.raises(torch_stylegan2.ConversionError) as e:
+        torch_stylegan2.state_dict_to_variables(state, G)
     assert "unexpected tensor synthesis.b8.extra.weight" in str(e.value)
     assert "mapping.fc1.weight has shape (48, 47)" in str(e.value)
     assert "(48, 48)" in str(e.value)
@@ -196,10 +198,10 @@ def test_unsupported_network_kwargs_are_named(reference, tmp_path):
     bad["synthesis_kwargs"]["architecture"] = "fancy"
     path = tmp_path / "net.pkl"
     op.dump({"G": op.records_from_state_dict("Generator", bad, subdict(arrays, "G/"))}, path)
-    with pytest.raises(official.ConversionError, match="architecture must be one of"):
-        official.networks_from_pickle(path)
+    with pytest.raises(torch_stylegan2.ConversionError, match="architecture must be one of"):
+        torch_stylegan2.networks_from_pickle(path)
     bad["synthesis_kwargs"]["architecture"] = "skip"
     bad["synthesis_kwargs"]["magnitude_ema_beta"] = 0.999  # a StyleGAN3 network
     op.dump({"G": op.records_from_state_dict("Generator", bad, subdict(arrays, "G/"))}, path)
-    with pytest.raises(official.ConversionError, match="magnitude_ema_beta"):
-        official.networks_from_pickle(path)
+    with pytest.raises(torch_stylegan2.ConversionError, match="magnitude_ema_beta"):
+        torch_stylegan2.networks_from_pickle(path)

@@ -17,11 +17,11 @@ import pytest
 from train_fixtures import tiny_config
 
 from stylegan_jax.distributed import with_host_devices
-from stylegan_jax.model_store import load_networks
-from stylegan_jax.train import config as config_lib
+from stylegan_jax.store.checkpoints import CheckpointError, Checkpoints, DamagedCheckpointError
+from stylegan_jax.store.load import load_networks
 from stylegan_jax.train import loop
-from stylegan_jax.train import step as step_lib
-from stylegan_jax.train.checkpoint import CheckpointError, Checkpoints, DamagedCheckpointError
+from stylegan_jax.train.stylegan2 import config as stylegan2_config
+from stylegan_jax.train.stylegan2 import step as step_lib
 
 
 def config3():
@@ -44,7 +44,7 @@ def restored(workdir, step, config=None):
     config = config or tiny_config()
     nets = step_lib.build_networks(config.model, 16, 1, 0)
     template = jax.eval_shape(  # the layout is all a restore needs
-        functools.partial(step_lib.init_state, nets, config_lib.step_config(config)), 0)
+        functools.partial(step_lib.init_state, nets, stylegan2_config.step_config(config)), 0)
     ckpts = Checkpoints(workdir / "checkpoints", keep_last=10, keep_every=None, writer=False)
     try:
         state, data, _ = ckpts.restore(step, template)

@@ -17,8 +17,8 @@ from train_fixtures import tiny_config
 from stylegan_jax import cli
 from stylegan_jax.atomic import WriteError
 from stylegan_jax.data.shards import DatasetError, record_layout
+from stylegan_jax.store.checkpoints import Checkpoints
 from stylegan_jax.train import loop
-from stylegan_jax.train.checkpoint import Checkpoints
 
 ERRORS = {
     "ENOSPC": OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
@@ -145,7 +145,7 @@ def dataset_cli(src, dest):
 
 
 def tf_errors():
-    from stylegan_jax.data.sources import import_tensorflow
+    from stylegan_jax.data.tf_runtime import import_tensorflow
 
     tf = import_tensorflow()
     return {**ERRORS, "tf ResourceExhausted": tf.errors.ResourceExhaustedError(
@@ -154,10 +154,10 @@ def tf_errors():
 
 @pytest.mark.parametrize("name", [*sorted(ERRORS), "tf ResourceExhausted"])
 def test_dataset_tool_leaves_no_half_written_destination(tmp_path, monkeypatch, capsys, name):
-    from stylegan_jax.data import sources
+    from stylegan_jax.data import tf_runtime
 
     src = make_images(tmp_path / "images")
-    tf = sources.import_tensorflow()
+    tf = tf_runtime.import_tensorflow()
     error = tf_errors()[name]
 
     class FailingWriter:
@@ -181,7 +181,7 @@ def test_dataset_tool_leaves_no_half_written_destination(tmp_path, monkeypatch, 
     class FakeTF:
         io, errors = FakeIO, tf.errors
 
-    monkeypatch.setattr(sources, "import_tensorflow", lambda: FakeTF)
+    monkeypatch.setattr(tf_runtime, "import_tensorflow", lambda: FakeTF)
     capsys.readouterr()
     assert dataset_cli(src, tmp_path / "out" / "ds") == 1
     err = capsys.readouterr().err.strip().splitlines()

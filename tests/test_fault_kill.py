@@ -66,7 +66,8 @@ def worker(workdir: str, records: str, stop: str, kill: str | None) -> None:
     from orbax.checkpoint._src.path import atomicity
 
     from stylegan_jax import compilation_cache
-    from stylegan_jax.train import checkpoint, loop
+    from stylegan_jax.store import checkpoints
+    from stylegan_jax.train import loop
 
     compilation_cache.enable()
     records = Path(records)
@@ -81,7 +82,7 @@ def worker(workdir: str, records: str, stop: str, kill: str | None) -> None:
             print(f"worker: SIGKILL at {name} {n}", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    save, restore_newest = checkpoint.Checkpoints.save, checkpoint.Checkpoints.restore_newest
+    save, restore_newest = checkpoints.Checkpoints.save, checkpoints.Checkpoints.restore_newest
 
     def recording_save(self, step, state, *args, **kwargs):
         _save_npz(records / f"saved-{step}.npz", state)
@@ -113,8 +114,8 @@ def worker(workdir: str, records: str, stop: str, kill: str | None) -> None:
         if is_step(self):
             reached("committed")
 
-    checkpoint.Checkpoints.save = recording_save
-    checkpoint.Checkpoints.restore_newest = recording_restore
+    checkpoints.Checkpoints.save = recording_save
+    checkpoints.Checkpoints.restore_newest = recording_restore
     atomicity.AtomicRenameTemporaryPath.create = hooked_create
     atomicity.AtomicRenameTemporaryPath.finalize = hooked_finalize
     summary = loop.train(tiny_config(), workdir, stop_at_step=int(stop),

@@ -12,8 +12,9 @@ from official_fixtures import DATA, load, official_init_kwargs, subdict
 from PIL import Image
 
 from stylegan_jax import cli, generate
-from stylegan_jax.model_store import Network, save_networks
-from stylegan_jax.models import progan, stylegan, stylegan2
+from stylegan_jax.models import progan, sampling, stylegan, stylegan2
+from stylegan_jax.models.registry import Network
+from stylegan_jax.store.networks import save_networks
 
 SEEDS = [3, 8]
 
@@ -88,7 +89,7 @@ def test_progan_has_no_w_space():
     G = progan.Generator(num_channels=3, resolution=16, latent_size=8, fmap_base=64,
                          fmap_max=8)
     with pytest.raises(ValueError, match="no w space"):
-        generate.w_shape(G)
+        sampling.w_shape(G)
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from stylegan_jax.train import config as config_lib
-from stylegan_jax.train import step as step_lib
 from stylegan_jax.train.backends import Backend
-from stylegan_jax.train.losses import PhaseDraws
+from stylegan_jax.train.stylegan2 import step as step_lib
+from stylegan_jax.train.stylegan2.losses import PhaseDraws
 
 RES, CH, ZD = 8, 1, 8
 N_DEV, PER_DEV, MICRO, SHRINK = 8, 4, 2, 2

@@ -27,7 +27,7 @@ import pytest
 from official_fixtures import DATA
 
 from stylegan_jax import cli
-from stylegan_jax.convert import official, tf_official
+from stylegan_jax.convert import pickles, torch_stylegan2
 from stylegan_jax.convert.safe_pickle import Budget, PickleFileError, scan, strided_copy
 
 FUZZ_CASES = int(os.environ.get("SGJ_FUZZ_CASES", "240"))
@@ -218,8 +218,8 @@ def test_hostile_network_kwargs_are_named_on_one_line(tmp_path, kwargs, message)
             "mapping_kwargs": {}, "synthesis_kwargs": {}, **kwargs}
     path = tmp_path / "net.pkl"
     path.write_bytes(hp.official_pickle({}, init_kwargs=init))
-    with pytest.raises(official.ConversionError, match=message) as e:
-        official.networks_from_pickle(path)
+    with pytest.raises(torch_stylegan2.ConversionError, match=message) as e:
+        torch_stylegan2.networks_from_pickle(path)
     assert "\n" not in str(e.value) and len(str(e.value)) < 600
 
 
@@ -232,5 +232,5 @@ def test_hostile_tf_kwargs_are_named_on_one_line(tmp_path, static_kwargs, messag
     path = tmp_path / "net.pkl"
     path.write_bytes(hp.tf_network_pickle(2, static_kwargs=static_kwargs))
     with pytest.raises(ValueError, match=message) as e:
-        tf_official.networks_from_tf_pickle(path)
+        pickles.networks_from_tf_pickle(path)
     assert "\n" not in str(e.value) and len(str(e.value)) < 600

@@ -13,9 +13,9 @@ from official_fixtures import load
 from PIL import Image
 from torch_zip_writer import write_zip_state_dict
 
-from stylegan_jax.generate import random_generator
 from stylegan_jax.metrics import benchmark, command, image_source
-from stylegan_jax.model_store import save_networks
+from stylegan_jax.models.registry import random_generator
+from stylegan_jax.store.networks import save_networks
 
 
 def _run(module, argv):

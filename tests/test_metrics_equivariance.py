@@ -19,8 +19,10 @@ from test_stylegan3_official import official_generator
 from stylegan_jax.cli import main
 from stylegan_jax.metrics import equivariance as eq
 from stylegan_jax.metrics import registry, runner
-from stylegan_jax.model_store import Network, save_networks
 from stylegan_jax.models import stylegan2, stylegan3
+from stylegan_jax.models.registry import Network
+from stylegan_jax.store.checkpoints import higher_is_better
+from stylegan_jax.store.networks import save_networks
 
 DATA = Path(__file__).parent / "data"
 OFFICIAL = DATA / "equivariance" / "official.npz"
@@ -157,7 +159,7 @@ def test_registry_names():
         ("eq", "int", 50_000), ("eq", "frac", 50_000), ("eq", "rot", 50_000),
         ("eq", "frac", 64), ("eq", "rot", 1000)]
     assert all(not s.needs_real and s.detector is None for s in specs)
-    assert registry.higher_is_better("eqr50k") and not registry.higher_is_better("fid50k")
+    assert higher_is_better("eqr50k") and not higher_is_better("fid50k")
     for bad in ("eqt50k", "eqr50k_int", "eqt50k_rot"):
         with pytest.raises(ValueError, match="unknown metric"):
             registry.parse_metric(bad)

@@ -14,6 +14,7 @@ import pytest
 from stylegan_jax.metrics import fid, inception_score, kid, ppl, precision_recall, registry
 from stylegan_jax.metrics.feature_stats import FeatureStats
 from stylegan_jax.metrics.parallel import LocalDevices, process_share
+from stylegan_jax.store.checkpoints import higher_is_better
 
 RNG = np.random.default_rng(1234)
 
@@ -256,8 +257,8 @@ def test_official_metric_names():
     assert registry.parse_metric("ppl_zend_16").num_gen == 16
     with pytest.raises(ValueError, match="unknown metric 'fid'.*fid50k_full"):
         registry.parse_metric("fid")
-    assert not registry.higher_is_better("fid50k_full")
-    assert registry.higher_is_better("pr50k3_full_recall")
+    assert not higher_is_better("fid50k_full")
+    assert higher_is_better("pr50k3_full_recall")
 
 
 def test_process_shares_add_up():

@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 from toy_detectors import box_features_np, toy_detectors
 
-from stylegan_jax.generate import random_generator
 from stylegan_jax.metrics import fid, runner
 from stylegan_jax.metrics.detectors import Detectors
 from stylegan_jax.metrics.parallel import LocalDevices
 from stylegan_jax.metrics.registry import MetricSpec
-from stylegan_jax.model_store import Network
+from stylegan_jax.models.registry import Network, random_generator
 
 RES = 16
 

@@ -16,9 +16,9 @@ import pytest
 from official_fixtures import DATA, load, official_init_kwargs, subdict
 
 from stylegan_jax import cli
-from stylegan_jax.convert import official
-from stylegan_jax.convert.official_kwargs import STYLEGAN3, generator_kwargs
-from stylegan_jax.model_store import load_networks
+from stylegan_jax.convert import torch_stylegan2
+from stylegan_jax.convert.torch_kwargs import STYLEGAN3, generator_kwargs
+from stylegan_jax.store.load import load_networks
 
 REFERENCE = DATA / "official" / "stylegan2_ada_16_orig_orig_cond.npz"
 # What the stylegan3 code base embeds: its networks_stylegan2.py source (an excerpt).
@@ -82,7 +82,8 @@ def test_code_base_is_told_by_the_source_when_kwargs_do_not(reference, tmp_path)
         D = op.records_from_state_dict("Discriminator", d_init, subdict(arrays, "D/"))
         D.module_src = source
         op.dump({"D": D}, tmp_path / "d.pkl")
-        assert official.networks_from_pickle(tmp_path / "d.pkl")["D"].module.conv_clamp == clamp
+        D = torch_stylegan2.networks_from_pickle(tmp_path / "d.pkl")["D"]
+        assert D.module.conv_clamp == clamp
 
 
 @pytest.mark.parametrize("change,message", [
@@ -95,8 +96,8 @@ def test_code_base_is_told_by_the_source_when_kwargs_do_not(reference, tmp_path)
 ])
 def test_stylegan3_layout_kwargs_are_checked(reference, change, message):
     g_init, _ = _sg3_kwargs(reference[0])
-    with pytest.raises(official.ConversionError, match=message):
+    with pytest.raises(torch_stylegan2.ConversionError, match=message):
         generator_kwargs(dict(g_init, **change), STYLEGAN3)
     # ... and told apart from the ADA layout by the top-level arguments alone.
-    with pytest.raises(official.ConversionError, match=message):
+    with pytest.raises(torch_stylegan2.ConversionError, match=message):
         generator_kwargs(dict(g_init, **change))

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stylegan_jax.train import progressive_losses as losses
-from stylegan_jax.train.progressive_step import AdamState, fade_reals, tf_adam
+from stylegan_jax.train.progressive import losses
+from stylegan_jax.train.progressive.step import AdamState, fade_reals, tf_adam
 
 RNG = np.random.default_rng(0)
 N, R, C = 4, 8, 3

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from stylegan_jax.models import progan, stylegan
-from stylegan_jax.train import progressive_nets as stage_nets
+from stylegan_jax.train.progressive import nets as stage_nets
 
 KW = dict(num_channels=1, resolution=16, fmap_base=64, fmap_max=16, label_size=2)
 LODS = [(2.0, 2), (1.375, 1), (0.0, 0), (0.75, 0)]  # (lod, its stage's level)
@@ -59,8 +59,8 @@ def nets(request):
     @functools.partial(jax.jit, static_argnums=3)
     def g_stage(v, lod, key, level):
         if is_stylegan:
-            return stage_nets.generate(G, v, z, c, lod, level, **opts, noise_key=key)
-        return stage_nets.generate(G, v, z, c, lod, level)
+            return stage_nets.fake_images(G, v, z, c, lod, level, **opts, noise_key=key)
+        return stage_nets.fake_images(G, v, z, c, lod, level)
 
     d_call = jax.jit(lambda v, lod: D.apply(v, x, c, lod))
     d_stage = jax.jit(lambda v, lod, level: stage_nets.score(D, v, x, c, lod, level),

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from stylegan_jax.train import config as config_lib
-from stylegan_jax.train.progressive import ProgressiveTrainer
-from stylegan_jax.train.progressive_schedule import Schedule, device_lod, device_rampup
+from stylegan_jax.train.progressive.schedule import Schedule, device_lod, device_rampup
+from stylegan_jax.train.progressive.trainer import ProgressiveTrainer
 
 
 def official_schedule(cur_nimg, resolution_log2, lod_initial_resolution=4,

@@ -20,11 +20,11 @@ from progressive_fixtures import tiny_config
 from toy_detectors import toy_detectors
 
 from stylegan_jax.generate import generate_images
-from stylegan_jax.model_store import load_networks
+from stylegan_jax.store.checkpoints import Checkpoints
+from stylegan_jax.store.load import load_networks
 from stylegan_jax.train import loop
 from stylegan_jax.train.backends import Backend
-from stylegan_jax.train.checkpoint import Checkpoints
-from stylegan_jax.train.progressive import ProgressiveTrainer
+from stylegan_jax.train.progressive.trainer import ProgressiveTrainer
 
 pytestmark = pytest.mark.slow  # six stage programs to compile (~1.5 min on 2 cores)
 

@@ -21,9 +21,11 @@ from PIL import Image
 from torch_zip_writer import write_zip_state_dict
 
 from stylegan_jax import cli, pretrained
-from stylegan_jax.generate import images_from_ws, load_generator, random_generator, ws_for_seeds
+from stylegan_jax.generate import images_from_ws, ws_for_seeds
 from stylegan_jax.metrics import lpips
-from stylegan_jax.model_store import save_networks
+from stylegan_jax.models.registry import random_generator
+from stylegan_jax.store.load import load_generator
+from stylegan_jax.store.networks import save_networks
 from stylegan_jax.tools import projection
 from stylegan_jax.tools.project import broadcast_ws, load_target
 

@@ -29,8 +29,8 @@ from official_fixtures import (
 )
 
 from stylegan_jax.models import stylegan2
-from stylegan_jax.train import step as step_lib
 from stylegan_jax.train.backends import Backend
+from stylegan_jax.train.stylegan2 import step as step_lib
 
 SMALL = dict(z_dim=8, c_dim=0, w_dim=8, img_channels=3, channel_base=64, channel_max=8,
              mapping_layers=1, conv_clamp=256.0)

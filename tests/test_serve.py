@@ -28,13 +28,14 @@ import uvicorn
 from PIL import Image
 
 from stylegan_jax import cli
-from stylegan_jax.generate import generate_images, random_generator
-from stylegan_jax.model_store import Network, save_networks
+from stylegan_jax.generate import generate_images
 from stylegan_jax.models import progan, stylegan, stylegan3
+from stylegan_jax.models.registry import Network, random_generator
 from stylegan_jax.serve import command, launch
 from stylegan_jax.serve.app import create_app
 from stylegan_jax.serve.batcher import Batcher, Overloaded
 from stylegan_jax.serve.engine import Engine, default_buckets
+from stylegan_jax.store.networks import save_networks
 
 RES = 32
 

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 from test_serve import RES, visible
 
-from stylegan_jax.generate import random_generator
-from stylegan_jax.model_store import save_networks
+from stylegan_jax.models.registry import random_generator
 from stylegan_jax.serve import launch
+from stylegan_jax.store.networks import save_networks
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

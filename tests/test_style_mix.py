@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from stylegan_jax import cli, generate
-from stylegan_jax.model_store import Network, save_networks
 from stylegan_jax.models import progan, stylegan2
+from stylegan_jax.models.registry import Network
+from stylegan_jax.store.networks import save_networks
 from stylegan_jax.tools.style_mix import style_mix
 
 ROWS, COLS, STYLES, PSI = [5, 1], [2, 7, 5], [0, 1, 2], 0.8

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from official_fixtures import DATA, assert_close, fixture_files, load, nchw_to_nhwc, subdict
 
-from stylegan_jax.convert import stylegan3 as convert
-from stylegan_jax.convert.official_kwargs import ConversionError
+from stylegan_jax.convert import torch_stylegan3 as convert
+from stylegan_jax.convert.torch_kwargs import ConversionError
 from stylegan_jax.models import stylegan3
 
 FILES = fixture_files("stylegan3", DATA / "reference" / "stylegan3")

@@ -10,11 +10,12 @@ import jax
 import numpy as np
 import pytest
 
+from stylegan_jax.store.checkpoints import Checkpoints
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import loop
-from stylegan_jax.train.checkpoint import Checkpoints
-from stylegan_jax.train.losses import blur_images
-from stylegan_jax.train.trainers import trainer_class
+from stylegan_jax.train.families import trainer_class
+from stylegan_jax.train.stylegan2 import config as stylegan2_config
+from stylegan_jax.train.stylegan2.losses import blur_images
 
 
 def official_blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -128,7 +129,7 @@ def restore(workdir, step):
 @pytest.mark.slow  # 3 runs, 2 stage programs: ~30 s
 def test_stylegan3_r_run_crosses_the_blur_stage_and_resumes_exactly(tmp_path):
     config = tiny_r_config()
-    cfg = config_lib.step_config(config)
+    cfg = stylegan2_config.step_config(config)
     assert cfg.blur_end_nimg == math.floor(30 * (1 - 1 / 30)) + 1 == 30
     trainer = trainer_class(config.family)(config, 0)
     assert [trainer.stage_at(n).index for n in (0, 16, 32, 48)] == [0, 0, 1, 1]

@@ -16,14 +16,14 @@ from official_fixtures import DATA, assert_close, load, nchw_to_nhwc, subdict
 from official_tf_checks import BUILD_FUNCS, generator_fn
 
 from stylegan_jax import cli
-from stylegan_jax.convert import tf_official
+from stylegan_jax.convert import pickles, tf_progressive
 from stylegan_jax.convert.pickle_reader import (
     UnsafePickleError,
     is_tf_pickle,
     load_tf_pickle,
 )
-from stylegan_jax.model_store import load_networks
 from stylegan_jax.models import progan, stylegan
+from stylegan_jax.store.load import load_networks
 
 REFERENCES = {"progan": DATA / "official_tf" / "progan_32.npz",
               "stylegan": DATA / "official_tf" / "stylegan_32_fused.npz"}
@@ -86,10 +86,10 @@ def test_variables_convert_back_to_the_official_layout(references):
                                 strict=True):
             named = subdict(arrays, prefix)
             kwargs_key = "G_kwargs" if prefix == "G/" else "D_kwargs"
-            cls, kwargs = tf_official.module_kwargs_from_tf(func, meta[kwargs_key])
+            cls, kwargs = tf_progressive.module_kwargs_from_tf(func, meta[kwargs_key])
             module = cls(**kwargs)
-            back = tf_official.variables_to_tf(
-                tf_official.variables_from_tf(named, module), module)
+            back = tf_progressive.variables_to_tf(
+                tf_progressive.variables_from_tf(named, module), module)
             assert sorted(back) == sorted(named)
             for k, v in named.items():
                 np.testing.assert_array_equal(back[k], v, err_msg=k)
@@ -145,7 +145,7 @@ def test_build_source_is_never_executed(references, tmp_path):
     marker = tmp_path / "executed"
     source = f"open({str(marker)!r}, 'w').write('x')\ndef G_paper(*a, **k): pass\n"
     path = write_pickle(references, "progan", tmp_path / "net.pkl", G_build_module_src=source)
-    nets = tf_official.networks_from_tf_pickle(path)
+    nets = pickles.networks_from_tf_pickle(path)
     assert sorted(nets) == ["D", "G", "G_ema"]
     assert not marker.exists()
 
@@ -163,7 +163,7 @@ def test_build_source_is_never_executed(references, tmp_path):
 def test_unexpected_structure_is_refused(references, tmp_path, changes, message):
     path = write_pickle(references, "progan", tmp_path / "net.pkl", **changes)
     with pytest.raises(ValueError, match=message):
-        tf_official.networks_from_tf_pickle(path)
+        pickles.networks_from_tf_pickle(path)
 
 
 def test_mixed_families_and_wrong_component_are_refused(references, tmp_path):
@@ -173,8 +173,8 @@ def test_mixed_families_and_wrong_component_are_refused(references, tmp_path):
     _, D, _ = tp.networks_for(pro_meta, subdict(pro_arrays, "G/"), subdict(pro_arrays, "D/"))
     path = tmp_path / "mixed.pkl"
     tp.dump((G, D, Gs), path)
-    with pytest.raises(tf_official.ConversionError, match="of one family"):
-        tf_official.networks_from_tf_pickle(path)
+    with pytest.raises(tf_progressive.ConversionError, match="of one family"):
+        pickles.networks_from_tf_pickle(path)
     G.state["components"]["mapping"] = {"weights": np.zeros(3)}
     tp.dump((G, D, Gs), path)
     with pytest.raises(ValueError, match=r"component 'mapping' is a dict, expected a Network"):
@@ -202,8 +202,8 @@ def test_missing_and_misshaped_variables_are_named(references, tmp_path):
     G, D, Gs = tp.networks_for(meta, G_vars, subdict(arrays, "D/"))
     path = tmp_path / "net.pkl"
     tp.dump((G, D, Gs), path)
-    with pytest.raises(tf_official.ConversionError) as e:
-        tf_official.networks_from_tf_pickle(path)
+    with pytest.raises(tf_progressive.ConversionError) as e:
+        pickles.networks_from_tf_pickle(path)
     text = str(e.value)
     assert "missing variable G_synthesis/8x8/Conv1/Noise/weight (64,)" in text
     assert "G_mapping/Dense1/weight has shape (64, 63), expected (64, 64)" in text

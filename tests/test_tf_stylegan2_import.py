@@ -19,10 +19,10 @@ from flax.traverse_util import unflatten_dict
 from official_fixtures import DATA, assert_close, load, nchw_to_nhwc, subdict
 
 from stylegan_jax import cli
-from stylegan_jax.convert import official, tf_official, tf_stylegan2
-from stylegan_jax.model_store import load_networks
+from stylegan_jax.convert import pickles, tf_progressive, tf_stylegan2, torch_stylegan2
 from stylegan_jax.models import stylegan, stylegan2
 from stylegan_jax.nn import ops
+from stylegan_jax.store.load import load_networks
 
 UNCOND = DATA / "official" / "stylegan2_ada_32_skip_resnet.npz"
 COND = DATA / "official" / "stylegan2_ada_16_orig_orig_cond.npz"
@@ -125,11 +125,11 @@ def test_upsampling_convs_compute_as_tf_upsample_conv_2d(tf_name, kernel):
 
 def _random_state(module, seed):
     """Random variables of `module` (NumPy: nothing to compile) and their state dict."""
-    shapes = official.expected_shapes(module, official.sample_inputs(module))
+    shapes = torch_stylegan2.expected_shapes(module, torch_stylegan2.sample_inputs(module))
     rng = np.random.default_rng(seed)
     flat = {k: rng.standard_normal(shape).astype(np.float32) for k, shape in shapes.items()}
     variables = unflatten_dict(flat)
-    return variables, official.variables_to_state_dict(variables, module)
+    return variables, torch_stylegan2.variables_to_state_dict(variables, module)
 
 
 def test_resnet_generator_and_skip_discriminator_import_exactly(tmp_path):
@@ -148,7 +148,7 @@ def test_resnet_generator_and_skip_discriminator_import_exactly(tmp_path):
     d_vars, d_state = _random_state(D, 2)
     path = tmp_path / "net.pkl"
     tp.dump(t2.networks(meta, g_state, d_state, t2.ADA), path)
-    nets = tf_official.networks_from_tf_pickle(path)
+    nets = pickles.networks_from_tf_pickle(path)
     for ours, module, variables in (("G_ema", G, g_vars), ("D", D, d_vars)):
         assert nets[ours].module == module
         got = jax.tree_util.tree_leaves_with_path(nets[ours].variables)
@@ -167,7 +167,7 @@ def test_official_defaults_and_kwargs_map_onto_the_networks(references, tmp_path
     path = write(references, UNCOND.stem, t2.ORIGINAL, tmp_path / "net.pkl",
                  g_kwargs=dict(dlatent_avg_beta=None, fused_modconv=False,
                                randomize_noise=False, mapping_lrmul=0.02))
-    G, D, _ = tf_official.load_tf_pickle(path)
+    G, D, _ = tf_progressive.load_tf_pickle(path)
     base = tf_stylegan2.code_base_of(G, D, "net")
     assert base is tf_stylegan2.STYLEGAN2
     g = tf_stylegan2.generator_kwargs(G, base)
@@ -200,13 +200,13 @@ def test_unsupported_kwargs_are_named(references, tmp_path, code_base, g_kwargs,
                                       message):
     path = write(references, UNCOND.stem, code_base, tmp_path / "net.pkl", g_kwargs, d_kwargs)
     with pytest.raises(tf_stylegan2.ConversionError, match=message):
-        tf_official.networks_from_tf_pickle(path)
+        pickles.networks_from_tf_pickle(path)
 
 
 def test_labels_of_the_original_code_and_progressive_configs_are_refused(references,
                                                                         tmp_path):
     path = write(references, UNCOND.stem, t2.ORIGINAL, tmp_path / "net.pkl")
-    G, D, Gs = tf_official.load_tf_pickle(path)
+    G, D, Gs = tf_progressive.load_tf_pickle(path)
     for net in (G, *G.components.values(), D):
         net.state["static_kwargs"]["label_size"] = 3
     with pytest.raises(tf_stylegan2.ConversionError, match=r"LabelConcat"):
@@ -218,7 +218,7 @@ def test_labels_of_the_original_code_and_progressive_configs_are_refused(referen
     D.state["build_func_name"] = "D_stylegan"
     tp.dump((G, D, Gs), path)
     with pytest.raises(tf_stylegan2.ConversionError, match=r"progressively grown .* B-D"):
-        tf_official.networks_from_tf_pickle(path)
+        pickles.networks_from_tf_pickle(path)
 
 
 def test_missing_unexpected_and_misshaped_variables_are_named(references, tmp_path):
@@ -231,7 +231,7 @@ def test_missing_unexpected_and_misshaped_variables_are_named(references, tmp_pa
     path = tmp_path / "net.pkl"
     tp.dump((G, D, Gs), path)
     with pytest.raises(tf_stylegan2.ConversionError) as e:
-        tf_official.networks_from_tf_pickle(path)
+        pickles.networks_from_tf_pickle(path)
     text = str(e.value)
     assert "G: missing variable G_synthesis/8x8/Conv1/noise_strength ()" in text
     assert "G: G_mapping/Dense1/weight has shape (63, 64), expected (64, 64)" in text
@@ -242,7 +242,7 @@ def test_missing_unexpected_and_misshaped_variables_are_named(references, tmp_pa
     tp.dump((G, D, Gs), path)
     with pytest.raises(tf_stylegan2.ConversionError,
                        match=r"D: unexpected variable 16x16/Conv0/weight_sn \(1, 64\)"):
-        tf_official.networks_from_tf_pickle(path)
+        pickles.networks_from_tf_pickle(path)
 
 
 def test_config_a_of_the_stylegan2_code_imports_as_stylegan_v1(tmp_path):
@@ -254,6 +254,6 @@ def test_config_a_of_the_stylegan2_code_imports_as_stylegan_v1(tmp_path):
                 *nets[2].state["components"].values()):
         net.state["version"] = 4
     tp.dump(nets, tmp_path / "config-a.pkl")
-    out = tf_official.networks_from_tf_pickle(tmp_path / "config-a.pkl")
+    out = pickles.networks_from_tf_pickle(tmp_path / "config-a.pkl")
     assert type(out["G_ema"].module) is stylegan.Generator
     assert type(out["D"].module) is stylegan.Discriminator

@@ -13,18 +13,19 @@ import numpy as np
 import pytest
 from train_fixtures import tiny_config
 
+from stylegan_jax.store.checkpoints import Checkpoints
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import loop
-from stylegan_jax.train.checkpoint import Checkpoints
+from stylegan_jax.train.stylegan2 import config as stylegan2_config
 
 
 def saved(workdir, step):
     ckpts = Checkpoints(workdir / "checkpoints", keep_last=10, keep_every=None)
     config = tiny_config()
-    from stylegan_jax.train import step as step_lib
+    from stylegan_jax.train.stylegan2 import step as step_lib
     nets = step_lib.build_networks(config.model, 16, 1, 0)
     template = jax.eval_shape(  # the layout is all a restore needs
-        functools.partial(step_lib.init_state, nets, config_lib.step_config(config)), 0)
+        functools.partial(step_lib.init_state, nets, stylegan2_config.step_config(config)), 0)
     state, data, meta = ckpts.restore(step, template)
     ckpts.close()
     return state, data
@@ -155,7 +156,7 @@ def test_data_resolution_must_match(tmp_path):
 
 def test_generate_and_export_from_a_workdir(straight, tmp_path):
     from stylegan_jax import cli
-    from stylegan_jax.model_store import load_networks
+    from stylegan_jax.store.load import load_networks
 
     workdir, _, _ = straight
     nets = load_networks(workdir)

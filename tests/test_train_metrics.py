@@ -20,15 +20,15 @@ import pytest
 from toy_detectors import toy_detectors
 from train_fixtures import tiny_config
 
-from stylegan_jax.convert import command as convert_command
 from stylegan_jax.data.real_images import RealImages
 from stylegan_jax.data.sources import bundled_faces
 from stylegan_jax.metrics import command
 from stylegan_jax.metrics.runner import compute_metrics
-from stylegan_jax.model_store import load_networks
+from stylegan_jax.store.checkpoints import BestBy
+from stylegan_jax.store.load import load_networks
+from stylegan_jax.tools import convert as convert_command
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import loop
-from stylegan_jax.train.checkpoint import BestBy
 
 METRICS = "fid32_full,kid32_full"
 

@@ -10,9 +10,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from stylegan_jax.train import step as step_lib
 from stylegan_jax.train.backends import Backend
-from stylegan_jax.train.losses import PhaseDraws
+from stylegan_jax.train.stylegan2 import step as step_lib
+from stylegan_jax.train.stylegan2.losses import PhaseDraws
 
 N_DEV = 8
 BATCH = 16  # global: 2 per device

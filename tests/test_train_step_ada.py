@@ -18,8 +18,9 @@ import pytest
 from test_train_step import BATCH, N_DEV, real_batch, step_config, tiny_networks
 
 from stylegan_jax.augment import named_pipe
-from stylegan_jax.train import step as step_lib
 from stylegan_jax.train.backends import Backend
+from stylegan_jax.train.stylegan2 import config as stylegan2_config
+from stylegan_jax.train.stylegan2 import step as step_lib
 
 
 def ada_config(**kw):
@@ -153,7 +154,7 @@ def test_the_loop_resumes_with_the_same_p(tmp_path):
 def test_presets_train_with_the_official_ada(preset):
     from stylegan_jax.train import config as config_lib
 
-    cfg = config_lib.step_config(config_lib.load_config(preset))
+    cfg = stylegan2_config.step_config(config_lib.load_config(preset))
     assert cfg.augment == named_pipe("bgc") and cfg.augment_p == 0.0
     assert (cfg.ada_target, cfg.ada_interval, cfg.ada_kimg) == (0.6, 4, 500.0)
 
@@ -179,7 +180,7 @@ def test_fixed_needs_a_strength_and_overrides_apply():
     fixed = config_lib.load_config("paper256", ["train.aug=fixed", "train.aug_p=0.2",
                                                 "train.augpipe=bgcfnc"])
     config_lib.validate(fixed, 8)
-    cfg = config_lib.step_config(fixed)
+    cfg = stylegan2_config.step_config(fixed)
     assert (cfg.augment, cfg.augment_p, cfg.ada_target) == (named_pipe("bgcfnc"), 0.2, None)
-    assert config_lib.step_config(config_lib.load_config(
+    assert stylegan2_config.step_config(config_lib.load_config(
         "paper256", ["train.aug=noaug"])).augment is None

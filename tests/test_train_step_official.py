@@ -28,13 +28,13 @@ from official_fixtures import DATA, fixture_files, load, nchw_to_nhwc, read_meta
 
 from stylegan_jax import augment as augment_lib
 from stylegan_jax.configs import stylegan3_base
-from stylegan_jax.convert import official
-from stylegan_jax.convert import stylegan3 as sg3_convert
+from stylegan_jax.convert import torch_stylegan2
+from stylegan_jax.convert import torch_stylegan3 as sg3_convert
 from stylegan_jax.models import stylegan3
-from stylegan_jax.train import config as config_lib
-from stylegan_jax.train import step as step_lib
 from stylegan_jax.train.backends import Backend
-from stylegan_jax.train.losses import PhaseDraws
+from stylegan_jax.train.stylegan2 import config as stylegan2_config
+from stylegan_jax.train.stylegan2 import step as step_lib
+from stylegan_jax.train.stylegan2.losses import PhaseDraws
 
 pytestmark = pytest.mark.slow  # every phase of each iteration compiled apart: 13-24 s a case
 
@@ -76,13 +76,13 @@ def setup_stylegan3(meta):
     nets = step_lib.build_networks(m, meta["res"], meta["img_channels"], meta["c_dim"],
                                    c.family, meta["batch"])
     assert nets.G.magnitude_ema_beta == pytest.approx(meta["magnitude_ema_beta"], rel=1e-12)
-    return nets, config_lib.step_config(c)
+    return nets, stylegan2_config.step_config(c)
 
 
 def to_variables(state_dict, module, what):
     if isinstance(module, stylegan3.Generator):
         return sg3_convert.state_dict_to_variables(state_dict, module, what)
-    return official.state_dict_to_variables(state_dict, module, what)
+    return torch_stylegan2.state_dict_to_variables(state_dict, module, what)
 
 
 def setup(meta):
@@ -173,7 +173,7 @@ CONSTANT_FILTERS = ("resample_filter", "up_filter", "down_filter")  # designs, n
 def state_dict(variables, module):
     if isinstance(module, stylegan3.Generator):
         return sg3_convert.variables_to_state_dict(variables, module)
-    return official.variables_to_state_dict(variables, module)
+    return torch_stylegan2.variables_to_state_dict(variables, module)
 
 
 def to_official(tree, module):

@@ -13,13 +13,15 @@ import pytest
 from PIL import Image
 from test_train_step import BATCH, real_batch, step_config, tiny_networks
 
-from stylegan_jax.model_store import Network, save_networks
+from stylegan_jax.models.registry import Network
+from stylegan_jax.store.checkpoints import Checkpoints
+from stylegan_jax.store.networks import save_networks
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import labels as labels_lib
-from stylegan_jax.train import step as step_lib
-from stylegan_jax.train import transfer
-from stylegan_jax.train.checkpoint import Checkpoints
-from stylegan_jax.train.trainers import StyleGAN2Trainer
+from stylegan_jax.train.stylegan2 import config as stylegan2_config
+from stylegan_jax.train.stylegan2 import freeze
+from stylegan_jax.train.stylegan2 import step as step_lib
+from stylegan_jax.train.stylegan2.trainer import StyleGAN2Trainer
 
 
 def d_params(architecture):
@@ -50,7 +52,7 @@ def test_frozen_layers_follow_the_official_numbering(architecture):
     _, params = d_params(architecture)
     want = OFFICIAL_ORDER[architecture]
     for n in (0, 1, 4, len(want), len(want) + 3):
-        got = [f"{b}.{layer}" for b, layer in transfer.frozen_d_layers(params, n)]
+        got = [f"{b}.{layer}" for b, layer in freeze.frozen_d_layers(params, n)]
         assert got == want[:n]
 
 
@@ -73,7 +75,7 @@ def test_freeze_d_keeps_the_first_layers_and_trains_the_rest_as_before():
                                     jnp.zeros((1, 0)))
     free = _one_iteration(plain, nets, state, draws)
     held = _one_iteration(frozen_cfg, nets, state, draws)
-    frozen = {f"{b}.{layer}" for b, layer in transfer.frozen_d_layers(state.D, 3)}
+    frozen = {f"{b}.{layer}" for b, layer in freeze.frozen_d_layers(state.D, 3)}
     assert frozen == {"b16.fromrgb", "b16.conv0", "b16.conv1"}  # resnet at 16x16
     before = dict(jax.tree_util.tree_leaves_with_path(state.D))
     after_free = dict(jax.tree_util.tree_leaves_with_path(free.D))
@@ -133,14 +135,14 @@ def test_resume_from_an_official_snapshot_takes_its_networks_and_p(trainer_and_s
                                                                    tmp_path):
     import official_pickle as op
 
-    from stylegan_jax.convert import official
+    from stylegan_jax.convert import torch_stylegan2
 
     trainer, init, source, _ = trainer_and_source
     nets = trainer.export(source)
     records = {name: op.records_from_state_dict(
         "Generator" if name.startswith("G") else "Discriminator",
-        official.official_init_kwargs(net.module),
-        official.variables_to_state_dict(net.variables, net.module))
+        torch_stylegan2.official_init_kwargs(net.module),
+        torch_stylegan2.variables_to_state_dict(net.variables, net.module))
         for name, net in nets.items()}
     pipe = op.records_from_state_dict("AugmentPipe", {"xflip": 1}, {"p": np.float32(0.37)})
     op.dump(dict(**records, augment_pipe=pipe, training_set_kwargs={}), tmp_path / "s.pkl")
@@ -164,14 +166,14 @@ def test_resume_shape_mismatch_names_the_tensor(trainer_and_source, tmp_path):
 
 def test_resume_uses_the_official_tweaks():
     config = config_lib.load_config("paper256")
-    plain = config_lib.step_config(config)
+    plain = stylegan2_config.step_config(config)
     config.train.resume = "/some/network"
-    resumed = config_lib.step_config(config)
+    resumed = stylegan2_config.step_config(config)
     assert (plain.ada_kimg, resumed.ada_kimg) == (500.0, 100.0)
     config = config_lib.load_config("quickstart")  # the quickstart ramps its EMA up
-    assert config_lib.step_config(config).ema_rampup == 0.05
+    assert stylegan2_config.step_config(config).ema_rampup == 0.05
     config.train.resume = "/some/network"
-    assert config_lib.step_config(config).ema_rampup is None
+    assert stylegan2_config.step_config(config).ema_rampup is None
 
 
 def test_generated_labels_follow_the_dataset():

@@ -9,7 +9,7 @@ import pytest
 import scipy.interpolate
 
 from stylegan_jax import cli, generate
-from stylegan_jax.model_store import save_networks
+from stylegan_jax.store.networks import save_networks
 from stylegan_jax.tools import video
 
 

@@ -18,7 +18,8 @@ import time
 import jax
 import numpy as np
 
-from stylegan_jax.serve import command, launch
+from stylegan_jax.generate import named_network_from_args
+from stylegan_jax.serve import launch
 from stylegan_jax.serve.engine import Engine
 
 
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or args.requests < 1 or args.duration <= 0:
         raise ValueError("--concurrency, --requests and --duration must be positive")
     url = None if args.url is None else check_loopback(args.url)
-    net, name = command.load(args)
+    net, name = named_network_from_args(args)
     engine = Engine(net, args.noise_mode, args.max_batch)
     warm = engine.warm_up()
     gen_ips = generator_images_per_s(engine)

@@ -32,7 +32,7 @@ from stylegan_jax.benchmarks import device_peaks
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.programs import StagePrograms, compile_stage, forget_compiled
-from stylegan_jax.train.trainers import StyleGAN2Trainer
+from stylegan_jax.train.stylegan2.trainer import StyleGAN2Trainer
 
 
 def phase_name(key: tuple) -> str:

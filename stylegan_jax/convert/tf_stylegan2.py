@@ -10,7 +10,7 @@ network) and a discriminator; the build functions name the code base:
 
 For the kwargs accepted here both compute what stylegan2-ada-pytorch's networks (our
 `stylegan2` module) compute, so each TF variable maps onto one official PyTorch
-state-dict entry (then `official.state_dict_to_variables`), as the official TF code
+state-dict entry (then `torch_stylegan2.state_dict_to_variables`), as the official TF code
 defines them:
 
 - dense weights [in, out] -> [out, in]; conv weights HWIO -> OIHW;
@@ -37,7 +37,7 @@ from typing import Any
 import flax.linen as nn
 import numpy as np
 
-from stylegan_jax.convert import official
+from stylegan_jax.convert import torch_stylegan2
 from stylegan_jax.convert.pickle_reader import TFNetwork
 from stylegan_jax.convert.safe_pickle import one_line
 from stylegan_jax.convert.tf_stylegan2_kwargs import (  # noqa: F401 (re-exported)
@@ -50,8 +50,8 @@ from stylegan_jax.convert.tf_stylegan2_kwargs import (  # noqa: F401 (re-exporte
     generator_kwargs,
     is_stylegan2,
 )
-from stylegan_jax.model_store import Network
 from stylegan_jax.models import stylegan2
+from stylegan_jax.models.registry import Network
 
 # ---------------------------------------------------------------------------------
 # Variables: TF name <-> official PyTorch state-dict name and layout
@@ -136,13 +136,13 @@ def _tf_shape(shape: tuple, layout: str) -> tuple:
 
 def tf_names(module: nn.Module) -> dict[str, tuple[str, str, tuple]]:
     """TF variable name -> (official state-dict name, layout, official shape) for `module`."""
-    expected = official.expected_shapes(module, official.sample_inputs(module))
+    expected = torch_stylegan2.expected_shapes(module, torch_stylegan2.sample_inputs(module))
     name_of = (_generator_name if isinstance(module, stylegan2.Generator)
                else _discriminator_name)
     out = {}
     for key, ours in expected.items():
         name = ".".join(key[1:])
-        shape = official.official_shape(module, name, ours)
+        shape = torch_stylegan2.official_shape(module, name, ours)
         tf_name, layout = name_of(name)
         out[tf_name] = (name, layout, shape)
     return out
@@ -178,7 +178,7 @@ def variables_from_tf(named: Mapping[str, Any], module: nn.Module, what: str = "
         problems.append(f"{what}: missing variable {tf_name} {_tf_shape(shape, layout)}")
     if problems:
         raise ConversionError("variables do not match the network:\n  " + "\n  ".join(problems))
-    return official.state_dict_to_variables(state, module, what)
+    return torch_stylegan2.state_dict_to_variables(state, module, what)
 
 
 # TF tuple position -> our network name.

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
+from stylegan_jax.data import sources
 from stylegan_jax.data.images import BadImage, decode_image
 from stylegan_jax.data.shards import DatasetError
 
@@ -143,8 +144,6 @@ def list_tfds(
     label_key: str | None,
 ) -> Listing:
     """A TFDS split in its stored order; images stay encoded until a worker decodes them."""
-    from stylegan_jax.data import sources
-
     builder = sources.tfds_builder(name, data_dir, manual_dir)
     num_classes = sources.tfds_features(builder, image_key, label_key)
     encoded = sources.tfds_encoded(

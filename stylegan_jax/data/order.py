@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from stylegan_jax.data import sources as src
+from stylegan_jax.data import tf_runtime
 from stylegan_jax.data.images import box_downsample
 from stylegan_jax.data.shards import DatasetError
 
@@ -137,7 +138,7 @@ def tfds_batches(
     Epoch e reads files and a shuffle buffer seeded from (seed, e); `start` (global examples)
     becomes start / process_count local ones, skipped as encoded records before decoding.
     """
-    tf = src.import_tensorflow()
+    tf = tf_runtime.import_tensorflow()
     builder = src.tfds_builder(source.name, source.data_dir, source.manual_dir)
     num_classes = src.tfds_features(builder, source.image_key, source.label_key)
 

@@ -46,7 +46,9 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from stylegan_jax.data import sources as src
 from stylegan_jax.data.images import check_resolution
@@ -241,8 +243,6 @@ def make_pipeline(
     if not isinstance(source, src.SourceConfig):
         source = src.SourceConfig.from_dict(source)
     if process_index is None or process_count is None:
-        import jax
-
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:
@@ -320,9 +320,6 @@ def to_global_array(local_batch: Any, mesh, axis: str = "data") -> Any:
 
     Leaves keep their dtype (uint8 images cross to the devices at a quarter of float32's size).
     """
-    import jax
-    from jax.sharding import NamedSharding, PartitionSpec
-
     sharding = NamedSharding(mesh, PartitionSpec(axis))
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
@@ -339,7 +336,5 @@ def to_pmap_layout(local_batch: Any, local_device_count: int) -> Any:
                 f"local batch {x.shape[0]} is not divisible by {local_device_count} devices"
             )
         return x.reshape(local_device_count, x.shape[0] // local_device_count, *x.shape[1:])
-
-    import jax
 
     return jax.tree.map(split, local_batch)

@@ -25,9 +25,11 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from stylegan_jax.data import sources as src
+from stylegan_jax.data import tf_runtime
 from stylegan_jax.data.images import box_downsample
 from stylegan_jax.data.pipeline import _serving_resolution
 from stylegan_jax.data.shards import MANIFEST, DatasetError
@@ -65,8 +67,6 @@ class RealImages:
         if batch_size < 1:
             raise ValueError(f"{self.name}: batch_size must be >= 1, got {batch_size}")
         if process_index is None or process_count is None:
-            import jax
-
             process_index = jax.process_index() if process_index is None else process_index
             process_count = jax.process_count() if process_count is None else process_count
         if process_count < 1 or not 0 <= process_index < process_count:
@@ -114,6 +114,12 @@ def open_real_images(
     if source.kind == "tfds":
         return _open_tfds(source, resolution)
     return _open_indexed(source, resolution)
+
+
+def training_images(config) -> RealImages:
+    """A training run's real images as the metrics read them (`config`: the run's config,
+    its `data` section naming the source)."""
+    return open_real_images(src.source_from_config(config.data), config.data.resolution)
 
 
 def describe(source: src.SourceConfig) -> str:
@@ -199,7 +205,7 @@ def _open_tfds(source: src.SourceConfig, resolution: int | None) -> RealImages:
         raise DatasetError(f"{name}: holds no images")
 
     def read(batch_size: int, process_index: int, process_count: int):
-        tf = src.import_tensorflow()
+        tf = tf_runtime.import_tensorflow()
         # Shared by records, never by files: TFDS's files differ in size and the metrics count
         # on process p holding exactly items p, p + P, ... (every process reads each record,
         # but decodes only its own).

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from stylegan_jax.data import tf_runtime
+
 FORMAT = "stylegan_jax.shards/1"
 MANIFEST = "manifest.json"
 FEATURE = b"image"
@@ -103,9 +105,7 @@ class LevelWriter:
         self._shards[-1]["count"] += 1
 
     def _open_next(self) -> None:
-        from stylegan_jax.data.sources import import_tensorflow
-
-        tf = import_tensorflow()
+        tf = tf_runtime.import_tensorflow()
         self._close_writer()
         name = f"{level_dir(self.resolution)}/shard-{len(self._shards):05d}.tfrecord"
         self._shards.append({"file": name, "count": 0})
@@ -122,15 +122,13 @@ class LevelWriter:
     def _writing(self):
         """A full disk, an I/O error or a permission error (OSError, or TensorFlow's
         OpError from its writer) becomes a DatasetError naming the shard."""
-        from stylegan_jax.data.sources import import_tensorflow
-
         failure = None
         try:
             yield
         except OSError as e:
             failure = e
         except Exception as e:
-            if not isinstance(e, import_tensorflow().errors.OpError):
+            if not isinstance(e, tf_runtime.import_tensorflow().errors.OpError):
                 raise
             failure = e
         if failure is not None:

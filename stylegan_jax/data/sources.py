@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from stylegan_jax.data import images as image_ops
+from stylegan_jax.data import tf_runtime
 from stylegan_jax.data.shards import DatasetError, ShardedImages, read_manifest
 
 KINDS = ("bundled", "tfrecord", "tfds")
@@ -73,12 +74,20 @@ class SourceConfig:
         return cls(**d)
 
 
-def import_tensorflow():
-    """tensorflow, imported on first use and kept off every GPU (JAX owns their memory)."""
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")
-    return tf
+def source_from_config(data) -> dict[str, Any]:
+    """A training config's `data` section -> the source dict the data pipeline takes
+    (`SourceConfig.from_dict`)."""
+    if data.source == "bundled":
+        return dict(kind="bundled", resolution=data.resolution, channels=data.channels)
+    if data.source == "tfrecord":
+        return dict(kind="tfrecord", path=data.path)
+    if data.source == "tfds":
+        return dict(kind="tfds", name=data.path, split=data.split,
+                    data_dir=data.data_dir or None, manual_dir=data.manual_dir or None,
+                    resolution=data.resolution, channels=data.channels,
+                    label_key="label" if data.use_labels else None)
+    raise ValueError(
+        f"config.data.source={data.source!r}: expected bundled, tfrecord or tfds")
 
 
 @functools.lru_cache(maxsize=8)
@@ -185,7 +194,7 @@ def tfds_builder(name: str, data_dir: str | None = None, manual_dir: str | None 
     Preparing downloads what the dataset's builder downloads; on several hosts prepare once
     beforehand (or convert with the dataset tool) instead of racing.
     """
-    import_tensorflow()
+    tf_runtime.import_tensorflow()
     import tensorflow_datasets as tfds
 
     try:
@@ -241,7 +250,7 @@ def tfds_encoded(
     By files when the split has at least one file per process (TFDS's input_context), else
     by records (every process reads the same seeded file order and keeps every P-th record).
     """
-    tf = import_tensorflow()
+    tf = tf_runtime.import_tensorflow()
     import tensorflow_datasets as tfds
 
     by_files = process_count > 1 and tfds_num_files(builder, split) >= process_count
@@ -275,7 +284,7 @@ def tfds_decode_fn(resolution: int, channels: int):
 
     Area resizing is the box filter when shrinking; smaller images are upsampled bicubically.
     """
-    tf = import_tensorflow()
+    tf = tf_runtime.import_tensorflow()
 
     def decode(encoded, label):
         image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)

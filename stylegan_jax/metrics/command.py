@@ -16,9 +16,12 @@ import argparse
 import os
 from pathlib import Path
 
+from stylegan_jax.data.real_images import training_images
 from stylegan_jax.metrics import feature_stats, image_source, registry, weight_files
 from stylegan_jax.metrics.detectors import Detectors
 from stylegan_jax.metrics.runner import compute_metrics, report_metric
+from stylegan_jax.store import runs
+from stylegan_jax.store.load import generator_name, load_networks
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,31 +70,23 @@ def find_network_dir(workdir: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stylegan_jax.model_store import load_networks
-    from stylegan_jax.train import export
-
     specs = registry.parse_metrics(args.metrics)
     net_dir = args.network if args.network is not None else find_network_dir(args.workdir)
     # A training run's checkpoint: evaluate a fixed step, on the run's data by default.
-    found = export.checkpoint_path(net_dir)
+    found = runs.checkpoint_path(net_dir)
     if found is not None:
-        run_root, (step, nets) = found[0], export.networks_at(*found)
+        run_root, (step, nets) = found[0], runs.networks_at(*found)
         net_dir = run_root / "checkpoints" / str(step)
     else:
         nets = load_networks(net_dir)
-    which = args.which or ("G_ema" if "G_ema" in nets else "G")
-    if which not in nets:
-        raise ValueError(f"{net_dir} has no network {which!r}; it has {sorted(nets)}")
-    G = nets[which]
+    G = nets[generator_name(nets, args.which, net_dir)]
 
     data = None
     needs_data = any(s.needs_real for s in specs) or G.module.c_dim
     if args.data is not None:
         data = image_source.open_images(args.data)
     elif needs_data and found is not None:
-        from stylegan_jax.train.evaluation import training_images
-
-        data = training_images(export.read_config(run_root))
+        data = training_images(runs.read_config(run_root))
     elif needs_data:
         raise ValueError("--data is needed for " + ", ".join(
             s.name for s in specs if s.needs_real) + " (and for a conditional generator's labels)")

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylegan_jax import generate
+from stylegan_jax.models import sampling
 
 MODES = ("int", "frac", "rot")
 GROUP = 4  # samples per random transform (the official batch_size per GPU)
@@ -312,14 +312,14 @@ def group_sums(module, variables: dict, modes: tuple[str, ...], z: jax.Array, c:
     if getattr(module, "num_bf16_res", 0):
         module = module.clone(num_bf16_res=0)
     g, k = z.shape[:2]
-    ws = generate.mapping(module, variables, z.reshape(g * k, -1), c.reshape(g * k, -1),
+    ws = sampling.mapping(module, variables, z.reshape(g * k, -1), c.reshape(g * k, -1),
                           psi=psi)
     ws = ws.reshape(g, k, *ws.shape[1:])
     key = jax.random.PRNGKey(0)  # StyleGAN3 has no noise inputs
 
     def draw(ws_g, transform):
-        v = generate.with_input_transform(variables, transform)
-        return generate.synthesis(module, v, ws_g, key, noise_mode="const")
+        v = sampling.with_input_transform(variables, transform)
+        return sampling.synthesis(module, v, ws_g, key, noise_mode="const")
 
     def one_group(ws_g, p):
         transforms = jnp.stack([jnp.eye(3, dtype=jnp.float32)]

@@ -14,8 +14,11 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from stylegan_jax.distributed import barrier
 
 # How long a process waits for the others before a cross-process gather: their shares of
 # a metric's work differ, and the first collective must not start with a peer far behind.
@@ -82,10 +85,6 @@ def gather_rows(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     if jax.process_count() == 1:
         return x
-    from jax.experimental import multihost_utils
-
-    from stylegan_jax.distributed import barrier
-
     barrier("gather_rows", GATHER_TIMEOUT_S)  # see distributed.py: gloo's first-use limit
     counts = np.asarray(multihost_utils.process_allgather(np.int64(x.shape[0])))
     longest = int(counts.max())
@@ -99,9 +98,5 @@ def broadcast_flag(flag: bool) -> bool:
     """Process 0's value of `flag` on every process (e.g. 'the cache file exists')."""
     if jax.process_count() == 1:
         return bool(flag)
-    from jax.experimental import multihost_utils
-
-    from stylegan_jax.distributed import barrier
-
     barrier("broadcast_flag", GATHER_TIMEOUT_S)
     return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))

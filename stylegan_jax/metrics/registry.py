@@ -65,12 +65,6 @@ class MetricSpec:
         return (self.name,)
 
 
-def higher_is_better(result_key: str) -> bool:
-    """Direction of a result (for keeping the best checkpoint): FID, KID, PPL, IS std fall;
-    precision, recall, IS and the equivariance PSNRs rise."""
-    return result_key.endswith(("_precision", "_recall", "_mean")) or result_key.startswith("eq")
-
-
 _PATTERNS = [
     (re.compile(r"^fid(\d+k?)(_full)?$"), "fid"),
     (re.compile(r"^kid(\d+k?)(_full)?$"), "kid"),

@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from stylegan_jax.generate import synthesize
 from stylegan_jax.metrics import equivariance, fid, inception_score, kid, ppl, precision_recall
 from stylegan_jax.metrics.detectors import PRIMARY, Detectors
 from stylegan_jax.metrics.feature_stats import FeatureStats, cache_path
@@ -37,6 +36,7 @@ from stylegan_jax.metrics.parallel import (
 )
 from stylegan_jax.metrics.registry import MetricSpec, parse_metric
 from stylegan_jax.models import stylegan2, stylegan3
+from stylegan_jax.models.sampling import synthesize
 
 RealIterFactory = Callable[[], Iterable[np.ndarray]]
 LabelFn = Callable[[np.random.Generator, int], np.ndarray]

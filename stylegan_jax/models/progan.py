@@ -20,9 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from stylegan_jax.models.stylegan2 import check_resolution
 from stylegan_jax.nn import ops
-from stylegan_jax.nn.layers import Conv2d, Dense
+from stylegan_jax.nn.layers import Conv2d, Dense, check_resolution
 
 SQRT2 = math.sqrt(2.0)
 

@@ -26,9 +26,8 @@ from stylegan_jax.models.progan import (
     num_features,
     scope,
 )
-from stylegan_jax.models.stylegan2 import NOISE_MODES, check_resolution
 from stylegan_jax.nn import ops
-from stylegan_jax.nn.layers import Conv2d, Dense
+from stylegan_jax.nn.layers import NOISE_MODES, Conv2d, Dense, check_resolution
 
 NONLINEARITIES = ("lrelu", "relu")
 FUSED_SCALES = (True, False, "auto")

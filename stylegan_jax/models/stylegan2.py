@@ -15,17 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from stylegan_jax.nn import ops
-from stylegan_jax.nn.layers import Conv2d, Dense
+from stylegan_jax.nn.layers import NOISE_MODES, Conv2d, Dense, check_resolution
 
 ARCHITECTURES = ("orig", "skip", "resnet")
-NOISE_MODES = ("random", "const", "none")
-
-
-def check_resolution(resolution: int, field: str = "img_resolution") -> int:
-    """Returns log2(resolution); raises for anything but a power of two in 4..1024+."""
-    if not isinstance(resolution, int) or resolution < 4 or resolution & (resolution - 1):
-        raise ValueError(f"{field} must be a power of two >= 4, got {resolution!r}")
-    return int(math.log2(resolution))
 
 
 def check_architecture(architecture: str, field: str = "architecture") -> None:

@@ -18,6 +18,14 @@ import jax.numpy as jnp
 from stylegan_jax.nn import ops
 
 RESAMPLE_MODES = ("fir", "fused", "separate")
+NOISE_MODES = ("random", "const", "none")  # per-layer noise: drawn, the stored const, none
+
+
+def check_resolution(resolution: int, field: str = "img_resolution") -> int:
+    """Returns log2(resolution); raises for anything but a power of two in 4..1024+."""
+    if not isinstance(resolution, int) or resolution < 4 or resolution & (resolution - 1):
+        raise ValueError(f"{field} must be a power of two >= 4, got {resolution!r}")
+    return int(math.log2(resolution))
 
 
 def _normal_init(scale: float):

@@ -1,6 +1,6 @@
 """Networks that ship inside the package, so the tools work right after `pip install`.
 
-Each is a network directory (`stylegan_jax.model_store` format) trained by this project's
+Each is a network directory (`stylegan_jax.store.networks` format) trained by this project's
 own `train` command; the README says how each was made.
 """
 

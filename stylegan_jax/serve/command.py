@@ -1,9 +1,9 @@
 """`stylegan-jax serve`: a page with a new face on every load, and an image API.
 
-Loads a generator (as `generate` does; default: the face network shipped with the
-package), compiles one program per batch bucket before accepting a connection, prints
-the URL and the warm-up time, then serves on uvicorn until SIGINT / SIGTERM, answering
-every request already accepted before it exits.
+Loads a generator as every tool does (`generate.add_network_arguments`; default:
+the face network shipped with the package), compiles one program per batch bucket
+before accepting a connection, prints the URL and the warm-up time, then serves on
+uvicorn until SIGINT / SIGTERM, answering every request already accepted before it exits.
 """
 
 from __future__ import annotations
@@ -13,21 +13,18 @@ import signal
 import socket
 from pathlib import Path
 
-from stylegan_jax.model_store import Network
+import uvicorn
+
+from stylegan_jax.generate import add_network_arguments, named_network_from_args
 from stylegan_jax.models import stylegan2
+from stylegan_jax.serve.app import create_app
+from stylegan_jax.serve.engine import Engine
+from stylegan_jax.serve.params import Defaults
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--network", type=Path, help="an official .pkl, a directory written by "
-                     "`stylegan-jax convert`, or a training workdir (default: the face "
-                     "network shipped with the package)")
+    src = add_network_arguments(p)
     src.add_argument("--workdir", type=Path, help="a training workdir: its newest checkpoint")
-    src.add_argument("--random-init", action="store_true",
-                     help="a small randomly initialised generator (for trying the server)")
-    p.add_argument("--which", default=None, help="network name in the directory or pickle "
-                   "(default: G_ema if present, else G)")
-    p.add_argument("--resolution", type=int, default=32, help="with --random-init")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                    "loopback only; 0.0.0.0 serves the network)")
     p.add_argument("--port", type=int, default=8000, help="0: any free port")
@@ -46,21 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "network's directory or file name)")
 
 
-def load(args: argparse.Namespace) -> tuple[Network, str]:
-    """The generator the flags name, and a display name for it."""
-    from stylegan_jax.generate import load_generator, random_generator
-
-    if args.random_init:
-        return random_generator(args.resolution), f"random-init-{args.resolution}"
-    source = args.network or args.workdir
-    if source is None:
-        from stylegan_jax import pretrained
-
-        source = pretrained.path()
-    source = Path(source).absolute()
-    return load_generator(source, args.which), source.stem
-
-
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket, bound before warm-up so a taken port fails at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -77,16 +59,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from stylegan_jax.serve.app import create_app
-    from stylegan_jax.serve.engine import Engine
-    from stylegan_jax.serve.params import Defaults
-
     if args.batch_window_ms < 0:
         raise ValueError(f"--batch-window-ms must be >= 0, got {args.batch_window_ms}")
     sock = bind(args.host, args.port)
-    net, name = load(args)
+    net, name = named_network_from_args(args)
     engine = Engine(net, args.noise_mode, args.max_batch)
     app = create_app(engine, args.name or name, Defaults(args.trunc, args.class_idx),
                      args.batch_window_ms / 1000, args.queue_limit)

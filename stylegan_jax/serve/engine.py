@@ -10,8 +10,8 @@ import jax
 import numpy as np
 
 from stylegan_jax import images
-from stylegan_jax.generate import labels_for, latents_for_seeds, stylegan3_transform
-from stylegan_jax.model_store import Network
+from stylegan_jax.models.registry import Network
+from stylegan_jax.models.sampling import labels_for, latents_for_seeds, stylegan3_transform
 from stylegan_jax.serve.batcher import Move
 from stylegan_jax.serve.render import make_render, spec
 

@@ -26,13 +26,10 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from stylegan_jax.generate import GENERATORS, W_FAMILIES, with_input_transform
-from stylegan_jax.model_store import Network
-from stylegan_jax.models import progan, stylegan, stylegan2, stylegan3
+from stylegan_jax.models import stylegan, stylegan2
+from stylegan_jax.models.registry import Network, family_of
+from stylegan_jax.models.sampling import synthesis, with_input_transform
 from stylegan_jax.nn import ops
-
-FAMILIES = {stylegan2.Generator: "stylegan2", stylegan3.Generator: "stylegan3",
-            stylegan.Generator: "stylegan", progan.Generator: "progan"}
 
 
 @dataclass(frozen=True)
@@ -50,14 +47,9 @@ class Spec:
 
 def spec(net: Network) -> Spec:
     G = net.module
-    if not isinstance(G, GENERATORS):
-        raise TypeError(f"expected a generator, got {type(G).__name__}")
-    if isinstance(G, W_FAMILIES):
-        res, ch, c_dim = G.img_resolution, G.img_channels, G.c_dim
-    else:
-        res, ch, c_dim = G.resolution, G.num_channels, G.label_size
-    return Spec(FAMILIES[type(G)], res, ch, G.z_dim, c_dim,
-                not isinstance(G, progan.Generator), isinstance(G, stylegan3.Generator))
+    family = family_of(G)
+    return Spec(family.name, family.resolution(G), family.channels(G), G.z_dim, G.c_dim,
+                family.truncation, family.input_transform)
 
 
 def _truncate_w(G, variables, z, c, psi):
@@ -74,24 +66,21 @@ def _truncate_stylegan(G, variables, z, c, psi):
 
 def _render_batch(net: Network, noise_mode: str, variables, z, c, psi, key):
     G, psi = net.module, psi[:, None, None]
-    if isinstance(G, progan.Generator):
+    family = family_of(G)
+    if not family.w_space:  # ProGAN: z straight to images
         return G.apply(variables, z, c, jnp.float32(net.lod))
-    if isinstance(G, W_FAMILIES):
-        ws = _truncate_w(G, variables, z, c, psi)
-        return G.apply(variables, ws, noise_mode, rngs={"noise": key},
-                       method=type(G).synthesis_fn)
-    ws = _truncate_stylegan(G, variables, z, c, psi)
-    return G.apply(variables, ws, jnp.float32(net.lod), noise_mode, rngs={"noise": key},
-                   method=stylegan.Generator.synthesis_fn)
+    truncate = _truncate_stylegan if family.lod else _truncate_w
+    ws = truncate(G, variables, z, c, psi)
+    return synthesis(G, variables, ws, key, net.lod, noise_mode)
 
 
 def make_render(net: Network, noise_mode: str = "const") -> Callable:
     """render(variables, z [N, z_dim], c [N, c_dim], psi [N], seeds [N] uint32,
     transforms [N, 3, 3]) -> NHWC. `transforms` (StyleGAN3's input transform, as
-    `generate.stylegan3_transform` makes it) is ignored by the other families."""
+    `models.sampling.stylegan3_transform` makes it) is ignored by the other families."""
     if noise_mode not in stylegan2.NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {stylegan2.NOISE_MODES}, got {noise_mode!r}")
-    moves = isinstance(net.module, stylegan3.Generator)
+    moves = family_of(net.module).input_transform
 
     def render(variables, z, c, psi, seeds, transforms):
         if noise_mode != "random" and not moves:

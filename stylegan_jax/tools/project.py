@@ -18,7 +18,7 @@ from stylegan_jax import images
 from stylegan_jax.data.images import BadImage, decode_image, resize, to_channels
 from stylegan_jax.generate import add_network_arguments, images_from_ws, network_from_args
 from stylegan_jax.metrics import lpips, weight_files
-from stylegan_jax.model_store import Network
+from stylegan_jax.models.registry import Network
 from stylegan_jax.tools import projection
 
 VIDEO_FPS = 10  # official: imageio writer, fps=10, libx264, 16 Mbit/s

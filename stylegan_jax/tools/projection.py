@@ -21,9 +21,9 @@ import optax
 from flax import traverse_util
 from tqdm import tqdm
 
-from stylegan_jax.generate import mapping, synthesis
 from stylegan_jax.metrics import image_ops, lpips, vgg
 from stylegan_jax.models import stylegan2
+from stylegan_jax.models.sampling import mapping, synthesis
 
 LPIPS_MAX_SIZE = 256  # official: larger images are area-downsampled to 256 before VGG16
 W_AVG_SEED = 123  # official: np.random.RandomState(123) draws the w statistics' latents

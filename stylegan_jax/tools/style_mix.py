@@ -19,11 +19,11 @@ from stylegan_jax.generate import (
     images_from_ws,
     network_from_args,
     parse_seeds,
-    w_shape,
     ws_for_seeds,
 )
-from stylegan_jax.model_store import Network
 from stylegan_jax.models import stylegan2
+from stylegan_jax.models.registry import Network
+from stylegan_jax.models.sampling import w_shape
 
 
 def mix_ws(row_ws: np.ndarray, col_ws: np.ndarray, styles: list[int]) -> np.ndarray:

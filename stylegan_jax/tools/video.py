@@ -27,8 +27,8 @@ from stylegan_jax.generate import (
     parse_seeds,
     ws_for_seeds,
 )
-from stylegan_jax.model_store import Network
 from stylegan_jax.models import stylegan2
+from stylegan_jax.models.registry import Network
 
 WRAPS = 2  # keyframe copies on each side of the walked period (the official value)
 KINDS = ("cubic", "linear")

@@ -16,8 +16,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from stylegan_jax.train.step import AXIS
-
+AXIS = "data"  # the mesh / pmap axis every training collective reduces over
 BACKENDS = ("pmap", "shard_map")
 
 

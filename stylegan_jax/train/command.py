@@ -8,8 +8,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+
+import jax
+
+from stylegan_jax import distributed
+from stylegan_jax.train import config as config_lib
+from stylegan_jax.train import loop
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,8 +49,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stylegan_jax import distributed
-
     name = Path(args.config.partition(":")[0]).stem
     workdir = args.workdir or Path("runs") / name
     overrides = list(getattr(args, "overrides", []))
@@ -60,18 +65,13 @@ def run(args: argparse.Namespace) -> int:
     distributed.initialize(args.coordinator, args.num_processes, args.process_id,
                            args.heartbeat_timeout)
 
-    from stylegan_jax.train import config as config_lib
-    from stylegan_jax.train.loop import NonFiniteError, train
-
     config = config_lib.load_config(args.config, overrides)
     try:
-        summary = train(config, workdir, stop_at_step=args.stop_at_step,
+        summary = loop.train(config, workdir, stop_at_step=args.stop_at_step,
                         compile_timeout_s=args.compile_timeout)
-    except NonFiniteError as e:
+    except loop.NonFiniteError as e:
         print(f"stylegan-jax train: {e}", file=sys.stderr)
         return 3
-    import jax
-
     if jax.process_index() == 0:
         print(f"Finished: {summary['kimg']:.1f} kimg, {summary['step']} iterations, "
               f"checkpoint {summary['checkpoint']} in {Path(workdir).absolute() / 'checkpoints'}"
@@ -84,6 +84,4 @@ def _resumed_from(workdir: Path) -> str | None:
     path = workdir / "config.json"
     if not path.is_file():
         return None
-    import json
-
     return json.loads(path.read_text()).get("train", {}).get("resume") or None

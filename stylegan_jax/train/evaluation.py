@@ -14,17 +14,11 @@ from collections.abc import Callable
 
 import ml_collections
 
+from stylegan_jax.data.real_images import training_images
 from stylegan_jax.metrics import feature_stats, weight_files
 from stylegan_jax.metrics.detectors import Detectors
 from stylegan_jax.metrics.runner import MetricResult, compute_metrics
 from stylegan_jax.train import config as config_lib
-
-
-def training_images(config: ml_collections.ConfigDict):
-    """The run's real images as the metrics read them (data.real_images.RealImages)."""
-    from stylegan_jax.data.real_images import open_real_images
-
-    return open_real_images(config_lib.data_source(config.data), config.data.resolution)
 
 
 class Evaluator:

@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from stylegan_jax.data.sources import SourceConfig, import_tensorflow, open_indexed, tfds_builder
+from stylegan_jax.data.sources import SourceConfig, open_indexed, tfds_builder
+from stylegan_jax.data.tf_runtime import import_tensorflow
 
 
 def class_counts(source: SourceConfig, num_classes: int) -> np.ndarray:

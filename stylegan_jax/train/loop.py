@@ -25,16 +25,18 @@ import numpy as np
 
 from stylegan_jax import images
 from stylegan_jax.atomic import write_error
-from stylegan_jax.data.sources import SourceConfig
-from stylegan_jax.generate import latents_for_seeds, synthesize
+from stylegan_jax.data.pipeline import make_pipeline
+from stylegan_jax.data.sources import SourceConfig, source_from_config
 from stylegan_jax.metrics.runner import report_metric, scalars
+from stylegan_jax.models.sampling import latents_for_seeds, synthesize
+from stylegan_jax.store.checkpoints import Checkpoints
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import labels as labels_lib
 from stylegan_jax.train.backends import Backend
-from stylegan_jax.train.checkpoint import Checkpoints
+from stylegan_jax.train.evaluation import Evaluator
+from stylegan_jax.train.families import trainer_class
 from stylegan_jax.train.programs import compile_stage
 from stylegan_jax.train.report import StatsWriter, tick_line
-from stylegan_jax.train.trainers import trainer_class
 
 # Fields whose change makes old checkpoints unusable (or meaningless) for a run.
 _IDENTITY_SECTIONS = ("family", "model", "data.resolution", "data.channels", "data.use_labels")
@@ -123,9 +125,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     t, lg = config.train, config.log
 
     # --- data: the networks need its label count -------------------------------------
-    from stylegan_jax.data.pipeline import make_pipeline  # imports tensorflow lazily
-
-    source = config_lib.data_source(config.data)
+    source = source_from_config(config.data)
     with make_pipeline(source, t.batch_size, seed=config.seed,
                        resolution=config.data.resolution, prefetch=1, threads=1) as probe:
         num_classes, served = probe.num_classes, (probe.resolution, probe.channels)
@@ -138,8 +138,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
     c_dim = num_classes if config.data.use_labels else 0
     evaluator = None
     if config_lib.metric_specs(config):  # fails here if a feature network's weights are missing
-        from stylegan_jax.train.evaluation import Evaluator
-
         evaluator = Evaluator(config, c_dim, detectors)
 
     # --- trainer and state: fresh, or the newest checkpoint ------------------------------

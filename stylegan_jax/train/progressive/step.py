@@ -20,16 +20,17 @@ import jax
 import jax.numpy as jnp
 
 from stylegan_jax.models import stylegan
+from stylegan_jax.models.registry import Networks
 from stylegan_jax.nn import ops
-from stylegan_jax.train import progressive_losses as losses
-from stylegan_jax.train import progressive_nets as stage_nets
-from stylegan_jax.train.progressive_schedule import (
+from stylegan_jax.train.backends import AXIS
+from stylegan_jax.train.progressive import losses
+from stylegan_jax.train.progressive import nets as stage_nets
+from stylegan_jax.train.progressive.schedule import (
     Schedule,
     StagePlan,
     device_lod,
     device_rampup,
 )
-from stylegan_jax.train.step import AXIS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +49,6 @@ class StepConfig:
     reset_opt_for_new_lod: bool = True
     style_mixing_prob: float = 0.9  # StyleGAN only
     noise_mode: str = "random"  # StyleGAN only
-
-
-class Networks(NamedTuple):
-    G: object  # progan.Generator | stylegan.Generator
-    D: object
 
 
 class AdamState(NamedTuple):
@@ -113,14 +109,14 @@ def fade_reals(real_u8: jax.Array, lod: jax.Array, level: int, resolution: int) 
     return ops.upscale2d_nearest(x, resolution // x.shape[1])
 
 
-def generate(nets: Networks, cfg: StepConfig, params, buffers, z, c, lod, level: int, key):
+def fake_images(nets: Networks, cfg: StepConfig, params, buffers, z, c, lod, level: int, key):
     """G in training mode within a stage -> (images at full resolution, updated buffers)."""
     if isinstance(nets.G, stylegan.Generator):
-        return stage_nets.generate(
+        return stage_nets.fake_images(
             nets.G, {"params": params, "buffers": buffers}, z, c, lod, level,
             noise_mode=cfg.noise_mode, style_mixing_prob=cfg.style_mixing_prob,
             update_dlatent_avg=True, noise_key=key)
-    images, _ = stage_nets.generate(nets.G, {"params": params}, z, c, lod, level)
+    images, _ = stage_nets.fake_images(nets.G, {"params": params}, z, c, lod, level)
     return images, buffers
 
 
@@ -146,7 +142,7 @@ def iteration(state: ProgressiveState, real_u8, real_c, label_table, *, nets: Ne
 
     # D step: fakes from the current G with the reals' labels.
     z = jax.random.normal(k_dz, (b, G.z_dim))
-    fakes, buffers = generate(nets, cfg, state.G, state.G_buffers, z, real_c, lod, plan.level,
+    fakes, buffers = fake_images(nets, cfg, state.G, state.G_buffers, z, real_c, lod, plan.level,
                               k_dnoise)
     fakes = jax.lax.stop_gradient(fakes)
     mix = jax.random.uniform(k_mix, (b, 1, 1, 1))
@@ -183,7 +179,7 @@ def iteration(state: ProgressiveState, real_u8, real_c, label_table, *, nets: Ne
         c = label_table[jax.random.randint(k_gc, (b,), 0, label_table.shape[0])]
 
         def g_objective(g_params):
-            images, new_buffers = generate(nets, cfg, g_params, buffers, z, c, lod, plan.level,
+            images, new_buffers = fake_images(nets, cfg, g_params, buffers, z, c, lod, plan.level,
                                            k_gnoise)
             scores = stage_nets.score(D, {"params": D_params}, images, c, lod, plan.level)
             per_sample = (losses.g_wgan(scores) if cfg.loss == "wgan_gp"

@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from stylegan_jax.convert.official_kwargs import ConversionError
-from stylegan_jax.model_store import Network
+from stylegan_jax.convert.torch_kwargs import ConversionError
 from stylegan_jax.models import stylegan3
+from stylegan_jax.models.registry import Network
 
 BUFFER_NAMES = ("w_avg", "freqs", "phases", "transform", "magnitude_ema")
 FILTER_NAMES = ("up_filter", "down_filter")

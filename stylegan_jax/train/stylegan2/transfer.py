@@ -1,5 +1,4 @@
-"""Starting a new StyleGAN2 run from trained networks (official `--resume`) and freezing
-the first discriminator layers (official `--freezed`).
+"""Starting a new StyleGAN2 run from trained networks (official `--resume`).
 
 `train.resume` names a network directory, a training run (its newest checkpoint, or
 RUN/checkpoints/N) or an official pickle. As the official `copy_params_and_buffers(...,
@@ -19,25 +18,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylegan_jax.store import runs
+from stylegan_jax.store.load import read_networks
+
 # Resume networks -> the state fields their params and buffers replace.
 _TARGETS = {"G": ("G", "G_buffers"), "G_ema": ("G_ema", "G_ema_buffers"), "D": ("D", None)}
 
 
 def load_source(source: str | Path) -> tuple[dict, float | None]:
     """({'G', 'G_ema', 'D' that the source has: Network}, p or None)."""
-    from stylegan_jax.generate import read_any_networks
-    from stylegan_jax.train import export
-
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"train.resume={source}: no such file or directory")
-    found = export.checkpoint_path(path)
+    found = runs.checkpoint_path(path)
     if found is not None:
-        _, trainer, state = export.restore_checkpoint(*found)
-        nets = trainer.export(jax.tree_util.tree_map(jnp.asarray, state))
-        p = getattr(state, "augment_p", None)
-        return nets, None if p is None else float(np.asarray(p))
-    nets, records = read_any_networks(path)
+        checkpoint = runs.read_checkpoint(*found)
+        return checkpoint.networks, checkpoint.augment_p
+    nets, records = read_networks(path)
     usable = {k: v for k, v in nets.items() if k in _TARGETS}
     if not usable:
         raise ValueError(f"train.resume={source}: holds {sorted(nets)}, none of G, G_ema, D")
@@ -101,26 +98,3 @@ def _copy_into(fresh, source, prefix: str, where: str, missing: list[str]):
 
 def _key(path) -> str:
     return ".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
-
-
-def frozen_d_layers(d_params: Mapping, freeze: int) -> tuple:
-    """Paths (block, layer) of the first `freeze` D layers in the official order: blocks from
-    the highest resolution down, within each fromrgb, conv0, conv1, skip (those it has);
-    the 4x4 epilogue is never frozen (official `freeze_layers`)."""
-    if freeze <= 0:
-        return ()
-    blocks = sorted((k for k in d_params if k.startswith("b") and k[1:].isdigit()
-                     and int(k[1:]) > 4), key=lambda k: -int(k[1:]))
-    layers = [(b, layer) for b in blocks for layer in ("fromrgb", "conv0", "conv1", "skip")
-              if layer in d_params[b]]
-    return tuple(layers[:freeze])
-
-
-def keep_frozen(new_params, old_params, frozen: tuple):
-    """`new_params` with the frozen layers' tensors as in `old_params`."""
-    if not frozen:
-        return new_params
-    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in new_params.items()}
-    for block, layer in frozen:
-        out[block][layer] = old_params[block][layer]
-    return out

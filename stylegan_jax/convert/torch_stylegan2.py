@@ -24,8 +24,10 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from stylegan_jax.atomic import new_directory
-from stylegan_jax.convert import stylegan3 as sg3
-from stylegan_jax.convert.official_kwargs import (  # noqa: F401 (re-exported)
+from stylegan_jax.convert import torch_stylegan3 as sg3
+from stylegan_jax.convert.pickle_reader import load_official_pickle
+from stylegan_jax.convert.safe_pickle import one_line, printable
+from stylegan_jax.convert.torch_kwargs import (  # noqa: F401 (re-exported)
     ADA,
     STYLEGAN3,
     ConversionError,
@@ -34,10 +36,8 @@ from stylegan_jax.convert.official_kwargs import (  # noqa: F401 (re-exported)
     has_top_level_synthesis,
     official_init_kwargs,
 )
-from stylegan_jax.convert.pickle_reader import load_official_pickle
-from stylegan_jax.convert.safe_pickle import one_line, printable
-from stylegan_jax.model_store import Network
 from stylegan_jax.models import stylegan2, stylegan3
+from stylegan_jax.models.registry import Network
 from stylegan_jax.nn import ops
 
 BUFFER_NAMES = ("w_avg", "noise_const")

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stylegan_jax.convert import official, tf_official
+from stylegan_jax.convert import pickles, tf_progressive, torch_stylegan2
 from stylegan_jax.convert.pickle_reader import UnsafePickleError, is_tf_pickle
-from stylegan_jax.model_store import load_networks, save_networks
 from stylegan_jax.models import stylegan2
-from stylegan_jax.train.export import checkpoint_path
+from stylegan_jax.store.load import load_networks
+from stylegan_jax.store.networks import save_networks
+from stylegan_jax.store.runs import checkpoint_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,12 +48,12 @@ def _run(args: argparse.Namespace) -> int:
         if checkpoint_path(src) is not None:  # a training run: its networks as they are
             nets = load_networks(src)
         elif src.is_dir():
-            nets = official.networks_from_state_dicts(src)
+            nets = torch_stylegan2.networks_from_state_dicts(src)
         elif is_tf_pickle(src):
-            nets = tf_official.networks_from_tf_pickle(src)
-            info["official_names"] = {ours: theirs for theirs, ours in tf_official.PICKLE_NAMES}
+            nets = pickles.networks_from_tf_pickle(src)
+            info["official_names"] = {ours: theirs for theirs, ours in tf_progressive.PICKLE_NAMES}
         else:
-            nets = official.networks_from_pickle(src)
+            nets = torch_stylegan2.networks_from_pickle(src)
         dest = save_networks(args.dest, _only(nets, args.only, src), info=info)
     else:
         nets = _only(load_networks(src), args.only, src)
@@ -61,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         if others:
             raise ValueError(f"{src}: --to official writes StyleGAN2 networks only; "
                              f"{others} are not")
-        dest = official.export_official(nets, args.dest)
+        dest = torch_stylegan2.export_official(nets, args.dest)
     print(f"wrote {dest}")
     return 0
 

@@ -33,6 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from stylegan_jax import distributed
 from stylegan_jax.atomic import write_error
 
 T = TypeVar("T")
@@ -44,6 +45,13 @@ class CheckpointError(ValueError):
 
 class DamagedCheckpointError(CheckpointError):
     """A checkpoint whose files cannot be read: truncated, garbled, missing, unfinished."""
+
+
+def higher_is_better(result_key: str) -> bool:
+    """Direction of a metric result (`metrics.registry` result keys), for ranking
+    checkpoints: FID, KID, PPL, IS std fall; precision, recall, IS and the equivariance
+    PSNRs rise."""
+    return result_key.endswith(("_precision", "_recall", "_mean")) or result_key.startswith("eq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,6 +276,15 @@ class Checkpoints:
         )))
         return restored["state"], restored["data"], restored["meta"]
 
+    def restore_saved(self, step: int) -> dict:
+        """The state as saved: nested dicts of arrays by field name, in whatever layout the
+        run that wrote it had (readers that take only the networks need no template)."""
+        def read():
+            self._read_every_value(step)
+            return self.manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+        return self._read(step, read)
+
     def read_meta(self, step: int) -> dict:
         """The small JSON record saved with a checkpoint (no arrays are read)."""
         restored = self._read(step, lambda: self.manager.restore(
@@ -295,8 +312,6 @@ class Checkpoints:
                 warn(f"warning: {error}; skipped" + (f", moved to {kept}" if kept else "")
                      + f"; using checkpoint {step}")
             if set_aside and damaged:
-                from stylegan_jax import distributed
-
                 distributed.barrier(f"checkpoints-set-aside-{step}", 600)
                 self.manager.reload()
             return step, result

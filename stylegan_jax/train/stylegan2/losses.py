@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from stylegan_jax.models import stylegan2
+from stylegan_jax.models.registry import Networks
 
 
 class PhaseDraws(NamedTuple):
@@ -32,11 +32,6 @@ class PhaseDraws(NamedTuple):
     mix_z: jax.Array | None  # [b, z_dim] latents of the second style; None: no mixing
     mix_cutoff: jax.Array  # int32 scalar: ws[cutoff:] come from mix_z; num_ws = no mixing
     noise_key: jax.Array  # PRNG key of the synthesis noise (noise_mode 'random')
-
-
-class Networks(NamedTuple):
-    G: stylegan2.Generator
-    D: stylegan2.Discriminator
 
 
 Augment = Callable[[jax.Array], jax.Array] | None  # NHWC images -> what D sees

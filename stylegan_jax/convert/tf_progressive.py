@@ -1,6 +1,6 @@
 """NVIDIA's TensorFlow ProGAN / StyleGAN (v1) networks <-> this project's Flax variables.
 
-(TF StyleGAN2 pickles are read by tf_stylegan2.py, which this module hands them to.)
+(TF StyleGAN2 pickles are read by tf_stylegan2.py; convert/pickles.py tells them apart.)
 
 Official TF variable names (`G_synthesis/8x8/Conv0_up/weight`, `4x4/Dense0/bias`,
 `dlatent_avg`) are our variable paths (`params/G_synthesis/8x8/Conv0_up/weight`,
@@ -33,11 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from stylegan_jax.convert import tf_stylegan2
-from stylegan_jax.convert.pickle_reader import TFNetwork, load_tf_pickle
+from stylegan_jax.convert.pickle_reader import TFNetwork
 from stylegan_jax.convert.safe_pickle import one_line, plain_value, short_repr
-from stylegan_jax.model_store import Network
 from stylegan_jax.models import progan, stylegan
+from stylegan_jax.models.registry import Network
 
 
 class ConversionError(ValueError):
@@ -226,17 +225,13 @@ def module_from_tf(net: TFNetwork, where: str = "network") -> nn.Module:
 PICKLE_NAMES = (("G", "G"), ("D", "D"), ("Gs", "G_ema"))
 
 
-def networks_from_tf_pickle(path: str | Path) -> dict[str, Network]:
-    """Official TF pickle (G, D, Gs) -> {'G', 'D', 'G_ema': model_store.Network}.
-
-    ProGAN and StyleGAN v1 here; StyleGAN2 (`G_main`) in tf_stylegan2.py.
+def networks_from_tf_records(data: list[TFNetwork], path: str | Path) -> dict[str, Network]:
+    """A ProGAN / StyleGAN v1 TF pickle's (G, D, Gs), as `load_tf_pickle` read them ->
+    {'G', 'D', 'G_ema': Network}.
 
     The pickled build source is never executed: the network is rebuilt from its build
     function's name and static kwargs, and its variables are read as data.
     """
-    data = load_tf_pickle(path)
-    if tf_stylegan2.is_stylegan2(data[0].build_func_name):
-        return tf_stylegan2.networks_from_tf_stylegan2(data, path)
     modules = {ours: module_from_tf(net, f"{path}:{theirs}")
                for (theirs, ours), net in zip(PICKLE_NAMES, data, strict=True)}
     G, D, G_ema = (type(modules[k]) for k in ("G", "D", "G_ema"))

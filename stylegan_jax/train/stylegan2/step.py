@@ -52,11 +52,11 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from stylegan_jax import augment as augment_lib
-from stylegan_jax.models import stylegan2, stylegan3
-from stylegan_jax.train import losses, transfer
-from stylegan_jax.train.losses import Networks, PhaseDraws
-
-AXIS = "data"
+from stylegan_jax.models import registry
+from stylegan_jax.models.registry import Networks
+from stylegan_jax.train.backends import AXIS
+from stylegan_jax.train.stylegan2 import freeze, losses
+from stylegan_jax.train.stylegan2.losses import PhaseDraws
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,9 +307,9 @@ def _clean(grads):
 
 
 def _apply(opt: optax.GradientTransformation, grads, opt_state, params, frozen=()):
-    """One optimizer step; the `frozen` layers (transfer.frozen_d_layers) keep their values."""
+    """One optimizer step; the `frozen` layers (freeze.frozen_d_layers) keep their values."""
     updates, opt_state = opt.update(grads, opt_state, params)
-    return transfer.keep_frozen(optax.apply_updates(params, updates), params, frozen), opt_state
+    return freeze.keep_frozen(optax.apply_updates(params, updates), params, frozen), opt_state
 
 
 def _split(x, rounds: int):
@@ -440,7 +440,7 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
         stats.update(st)
 
     D, D_opt = state.D, state.D_opt
-    frozen = transfer.frozen_d_layers(D, cfg.freeze_d)
+    frozen = freeze.frozen_d_layers(D, cfg.freeze_d)
 
     def d_main_round(buffers, x):
         d, real_r, real_c_r, aug_fake, aug_real = x
@@ -509,35 +509,7 @@ def iteration_from_key(state: TrainState, real_u8, real_c, label_table, *, nets:
 
 def build_networks(model_cfg, img_resolution: int, img_channels: int, c_dim: int,
                    family: str = "stylegan2", batch_size: int | None = None) -> Networks:
-    """Generator and discriminator from a config's `model` section.
-
-    StyleGAN3 (`family='stylegan3'`) pairs the alias-free generator with this
-    discriminator, as officially; its magnitude EMA halves every `magnitude_ema_kimg` kimg
-    of the global `batch_size` (official beta 0.5 ** (batch / 20000)).
-    """
-    common = dict(img_resolution=img_resolution, img_channels=img_channels,
-                  conv_clamp=model_cfg.conv_clamp, num_bf16_res=model_cfg.num_bf16_res)
-    d_channels = dict(channel_base=model_cfg.channel_base, channel_max=model_cfg.channel_max)
-    if family == "stylegan3":
-        if batch_size is None:
-            raise ValueError("a StyleGAN3 generator's magnitude EMA needs the batch size")
-        scale = model_cfg.g_channel_multiplier
-        G = stylegan3.Generator(
-            z_dim=model_cfg.z_dim, c_dim=c_dim, w_dim=model_cfg.w_dim,
-            mapping_layers=model_cfg.mapping_layers, channel_base=model_cfg.channel_base * scale,
-            channel_max=model_cfg.channel_max * scale, num_layers=model_cfg.num_layers,
-            conv_kernel=model_cfg.conv_kernel, use_radial_filters=model_cfg.use_radial_filters,
-            magnitude_ema_beta=0.5 ** (batch_size / (model_cfg.magnitude_ema_kimg * 1000)),
-            axis_name=AXIS, **common)
-    else:
-        G = stylegan2.Generator(z_dim=model_cfg.z_dim, c_dim=c_dim, w_dim=model_cfg.w_dim,
-                                mapping_layers=model_cfg.mapping_layers,
-                                architecture=model_cfg.g_architecture, axis_name=AXIS,
-                                remat_resolution=model_cfg.get("remat_resolution", 0),
-                                **d_channels, **common)
-    D = stylegan2.Discriminator(c_dim=c_dim, architecture=model_cfg.d_architecture,
-                                mbstd_group_size=model_cfg.mbstd_group_size,
-                                mbstd_num_channels=model_cfg.mbstd_num_channels,
-                                remat_resolution=model_cfg.get("remat_resolution", 0),
-                                **d_channels, **common)
-    return Networks(G, D)
+    """G and D of a config's `model` section (models.registry), inside the training program
+    (their running statistics average over the device axis)."""
+    return registry.stylegan2_networks(model_cfg, img_resolution, img_channels, c_dim, family,
+                                       batch_size, axis_name=AXIS)

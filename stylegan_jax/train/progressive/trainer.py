@@ -2,8 +2,8 @@
 (`G_style`/`D_basic`), trained with NVIDIA's TF training loop (stylegan `training_loop.py`,
 ProGAN `train.py`).
 
-`ProgressiveTrainer` turns the schedule (progressive_schedule.py) into the loop's stages
-(one per resolution), compiles the iteration (progressive_step.py) once per stage, and
+`ProgressiveTrainer` turns the schedule (schedule.py) into the loop's stages
+(one per resolution), compiles the iteration (step.py) once per stage, and
 exports G EMA at the lod of the latest iteration, so the snapshot grids and metrics
 see the network as it has grown.
 """
@@ -17,14 +17,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from stylegan_jax.models import progan, stylegan
-from stylegan_jax.models.stylegan2 import NOISE_MODES
-from stylegan_jax.train import progressive_step as step_lib
-from stylegan_jax.train.backends import Backend
-from stylegan_jax.train.progressive_losses import LOSSES
-from stylegan_jax.train.progressive_schedule import Schedule
-from stylegan_jax.train.step import AXIS
-from stylegan_jax.train.trainers import Stage
+from stylegan_jax.models import registry, stylegan
+from stylegan_jax.models.registry import Networks
+from stylegan_jax.nn.layers import NOISE_MODES
+from stylegan_jax.store.runs import networks_from_state
+from stylegan_jax.train.backends import AXIS, Backend
+from stylegan_jax.train.progressive import step as step_lib
+from stylegan_jax.train.progressive.losses import LOSSES
+from stylegan_jax.train.progressive.schedule import Schedule
+from stylegan_jax.train.stage import Stage
 
 
 def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
@@ -41,42 +42,12 @@ def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
         reset_opt_for_new_lod=bool(t.reset_opt_for_new_lod), **stylegan_only)
 
 
-def _fused(value):
-    """Config strings 'True'/'False' (a command-line override) -> the official bools."""
-    return {"true": True, "false": False}.get(str(value).lower(), value)
+def build_networks(config: ml_collections.ConfigDict, c_dim: int) -> Networks:
+    """G and D of the config's family (models.registry) inside the training program."""
+    return registry.progressive_networks(config, c_dim, axis_name=AXIS)
 
 
-def build_networks(config: ml_collections.ConfigDict, c_dim: int) -> step_lib.Networks:
-    """G and D of the config's family, with the official kwargs from `config.model`."""
-    m, res, ch = config.model, config.data.resolution, config.data.channels
-    fmaps = dict(fmap_base=m.fmap_base, fmap_decay=float(m.fmap_decay), fmap_max=m.fmap_max)
-    if config.family == "progan":
-        G = progan.Generator(
-            num_channels=ch, resolution=res, label_size=c_dim, latent_size=m.latent_size,
-            normalize_latents=m.normalize_latents, use_pixelnorm=m.use_pixelnorm,
-            pixelnorm_epsilon=float(m.pixelnorm_epsilon), use_leakyrelu=m.use_leakyrelu,
-            fused_scale=_fused(m.fused_scale), **fmaps)
-        D = progan.Discriminator(num_channels=ch, resolution=res, label_size=c_dim,
-                                 mbstd_group_size=m.mbstd_group_size,
-                                 fused_scale=_fused(m.fused_scale), **fmaps)
-        return step_lib.Networks(G, D)
-    blur = None if not m.blur_filter else tuple(float(x) for x in m.blur_filter)
-    G = stylegan.Generator(
-        num_channels=ch, resolution=res, label_size=c_dim, latent_size=m.latent_size,
-        dlatent_size=m.dlatent_size, mapping_layers=m.mapping_layers,
-        mapping_fmaps=m.mapping_fmaps, mapping_lrmul=float(m.mapping_lrmul),
-        mapping_nonlinearity=m.mapping_nonlinearity, normalize_latents=m.normalize_latents,
-        use_noise=m.use_noise, nonlinearity=m.nonlinearity, use_pixel_norm=m.use_pixel_norm,
-        use_instance_norm=m.use_instance_norm, fused_scale=_fused(m.fused_scale),
-        blur_filter=blur, dlatent_avg_beta=float(m.dlatent_avg_beta), axis_name=AXIS, **fmaps)
-    D = stylegan.Discriminator(
-        num_channels=ch, resolution=res, label_size=c_dim, nonlinearity=m.nonlinearity,
-        mbstd_group_size=m.mbstd_group_size, mbstd_num_features=m.mbstd_num_features,
-        fused_scale=_fused(m.fused_scale), blur_filter=blur, **fmaps)
-    return step_lib.Networks(G, D)
-
-
-def init_state(nets: step_lib.Networks, seed: int) -> step_lib.ProgressiveState:
+def init_state(nets: Networks, seed: int) -> step_lib.ProgressiveState:
     """Fresh networks (official initialisation), G EMA = G, zero Adam moments, lod -1."""
     G, D = nets
     k_g, k_d, k_run = jax.random.split(jax.random.PRNGKey(seed), 3)
@@ -97,6 +68,7 @@ class ProgressiveTrainer:
     """ProGAN / StyleGAN v1: one stage per resolution, the fade computed on the device."""
 
     def __init__(self, config: ml_collections.ConfigDict, c_dim: int):
+        self.config, self.c_dim = config, c_dim
         self.family = config.family
         self.schedule = Schedule.from_config(config)
         self.cfg = step_config(config)
@@ -134,22 +106,7 @@ class ProgressiveTrainer:
     def export(self, host_state) -> dict:
         """G, G EMA (at the lod of the latest iteration, as the official Gs keeps G's lod)
         and D, for the grids, generate, metrics and convert."""
-        from stylegan_jax.model_store import Network
-
-        lod = float(host_state.lod)
-        if lod < 0:  # before the first iteration
-            lod = self.schedule.lod(int(host_state.nimg))
-        G = self.nets.G
-        if isinstance(G, stylegan.Generator):
-            G = G.clone(axis_name=None)  # outside the training program: no device axis
-        buffers = self.family == "stylegan"
-
-        def generator(params, bufs):
-            return Network(G, {"params": params, **({"buffers": bufs} if buffers else {})}, lod)
-
-        return {"G": generator(host_state.G, host_state.G_buffers),
-                "G_ema": generator(host_state.G_ema, host_state.G_ema_buffers),
-                "D": Network(self.nets.D, {"params": host_state.D}, lod)}
+        return networks_from_state(self.config, self.c_dim, vars(host_state))
 
 
 _PROGRAMS: dict = {}
@@ -185,7 +142,7 @@ def _validate(config, num_devices: int, fail) -> None:
         fail("model.fmap_decay", "expected a number >= 0")
     if not isinstance(m.mbstd_group_size, int) or m.mbstd_group_size < 0:
         fail("model.mbstd_group_size", "expected an integer >= 0 (0 or 1 = no minibatch stddev)")
-    fused = _fused(m.fused_scale)
+    fused = registry.parse_fused_scale(m.fused_scale)
     allowed = (True, False) if family == "progan" else stylegan.FUSED_SCALES
     if not any(fused is a or (isinstance(a, str) and fused == a) for a in allowed):
         fail("model.fused_scale", f"expected one of {allowed}")
@@ -266,3 +223,6 @@ def _validate(config, num_devices: int, fail) -> None:
                                "set the one you mean and the other to 0")
     if not math.isfinite(t.total_kimg):
         fail("train.total_kimg", "expected a finite number")
+    if t.get("resume", "") or t.get("freeze_d", 0):
+        fail("train.resume" if t.get("resume", "") else "train.freeze_d",
+             f"transfer learning is for StyleGAN2/3 runs, not family {config.family!r}")

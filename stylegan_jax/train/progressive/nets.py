@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from stylegan_jax.models import progan, stylegan
 
 
-def generate(G, variables, latents, labels, lod, level: int, *, noise_mode="random",
+def fake_images(G, variables, latents, labels, lod, level: int, *, noise_mode="random",
              style_mixing_prob=0.0, update_dlatent_avg=False, noise_key=None):
     """G's training-mode images at full resolution -> (images, updated buffers or {})."""
     lod = progan.StageLod(jnp.asarray(lod, jnp.float32), level)

@@ -1,0 +1,58 @@
+"""The one "load from anything": a network directory, a training run (its newest, a chosen
+or its best checkpoint) or an official pickle (PyTorch or TensorFlow, converted in memory
+by the converters `stylegan-jax convert` uses), and which of its networks is the generator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stylegan_jax.convert.pickle_reader import UnsafePickleError
+from stylegan_jax.convert.pickles import read_official_pickle
+from stylegan_jax.models.registry import Network
+from stylegan_jax.store import runs
+from stylegan_jax.store.networks import load_network_dir
+
+
+def read_pickle(source: Path) -> tuple[dict[str, Network], dict | None]:
+    """The networks of an official .pkl, and a PyTorch pickle's records (else None)."""
+    if not source.is_file():
+        raise FileNotFoundError(f"--network: {source} is not a file")
+    try:
+        return read_official_pickle(source)
+    except UnsafePickleError as e:
+        raise ValueError(f"{source}: {e}") from None
+
+
+def read_networks(source: str | Path) -> tuple[dict[str, Network], dict | None]:
+    """`load_networks`, and a PyTorch pickle's records (else None): what a caller needs
+    of a snapshot beyond its networks (its augment pipe) without reading it twice."""
+    source = Path(source)
+    if source.suffix == ".pkl":
+        return read_pickle(source)
+    found = runs.checkpoint_path(source)
+    if found is not None:
+        return runs.networks_from_workdir(*found), None
+    return load_network_dir(source), None
+
+
+def load_networks(source: str | Path) -> dict[str, Network]:
+    """The networks of a network directory, a training workdir (its newest checkpoint, or a
+    checkpoint path: `runs/x/checkpoints/120000`, `runs/x/checkpoints/best`) or an official
+    .pkl."""
+    return read_networks(source)[0]
+
+
+def generator_name(networks: dict[str, Network], which: str | None = None,
+                   source: str | Path = "") -> str:
+    """`which`, or by default G_ema if present, else G (the official tools' rule)."""
+    which = which or ("G_ema" if "G_ema" in networks else "G")
+    if which not in networks:
+        raise ValueError(f"{source} has no network {which!r}; it has {sorted(networks)}")
+    return which
+
+
+def load_generator(source: str | Path, which: str | None = None) -> Network:
+    """The generator of `load_networks(source)`: `which`, default G_ema if present, else G."""
+    nets = load_networks(source)
+    return nets[generator_name(nets, which, source)]
