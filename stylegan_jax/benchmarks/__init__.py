@@ -1,0 +1,1 @@
+"""Benchmarks that print numbers (img/s, s/kimg, peak memory, compile time): `bench*`."""

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from stylegan_jax.benchmarks.timing import peak_memory_mib, time_compiled
 from stylegan_jax.models import stylegan2, stylegan3
+from stylegan_jax.models.registry import family_of
 
 CFGS = ("stylegan2", "stylegan3-t", "stylegan3-r")
 # Official train.py defaults per --cfg: channel_base as a multiple of 32768 (the stylegan2
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                "resolution": args.resolution, "batch": args.batch,
                "fmaps": FMAPS[args.cfg] if args.fmaps is None else args.fmaps,
                "bf16_res": args.bf16_res}
-    if isinstance(G, stylegan3.Generator):
+    if family_of(G).name == "stylegan3":
         results["layers"] = stylegan3_layers(G)
     print(describe(G, args))
     for name, forward, inputs in (("G", g_forward, (z, key)), ("D", d_forward, (img,))):
@@ -152,7 +153,7 @@ def stylegan3_layers(G: stylegan3.Generator) -> list[str]:
 def describe(G, args: argparse.Namespace) -> str:
     """One line naming the networks' configuration (StyleGAN3: its synthesis layers)."""
     line = f"{args.cfg}: G channel_base {G.channel_base} channel_max {G.channel_max}"
-    if isinstance(G, stylegan3.Generator):
+    if family_of(G).name == "stylegan3":
         line += (f" conv_kernel {G.conv_kernel} radial filters {G.use_radial_filters}, "
                  f"layers {' '.join(stylegan3_layers(G))}")
     else:

@@ -24,7 +24,7 @@ defines them:
 - `fmap_base` is half our `channel_base` (kwargs: tf_stylegan2_kwargs.py).
 
 Configs B-D (`G_synthesis_stylegan_revised`, `D_stylegan`: progressive growing) are
-refused; config A (`G_style`, `D_basic`) is StyleGAN v1 (tf_official.py).
+refused; config A (`G_style`, `D_basic`) is StyleGAN v1 (tf_progressive.py).
 """
 
 from __future__ import annotations

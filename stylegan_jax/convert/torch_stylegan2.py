@@ -1,7 +1,7 @@
 """NVIDIA's PyTorch StyleGAN2 state dicts <-> this project's Flax variables.
 
 Networks of stylegan2-ada-pytorch and of the stylegan3 code base's StyleGAN2 (their
-constructor kwargs: official_kwargs.py).
+constructor kwargs: torch_kwargs.py).
 
 Official names (`synthesis.b8.conv0.affine.weight`) map one to one onto our variable
 paths (`params/synthesis/b8/conv0/affine/weight`); only layouts change: OIHW -> HWIO
@@ -197,7 +197,7 @@ def code_base_of(records: Mapping[str, Any]) -> str:
 
 
 def networks_from_pickle(path, data: dict | None = None) -> dict[str, Network]:
-    """Official network pickle -> {'G', 'G_ema', 'D': model_store.Network} (those present).
+    """Official network pickle -> {'G', 'G_ema', 'D': Network} (those present).
 
     Reads the pickles of stylegan2-ada-pytorch and the stylegan3 code base's StyleGAN2
     (`data`: the pickle as `load_official_pickle` read it already).

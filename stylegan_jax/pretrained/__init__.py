@@ -17,7 +17,7 @@ def available() -> list[str]:
 
 
 def path(name: str = DEFAULT) -> Path:
-    """The directory of a shipped network (load it with `model_store.load_networks`)."""
+    """The directory of a shipped network (load it with `store.load.load_networks`)."""
     found = Path(__file__).parent / name
     if not (found / "networks.json").is_file():
         raise FileNotFoundError(

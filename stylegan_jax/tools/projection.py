@@ -22,7 +22,7 @@ from flax import traverse_util
 from tqdm import tqdm
 
 from stylegan_jax.metrics import image_ops, lpips, vgg
-from stylegan_jax.models import stylegan2
+from stylegan_jax.models.registry import family_of, is_generator
 from stylegan_jax.models.sampling import mapping, synthesis
 
 LPIPS_MAX_SIZE = 256  # official: larger images are area-downsampled to 256 before VGG16
@@ -101,7 +101,7 @@ def with_noise(variables: dict, noise: dict[str, jax.Array]) -> dict:
 
 
 def check_generator(module) -> None:
-    if not isinstance(module, stylegan2.Generator):
+    if not is_generator(module) or family_of(module).name != "stylegan2":
         raise ValueError(f"projection needs a StyleGAN2 generator, got "
                          f"{type(module).__module__}.{type(module).__name__}")
     if module.c_dim != 0:

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from stylegan_jax.models import progan, stylegan
+from stylegan_jax.models import progan
+from stylegan_jax.models.registry import family_of
 
 
 def fake_images(G, variables, latents, labels, lod, level: int, *, noise_mode="random",
-             style_mixing_prob=0.0, update_dlatent_avg=False, noise_key=None):
+                style_mixing_prob=0.0, update_dlatent_avg=False, noise_key=None):
     """G's training-mode images at full resolution -> (images, updated buffers or {})."""
     lod = progan.StageLod(jnp.asarray(lod, jnp.float32), level)
-    if isinstance(G, stylegan.Generator):  # training mode: no truncation
+    if family_of(G).w_space:  # StyleGAN v1, in training mode: no truncation
         images, mutated = G.apply(
             variables, latents, labels, lod, 1.0, None, noise_mode, style_mixing_prob,
             update_dlatent_avg, rngs={} if noise_key is None else {"noise": noise_key},

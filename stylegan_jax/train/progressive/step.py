@@ -19,8 +19,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from stylegan_jax.models import stylegan
-from stylegan_jax.models.registry import Networks
+from stylegan_jax.models.registry import Networks, family_of
 from stylegan_jax.nn import ops
 from stylegan_jax.train.backends import AXIS
 from stylegan_jax.train.progressive import losses
@@ -111,7 +110,7 @@ def fade_reals(real_u8: jax.Array, lod: jax.Array, level: int, resolution: int) 
 
 def fake_images(nets: Networks, cfg: StepConfig, params, buffers, z, c, lod, level: int, key):
     """G in training mode within a stage -> (images at full resolution, updated buffers)."""
-    if isinstance(nets.G, stylegan.Generator):
+    if family_of(nets.G).w_space:  # StyleGAN v1: buffers, noise, style mixing
         return stage_nets.fake_images(
             nets.G, {"params": params, "buffers": buffers}, z, c, lod, level,
             noise_mode=cfg.noise_mode, style_mixing_prob=cfg.style_mixing_prob,

@@ -16,7 +16,7 @@ from stylegan_jax.train.stylegan2.config import step_config, validate
 
 
 class StyleGAN2Trainer:
-    """StyleGAN2(-ADA) and StyleGAN3: one stage, lazy regularisation, G EMA (train/step.py;
+    """StyleGAN2(-ADA) and StyleGAN3: one stage, lazy regularisation, G EMA (step.py;
     StyleGAN3 trains in the same loop with its generator and three step settings)."""
 
     def __init__(self, config: ml_collections.ConfigDict, c_dim: int):
