@@ -14,7 +14,9 @@ import asyncio
 import json
 import random
 import time
+from urllib.parse import urlsplit
 
+import httpx
 import jax
 import numpy as np
 
@@ -47,8 +49,6 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def check_loopback(url: str) -> str:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if parts.scheme != "http" or parts.hostname not in LOOPBACK:
         raise ValueError(f"--url: got {url!r}, expected http://127.0.0.1:PORT/ (the benchmark "
@@ -74,8 +74,6 @@ def generator_images_per_s(engine: Engine, min_seconds: float = 2.0) -> float:
 
 async def load(url: str, concurrency: int, requests: int, duration: float, fmt: str):
     """(latencies of the 200s in seconds, error descriptions, wall seconds)."""
-    import httpx
-
     latencies: list[float] = []
     errors: list[str] = []
     issued = 0

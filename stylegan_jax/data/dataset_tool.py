@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from stylegan_jax.data.images import (
     FILTERS,
     TRANSFORMS,
@@ -225,8 +227,6 @@ def _convert(
     progress: bool,
     source: str,
 ) -> dict[str, Any]:
-    from tqdm import tqdm
-
     resolution = levels[0]
     labels_by_name = listing.labels
 

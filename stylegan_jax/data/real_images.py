@@ -186,6 +186,7 @@ def tfds_count(builder, split: str) -> int | None:
     try:
         return int(builder.info.splits[split].num_examples)
     except Exception:  # noqa: BLE001 - no metadata (e.g. under mock_data): ask tf.data
+        # Function-level: tensorflow_datasets imports tensorflow (heavy; absent on GPU hosts).
         import tensorflow_datasets as tfds
 
         read_config = tfds.ReadConfig(try_autocache=False)

@@ -92,6 +92,7 @@ def source_from_config(data) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=8)
 def _bundled(resolution: int, channels: int) -> np.ndarray:
+    # Function-level: scikit-image is heavy and only the bundled faces need it.
     import skimage.data
 
     # lfw_subset(): 100 faces then 100 non-faces, 25x25 grayscale floats in [0, 1].
@@ -195,6 +196,7 @@ def tfds_builder(name: str, data_dir: str | None = None, manual_dir: str | None 
     beforehand (or convert with the dataset tool) instead of racing.
     """
     tf_runtime.import_tensorflow()
+    # Function-level: tensorflow_datasets imports tensorflow (heavy; absent on GPU hosts).
     import tensorflow_datasets as tfds
 
     try:
@@ -209,6 +211,7 @@ def tfds_builder(name: str, data_dir: str | None = None, manual_dir: str | None 
 
 def tfds_features(builder, image_key: str, label_key: str | None) -> int:
     """Checks the image and label features; returns the number of classes (0: no labels)."""
+    # Function-level: tensorflow_datasets imports tensorflow (heavy; absent on GPU hosts).
     import tensorflow_datasets as tfds
 
     features = builder.info.features
@@ -251,6 +254,7 @@ def tfds_encoded(
     by records (every process reads the same seeded file order and keeps every P-th record).
     """
     tf = tf_runtime.import_tensorflow()
+    # Function-level: tensorflow_datasets imports tensorflow (heavy; absent on GPU hosts).
     import tensorflow_datasets as tfds
 
     by_files = process_count > 1 and tfds_num_files(builder, split) >= process_count

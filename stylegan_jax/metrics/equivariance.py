@@ -18,6 +18,7 @@ is no cap: an exactly equivariant generator scores +inf, as the official code's 
 As the official metric runs batches of 4 per GPU, samples come in groups of GROUP = 4
 that share one random transform; each group is also one synthesis batch (StyleGAN3
 normalises styles over its batch). Images are NHWC; masks are [1, H, W, 1].
+`generator_psnrs` is the metrics' pass over a generator, sharded over the devices.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylegan_jax.metrics.parallel import gather_rows, process_share
+from stylegan_jax.metrics.sampler import Sampler
 from stylegan_jax.models import sampling
+from stylegan_jax.models.registry import family_label, family_of, is_generator
 
 MODES = ("int", "frac", "rot")
 GROUP = 4  # samples per random transform (the official batch_size per GPU)
@@ -329,3 +333,41 @@ def group_sums(module, variables: dict, modes: tuple[str, ...], z: jax.Array, c:
                           for i, m in enumerate(modes)])
 
     return jax.vmap(one_group)(ws, params)
+
+
+_step = jax.jit(group_sums, static_argnames=("module", "modes", "psi"))
+
+
+def generator_psnrs(metric: str, sampler: Sampler, num: int, modes: tuple[str, ...]
+                    ) -> dict[str, float]:
+    """Mode -> PSNR of `num` samples (rounded up to whole groups of 4 per process), each
+    group with one random transform per mode; errors and masks summed over processes.
+    `metric` names the metric asking, for the error a generator without an input
+    transform (not StyleGAN3) gets."""
+    module, devices = sampler.G.module, sampler.devices
+    if not (is_generator(module) and family_of(module).input_transform):
+        raise ValueError(
+            f"{metric}: the equivariance metrics need a generator with an input "
+            "transform (StyleGAN3, synthesis.input.transform); this is a "
+            f"{family_label(module)}")
+    g_vars = devices.replicate(sampler.G.variables)
+    num_groups = math.ceil(process_share(num) / GROUP)
+    # batch_size counts every synthesised image: GROUP per group and transform.
+    per_step = devices.round_batch(max(sampler.batch_size // (GROUP * (len(modes) + 1)), 1))
+    rng = sampler.process_rng(2)
+    sums = []
+    bar = sampler.bar(num, "equivariance " + ",".join(modes), "img")
+    for i in range(math.ceil(num_groups / per_step)):
+        z = rng.standard_normal((per_step, GROUP, module.z_dim)).astype(np.float32)
+        c = sampler.labels(rng, per_step * GROUP).reshape(per_step, GROUP, -1)
+        params = np.stack([[draw_param(rng, m, module.img_resolution) for m in modes]
+                           for _ in range(per_step)])
+        (z, c, params), _ = devices.shard(z, c, params)
+        s = _step(module=module, variables=g_vars, modes=modes, z=z, c=c, params=params,
+                  psi=sampler.psi)
+        n = min(per_step, num_groups - i * per_step)
+        sums.append(np.asarray(s, np.float64)[:n])
+        bar.update(min(n * GROUP, num) * jax.process_count())
+    bar.close()
+    total = gather_rows(np.concatenate(sums)).sum(axis=0)  # [modes, 2]
+    return {m: psnr(total[i]) for i, m in enumerate(modes)}

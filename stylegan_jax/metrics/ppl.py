@@ -8,16 +8,27 @@ noise mode 'const'); here each pair draws its own buffers. Images are optionally
 centre-cropped (the official face crop: rows 3/8…7/8, cols 2/8…6/8), box-downsampled
 by `img_resolution // 256`, and the mean is taken between the 1st ('lower') and 99th
 ('higher') percentiles of the lengths.
+
+`generator_lengths` is the metric's pass over a generator (StyleGAN2 only: the others
+lack `noise_const` buffers or a z -> w split), sharded over the devices.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
+
+from stylegan_jax.metrics.detectors import Detectors
+from stylegan_jax.metrics.parallel import gather_rows, process_share
+from stylegan_jax.metrics.registry import MetricSpec
+from stylegan_jax.metrics.sampler import Sampler
+from stylegan_jax.models.registry import family_of, is_generator
 
 SPACES = ("z", "w")
 SAMPLINGS = ("full", "end")
@@ -120,3 +131,51 @@ def aggregate(lengths: np.ndarray) -> float:
     lo = np.percentile(lengths, 1, method="lower")
     hi = np.percentile(lengths, 99, method="higher")
     return float(np.mean(lengths[(lengths >= lo) & (lengths <= hi)]))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
+def _step(distance_fn, module, space, sampling, crop, epsilon, g_vars, lpips_vars, key, c):
+    def mapping(z, cc):
+        return module.apply(g_vars, z, cc, method=module.mapping_fn)
+
+    pairs = stylegan_pair_synthesis(module, g_vars)
+    prep = functools.partial(crop_and_downsample, crop=crop,
+                             img_resolution=module.img_resolution)
+
+    def synthesize(ws0, ws1, k):
+        a, b = pairs(ws0, ws1, k)
+        return prep(a), prep(b)
+
+    def distance(a, b):
+        return distance_fn(lpips_vars, a, b)
+
+    return path_lengths(key, c, z_dim=module.z_dim, mapping=mapping,
+                        synthesize_pairs=synthesize, distance=distance, space=space,
+                        sampling=sampling, epsilon=epsilon)
+
+
+def generator_lengths(spec: MetricSpec, sampler: Sampler, detectors: Detectors) -> np.ndarray:
+    """[spec.num_gen] path lengths of the sampler's generator, LPIPS from `detectors`, in
+    batches of half the sampler's (two images a path), gathered from every process."""
+    module, devices = sampler.G.module, sampler.devices
+    if not (is_generator(module) and family_of(module).name == "stylegan2"):
+        raise ValueError(f"{spec.name}: perceptual path length is defined here for "
+                         f"StyleGAN2 generators, not {type(module).__module__}")
+    lpips_vars = devices.replicate(detectors.variables("lpips"))
+    distance = detectors.function("lpips")
+    g_vars = devices.replicate(sampler.G.variables)
+    count = process_share(spec.num_gen)
+    pairs = devices.round_batch(max(sampler.batch_size // 2, 1))
+    rng = sampler.process_rng(1)
+    key = jax.random.fold_in(jax.random.PRNGKey(sampler.seed + 1), jax.process_index())
+    out = []
+    bar = sampler.bar(spec.num_gen, f"{spec.name} paths", "path")
+    for i in range(math.ceil(count / pairs)):
+        (c,), _ = devices.shard(sampler.labels(rng, pairs))
+        d = _step(distance, module, spec.space, spec.sampling, spec.crop, spec.epsilon,
+                  g_vars, lpips_vars, jax.random.fold_in(key, i), c)
+        n = min(pairs, count - i * pairs)
+        out.append(np.asarray(d)[:n])
+        bar.update(n * jax.process_count())
+    bar.close()
+    return gather_rows(np.concatenate(out))

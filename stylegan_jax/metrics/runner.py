@@ -5,7 +5,8 @@
 cache directory. Passes are shared: one generator pass per feature network serves
 every metric that needs it (FID, KID and IS use the same Inception features), and
 real-image statistics are cached on disk by dataset, network and image count. PPL and
-the equivariance PSNRs (StyleGAN3) run their own generator passes. As in
+the equivariance PSNRs (StyleGAN3) run their own generator passes (`ppl`,
+`equivariance`); a table maps each metric kind to its results. As in
 the official code, generated images are quantised to uint8 before the feature
 network (`floor(clip(x * 127.5 + 128, 0, 255))`) and grayscale is repeated to RGB.
 """
@@ -23,7 +24,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
 from stylegan_jax.metrics import equivariance, fid, inception_score, kid, ppl, precision_recall
 from stylegan_jax.metrics.detectors import PRIMARY, Detectors
@@ -35,11 +35,10 @@ from stylegan_jax.metrics.parallel import (
     process_share,
 )
 from stylegan_jax.metrics.registry import MetricSpec, parse_metric
-from stylegan_jax.models import stylegan2, stylegan3
+from stylegan_jax.metrics.sampler import LabelFn, Sampler
 from stylegan_jax.models.sampling import synthesize
 
 RealIterFactory = Callable[[], Iterable[np.ndarray]]
-LabelFn = Callable[[np.random.Generator, int], np.ndarray]
 
 
 @dataclass
@@ -87,30 +86,6 @@ def _gen_step(features, module, psi, noise_mode, det_vars, g_vars, z, c, key, lo
     return features(det_vars, quantize(img))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
-def _ppl_step(distance_fn, module, space, sampling, crop, epsilon, g_vars, lpips_vars, key, c):
-    def mapping(z, cc):
-        return module.apply(g_vars, z, cc, method=module.mapping_fn)
-
-    pairs = ppl.stylegan_pair_synthesis(module, g_vars)
-
-    def synthesize(ws0, ws1, k):
-        a, b = pairs(ws0, ws1, k)
-        prep = functools.partial(ppl.crop_and_downsample, crop=crop,
-                                 img_resolution=module.img_resolution)
-        return prep(a), prep(b)
-
-    def distance(a, b):
-        return distance_fn(lpips_vars, a, b)
-
-    return ppl.path_lengths(key, c, z_dim=module.z_dim, mapping=mapping,
-                            synthesize_pairs=synthesize, distance=distance, space=space,
-                            sampling=sampling, epsilon=epsilon)
-
-
-_eq_step = jax.jit(equivariance.group_sums, static_argnames=("module", "modes", "psi"))
-
-
 def _stats_from_rows(rows: np.ndarray, capture_all: bool, capture_mean_cov: bool) -> FeatureStats:
     stats = FeatureStats(capture_all, capture_mean_cov, max_items=rows.shape[0])
     for i in range(0, rows.shape[0], 4096):
@@ -155,14 +130,12 @@ class MetricRunner:
         self.cache_dir = cache_dir
         self.dataset_key = dataset_key
         self.num_real = num_real
-        self.label_fn = label_fn
         self.detectors = detectors or Detectors()
         self.devices = devices or LocalDevices()
         self.batch_size = self.devices.round_batch(batch_size)
         self.seed = seed
-        self.psi = float(truncation_psi)
-        self.noise_mode = noise_mode
-        self.progress = progress and jax.process_index() == 0
+        self.sampler = Sampler(G, self.devices, self.batch_size, seed, float(truncation_psi),
+                               noise_mode, label_fn, progress and jax.process_index() == 0)
         self._gen: dict[str, dict[str, FeatureStats]] = {}
         self._real: dict[tuple[str, int | None], FeatureStats] = {}
         self._plan_gen: dict[str, tuple[int, dict[str, tuple[bool, bool]]]] = {}
@@ -202,18 +175,6 @@ class MetricRunner:
             self._plan_gen[det] = (num, outs)
 
     # --- passes ------------------------------------------------------------------------
-    def labels(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        c_dim = self.G.module.c_dim
-        if c_dim == 0:
-            return np.zeros((n, 0), np.float32)
-        if self.label_fn is None:
-            raise ValueError(f"the generator is conditional (c_dim={c_dim}): metrics need "
-                             "label_fn to draw labels as the dataset has them")
-        c = np.asarray(self.label_fn(rng, n), np.float32)
-        if c.shape != (n, c_dim):
-            raise ValueError(f"label_fn returned shape {c.shape}, expected {(n, c_dim)}")
-        return c
-
     def generated(self, detector: str) -> dict[str, FeatureStats]:
         if detector not in self._gen:
             num, outs = self._plan_gen[detector]
@@ -223,15 +184,14 @@ class MetricRunner:
             module = self.G.module
             count = process_share(num)
             collector = _Collector(outs, count)
-            rng = np.random.default_rng([self.seed, jax.process_index()])
+            rng = self.sampler.process_rng()
             key = jax.random.fold_in(jax.random.PRNGKey(self.seed), jax.process_index())
-            bar = tqdm(total=num, desc=f"generated {detector}", unit="img",
-                       disable=not self.progress)
+            bar = self.sampler.bar(num, f"generated {detector}", "img")
             for i in range(math.ceil(count / self.batch_size)):
                 z = rng.standard_normal((self.batch_size, module.z_dim)).astype(np.float32)
-                (z, c), _ = self.devices.shard(z, self.labels(rng, self.batch_size))
-                feats = _gen_step(features, module, self.psi, self.noise_mode, det_vars,
-                                  g_vars, z, c, jax.random.fold_in(key, i),
+                (z, c), _ = self.devices.shard(z, self.sampler.labels(rng, self.batch_size))
+                feats = _gen_step(features, module, self.sampler.psi, self.sampler.noise_mode,
+                                  det_vars, g_vars, z, c, jax.random.fold_in(key, i),
                                   np.float32(self.G.lod))
                 n = min(self.batch_size, count - i * self.batch_size)
                 collector.add(feats, n)
@@ -261,8 +221,7 @@ class MetricRunner:
         out = PRIMARY[detector]
         mine = None if count is None else process_share(count)
         collector = _Collector({out: (capture_all, mean_cov)}, mine)
-        bar = tqdm(total=count, desc=f"dataset {detector}", unit="img",
-                   disable=not self.progress)
+        bar = self.sampler.bar(count, f"dataset {detector}", "img")
         features = self.detectors.function(detector)
         for images in _rebatch(self.real_iter_factory(), self.batch_size):
             n = images.shape[0]
@@ -282,99 +241,68 @@ class MetricRunner:
         self._real[key] = stats
         return stats
 
-    def path_lengths(self, spec: MetricSpec) -> np.ndarray:
-        if not isinstance(self.G.module, stylegan2.Generator):
-            raise ValueError(f"{spec.name}: perceptual path length is defined here for "
-                             f"StyleGAN2 generators, not {type(self.G.module).__module__}")
-        lpips_vars = self.devices.replicate(self.detectors.variables("lpips"))
-        distance = self.detectors.function("lpips")
-        g_vars = self.devices.replicate(self.G.variables)
-        count = process_share(spec.num_gen)
-        pairs = self.devices.round_batch(max(self.batch_size // 2, 1))
-        rng = np.random.default_rng([self.seed, jax.process_index(), 1])
-        key = jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), jax.process_index())
-        out = []
-        bar = tqdm(total=spec.num_gen, desc=f"{spec.name} paths", unit="path",
-                   disable=not self.progress)
-        for i in range(math.ceil(count / pairs)):
-            (c,), _ = self.devices.shard(self.labels(rng, pairs))
-            d = _ppl_step(distance, self.G.module, spec.space, spec.sampling, spec.crop,
-                          spec.epsilon, g_vars, lpips_vars, jax.random.fold_in(key, i), c)
-            n = min(pairs, count - i * pairs)
-            out.append(np.asarray(d)[:n])
-            bar.update(n * jax.process_count())
-        bar.close()
-        return gather_rows(np.concatenate(out))
-
-    def equivariance_psnrs(self, num: int, modes: tuple[str, ...]) -> dict[str, float]:
-        """Mode -> PSNR of `num` samples (rounded up to whole groups of 4 per process), each
-        group with one random transform per mode; errors and masks summed over processes."""
-        module = self.G.module
-        g_vars = self.devices.replicate(self.G.variables)
-        group = equivariance.GROUP
-        num_groups = math.ceil(process_share(num) / group)
-        # batch_size counts every synthesised image: GROUP per group and transform.
-        per_step = self.devices.round_batch(max(self.batch_size // (group * (len(modes) + 1)), 1))
-        rng = np.random.default_rng([self.seed, jax.process_index(), 2])
-        sums = []
-        bar = tqdm(total=num, desc="equivariance " + ",".join(modes), unit="img",
-                   disable=not self.progress)
-        for i in range(math.ceil(num_groups / per_step)):
-            z = rng.standard_normal((per_step, group, module.z_dim)).astype(np.float32)
-            c = self.labels(rng, per_step * group).reshape(per_step, group, -1)
-            params = np.stack([[equivariance.draw_param(rng, m, module.img_resolution)
-                                for m in modes] for _ in range(per_step)])
-            (z, c, params), _ = self.devices.shard(z, c, params)
-            s = _eq_step(module=module, variables=g_vars, modes=modes, z=z, c=c,
-                         params=params, psi=self.psi)
-            n = min(per_step, num_groups - i * per_step)
-            sums.append(np.asarray(s, np.float64)[:n])
-            bar.update(min(n * group, num) * jax.process_count())
-        bar.close()
-        total = gather_rows(np.concatenate(sums)).sum(axis=0)  # [modes, 2]
-        return {m: equivariance.psnr(total[i]) for i, m in enumerate(modes)}
-
     def equivariance(self, spec: MetricSpec) -> float:
         """One pass per sample count serves every equivariance metric planned with it."""
-        if not isinstance(self.G.module, stylegan3.Generator):
-            raise ValueError(
-                f"{spec.name}: the equivariance metrics need a generator with an input "
-                "transform (StyleGAN3, synthesis.input.transform); this is a "
-                f"{type(self.G.module).__module__.rsplit('.', 1)[-1]}."
-                f"{type(self.G.module).__name__}")
         if spec.mode not in self._eq.get(spec.num_gen, {}):
             modes = self._plan_eq.get(spec.num_gen, ())
             modes = modes if spec.mode in modes else (spec.mode,)
-            self._eq.setdefault(spec.num_gen, {}).update(
-                self.equivariance_psnrs(spec.num_gen, modes))
+            self._eq.setdefault(spec.num_gen, {}).update(equivariance.generator_psnrs(
+                spec.name, self.sampler, spec.num_gen, modes))
         return self._eq[spec.num_gen][spec.mode]
 
     # --- metrics -----------------------------------------------------------------------
     def compute(self, spec: MetricSpec) -> dict[str, float]:
-        if spec.kind == "ppl":
-            return {spec.name: ppl.aggregate(self.path_lengths(spec))}
-        if spec.kind == "eq":
-            return {spec.name: self.equivariance(spec)}
-        gen = self.generated(spec.detector)
-        if spec.kind == "is":
-            mean, std = inception_score.inception_score(
-                gen["probs"].get_all()[: spec.num_gen], spec.num_splits)
-            return {spec.result_keys[0]: mean, spec.result_keys[1]: std}
-        g = gen[PRIMARY[spec.detector]]
-        r = self.real(spec.detector, self.real_count(spec))
-        if spec.kind == "fid":
-            mu_g, sigma_g = g.get_mean_cov(spec.num_gen)
-            mu_r, sigma_r = r.get_mean_cov()
-            return {spec.name: fid.frechet_distance(mu_g, sigma_g, mu_r, sigma_r)}
-        if spec.kind == "kid":
-            value = kid.kernel_inception_distance(
-                r.get_all(), g.get_all()[: spec.num_gen], spec.num_subsets,
-                spec.max_subset_size, np.random.default_rng(self.seed))
-            return {spec.name: value}
-        precision, recall = precision_recall.precision_recall(
-            r.get_all(), g.get_all()[: spec.num_gen], spec.nhood_size, spec.row_batch_size,
-            spec.col_batch_size, self.devices)
-        return {spec.result_keys[0]: precision, spec.result_keys[1]: recall}
+        """Result key -> value of one metric (planned with `plan`)."""
+        return _COMPUTE[spec.kind](self, spec)
+
+
+def _features(runner: MetricRunner, spec: MetricSpec) -> tuple[FeatureStats, FeatureStats]:
+    """The generated and real statistics a FID, KID or PR compares."""
+    g = runner.generated(spec.detector)[PRIMARY[spec.detector]]
+    return g, runner.real(spec.detector, runner.real_count(spec))
+
+
+def _fid(runner: MetricRunner, spec: MetricSpec) -> dict[str, float]:
+    g, r = _features(runner, spec)
+    mu_g, sigma_g = g.get_mean_cov(spec.num_gen)
+    mu_r, sigma_r = r.get_mean_cov()
+    return {spec.name: fid.frechet_distance(mu_g, sigma_g, mu_r, sigma_r)}
+
+
+def _kid(runner: MetricRunner, spec: MetricSpec) -> dict[str, float]:
+    g, r = _features(runner, spec)
+    value = kid.kernel_inception_distance(
+        r.get_all(), g.get_all()[: spec.num_gen], spec.num_subsets, spec.max_subset_size,
+        np.random.default_rng(runner.seed))
+    return {spec.name: value}
+
+
+def _pr(runner: MetricRunner, spec: MetricSpec) -> dict[str, float]:
+    g, r = _features(runner, spec)
+    precision, recall = precision_recall.precision_recall(
+        r.get_all(), g.get_all()[: spec.num_gen], spec.nhood_size, spec.row_batch_size,
+        spec.col_batch_size, runner.devices)
+    return {spec.result_keys[0]: precision, spec.result_keys[1]: recall}
+
+
+def _is(runner: MetricRunner, spec: MetricSpec) -> dict[str, float]:
+    probs = runner.generated(spec.detector)["probs"].get_all()[: spec.num_gen]
+    mean, std = inception_score.inception_score(probs, spec.num_splits)
+    return {spec.result_keys[0]: mean, spec.result_keys[1]: std}
+
+
+def _ppl(runner: MetricRunner, spec: MetricSpec) -> dict[str, float]:
+    return {spec.name: ppl.aggregate(ppl.generator_lengths(spec, runner.sampler,
+                                                            runner.detectors))}
+
+
+def _eq(runner: MetricRunner, spec: MetricSpec) -> dict[str, float]:
+    return {spec.name: runner.equivariance(spec)}
+
+
+# Metric kind -> its results from the runner's (shared) passes.
+_COMPUTE: dict[str, Callable[[MetricRunner, MetricSpec], dict[str, float]]] = {
+    "fid": _fid, "kid": _kid, "pr": _pr, "is": _is, "ppl": _ppl, "eq": _eq}
 
 
 def _rebatch(batches: Iterable, size: int) -> Iterator[np.ndarray]:
@@ -410,7 +338,7 @@ def compute_metrics(
     cache_dir: str | Path | None,
     **kwargs,
 ) -> dict[str, MetricResult]:
-    """Metric name -> MetricResult for generator `G` (a model_store.Network).
+    """Metric name -> MetricResult for generator `G` (a models.registry.Network).
 
     `real_iter_factory()` yields uint8 [N, H, W, C] batches (or (images, labels)) of
     this process's share of the dataset; `cache_dir` + `dataset_key` enable the

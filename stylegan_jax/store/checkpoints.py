@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts  # Orbax's storage layer
 from orbax.checkpoint import checkpoint_managers as policies
 
 from stylegan_jax import distributed
@@ -219,8 +220,6 @@ class Checkpoints:
         Reading the OCDBT store sequentially first (its b-tree nodes carry checksums)
         finds truncated, garbled or missing files before Orbax is asked.
         """
-        import tensorstore as ts  # Orbax's storage layer
-
         root = self.directory / str(step) / "state"
         if not (root / "manifest.ocdbt").is_file():
             return  # no OCDBT store: Orbax's own checks report what is missing

@@ -55,6 +55,7 @@ def broadcast_ws(w: np.ndarray, num_ws: int) -> np.ndarray:
 
 def save_video(path: Path, target: np.ndarray, frames: np.ndarray) -> Path:
     """target | frame side by side, one video frame per step (grayscale shown as RGB)."""
+    # Function-level: imageio (and its ffmpeg) only for the optional video.
     import imageio
 
     left = np.repeat(target, 3, -1) if target.shape[-1] == 1 else target

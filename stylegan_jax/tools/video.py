@@ -138,6 +138,7 @@ def write_mp4(frames: Iterable[np.ndarray], output: str | Path, fps: float = 60,
               bitrate: str = "12M") -> int:
     """Encodes uint8 frames [H, W, 1 or 3] as H.264 (yuv420p, as the official videos);
     returns the frame count."""
+    # Function-level: imageio (and its ffmpeg) loads only to encode.
     import imageio.v2 as imageio
 
     count = 0

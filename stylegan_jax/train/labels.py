@@ -38,6 +38,7 @@ def _tfds_labels(source: SourceConfig) -> np.ndarray:
     if source.label_key is None:
         raise ValueError(f"TFDS dataset {source.name!r}: no label_key, so no labels")
     tf = import_tensorflow()
+    # Function-level: tensorflow_datasets imports tensorflow (heavy; absent on GPU hosts).
     import tensorflow_datasets as tfds
 
     builder = tfds_builder(source.name, source.data_dir, source.manual_dir)
