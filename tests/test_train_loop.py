@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
+import re
 import shutil
 import signal
+import time
 
 import jax
 import numpy as np
 import pytest
 from train_fixtures import tiny_config
 
+from stylegan_jax import images
 from stylegan_jax.store.checkpoints import Checkpoints
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import loop
@@ -68,6 +72,37 @@ def test_resume_is_bitwise_exact(straight, tmp_path):
     b_state, b_data = saved(tmp_path, 96)
     assert a_data == b_data
     assert_trees_equal(a_state, b_state)
+
+
+def test_tick_time_includes_maintenance(tmp_path, monkeypatch):
+    """sec/tick is the wall clock from one tick line to the next, maintenance included, and
+    the maintenance field says how much of it the grids (here: slow) took (issue #23)."""
+    slow_s, save_image = 1.0, images.save_image
+
+    def slow_save(grid, path):
+        if re.fullmatch(r"fakes\d+\.png", path.name):  # snapshots, not reals/fakes_init
+            time.sleep(slow_s)
+        save_image(grid, path)
+
+    monkeypatch.setattr(images, "save_image", slow_save)
+    config = tiny_config()  # the module's compiled programs; a tick every 2 iterations
+    config.log.snapshot_kimg = 0.064  # a grid after tick 1 (iteration 4), in tick 2
+    config.log.checkpoint_kimg = 1.0  # only the final checkpoint
+    ticks = []  # (monotonic time, sec/tick, maintenance) per tick line
+
+    def log(line):
+        if line.startswith("tick "):
+            fields = dict(re.findall(r"(sec/tick|maintenance) +([\d.]+)", line))
+            ticks.append((time.monotonic(), float(fields["sec/tick"]),
+                          float(fields["maintenance"])))
+
+    loop.train(config, tmp_path, stop_at_step=6, log=log)
+    assert len(ticks) == 3
+    for (before, _, _), (now, sec_per_tick, _) in itertools.pairwise(ticks):
+        assert sec_per_tick == pytest.approx(now - before, abs=0.4)
+    assert ticks[1][2] < slow_s <= ticks[2][2] + 0.05 <= ticks[2][1] + 0.1
+    records = [json.loads(x) for x in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert records[2]["Timing/maintenance_sec"] >= slow_s
 
 
 def test_sigterm_saves_and_stops(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from tensorboardX import SummaryWriter
 
 from stylegan_jax.atomic import write_error
 
@@ -31,8 +32,10 @@ def _fmt_seconds(s: float) -> str:
 
 
 def tick_line(tick: int, kimg: float, total_kimg: float, tick_s: float, tick_kimg: float,
-              elapsed_s: float, stats: dict[str, float]) -> str:
-    """The official tick line: tick, kimg, time, sec/tick, sec/kimg, losses, memory, ETA."""
+              maintenance_s: float, elapsed_s: float, stats: dict[str, float]) -> str:
+    """The official tick line: tick, kimg, time, sec/tick, sec/kimg, img/s, maintenance,
+    losses, memory, ETA. `tick_s` is the whole tick, `maintenance_s` of it spent on grids,
+    checkpoints and metrics."""
     sec_per_kimg = tick_s / max(tick_kimg, 1e-8)
     img_s = tick_kimg * 1000 / max(tick_s, 1e-8)
     eta = (total_kimg - kimg) * sec_per_kimg
@@ -40,7 +43,8 @@ def tick_line(tick: int, kimg: float, total_kimg: float, tick_s: float, tick_kim
     if "lod" in stats:  # progressive growing, as the official ProGAN / StyleGAN tick line
         parts.append(f"lod {stats['lod']:<5.2f}")
     parts += [f"time {_fmt_seconds(elapsed_s):<9s}", f"sec/tick {tick_s:<7.1f}",
-              f"sec/kimg {sec_per_kimg:<7.2f}", f"img/s {img_s:<7.1f}"]
+              f"sec/kimg {sec_per_kimg:<7.2f}", f"img/s {img_s:<7.1f}",
+              f"maintenance {maintenance_s:<6.1f}"]
     for name in ("G/loss", "D/loss", "G/reg", "D/reg", "pl_mean"):
         if name in stats:
             parts.append(f"{name} {stats[name]:<7.3f}")
@@ -70,12 +74,7 @@ class StatsWriter:
             raise write_error(str(self.path), e) from None
         self.tb = None
         if tensorboard:
-            try:
-                from tensorboardX import SummaryWriter
-            except ImportError:  # pragma: no cover - tensorboardX is a dependency
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                self._tensorboard(lambda: setattr(self, "tb", SummaryWriter(str(workdir))))
+            self._tensorboard(lambda: setattr(self, "tb", SummaryWriter(str(workdir))))
 
     def _tensorboard(self, fn) -> None:
         """Runs a TensorBoard write; on an I/O error warns once and drops TensorBoard."""

@@ -1,0 +1,98 @@
+"""The run's periodic actions: the grids at the start, snapshot grids, metric evaluations
+and checkpoints when due, and the last evaluation and checkpoint at the end.
+
+Process 0 alone renders and writes grids; every process takes part in checkpoints (Orbax
+needs all of them) and in evaluations, each saved with a checkpoint so the best one by
+`metrics.best` can be kept.
+"""
+
+from __future__ import annotations
+
+from stylegan_jax import images
+from stylegan_jax.metrics.runner import report_metric, scalars
+from stylegan_jax.train.inputs import first_images
+from stylegan_jax.train.run import Run, next_due
+from stylegan_jax.train.stopping import StopRequest, check_state
+
+
+def at_start(run: Run) -> None:
+    """Process 0: the reals grid (once per workdir), what G EMA shows before training (a
+    fresh run, as the official loop), and the start line."""
+    if not run.main_process:
+        return
+    config, t = run.config, run.config.train
+    if not (run.grids.samples / "reals.png").exists():
+        reals = first_images(config, run.source, run.grids.n)
+        run.grids.save(images.make_grid(reals), "reals.png")
+    if run.fresh:
+        run.grids.save(run.grids.fakes(_G_ema(run, run.backend.host_state(run.state))),
+                       "fakes_init.png")
+    run.log(f"Training {config.family} {config.data.resolution}x{config.data.resolution}x"
+            f"{config.data.channels} c_dim={run.c_dim} on {run.backend.num_devices} device(s) "
+            f"({run.backend.kind}), batch {t.batch_size}, to {t.total_kimg} kimg; "
+            f"workdir {run.workdir}")
+
+
+def maintain(run: Run, stop: StopRequest) -> None:
+    """After an iteration: a snapshot grid, metrics, a checkpoint, each when due (and all
+    at total_kimg). A stop request saves first; the resumed run evaluates (next_eval is
+    saved)."""
+    s, done = run.schedule, run.nimg >= run.total_nimg
+    if run.main_process and (run.nimg >= s.next_snapshot or done):
+        snapshot(run)
+        s.next_snapshot = next_due(run.nimg, s.snapshot_every)
+    metrics = None
+    if run.evaluator is not None and not stop.signal and (run.nimg >= s.next_eval or done):
+        metrics = evaluate(run)
+        s.next_eval = next_due(run.nimg, s.eval_every)
+    if run.nimg >= s.next_ckpt or metrics is not None:
+        save_checkpoint(run, metrics)
+        s.next_ckpt = next_due(run.nimg, s.ckpt_every)
+
+
+def at_end(run: Run, reason: str, stop: StopRequest) -> None:
+    """The evaluation a stop request skipped at total_kimg (a resumed run), the last
+    checkpoint, and the wait for checkpoints still being written."""
+    if (reason == "done" and run.evaluator is not None and run.schedule.next_eval <= run.nimg
+            and not stop.signal):
+        evaluate(run)
+    if run.ckpts.latest_step() != run.nimg:
+        save_checkpoint(run)
+    run.ckpts.wait()
+
+
+def snapshot(run: Run) -> None:
+    """samples/fakesNNNNNN.png (kimg) and TensorBoard's image: G EMA for the fixed seeds."""
+    grid = run.grids.fakes(_G_ema(run, run.backend.host_state(run.state)))
+    run.grids.save(grid, f"fakes{run.nimg // 1000:06d}.png")
+    run.writer.image("fakes", run.nimg / 1000, grid)
+
+
+def save_checkpoint(run: Run, metrics: dict[str, float] | None = None) -> None:
+    """Hands the state, data position and counters to Orbax (written in the background)."""
+    run.ckpts.save(run.nimg, _finite_host_state(run),
+                   {"stage": run.stage.index, "position": run.pipe.position()},
+                   {"tick": run.tick, "kimg": run.nimg / 1000, "step": run.step,
+                    "c_dim": run.c_dim, "next_eval": run.schedule.next_eval}, metrics)
+
+
+def evaluate(run: Run) -> dict[str, float]:
+    """Metrics of G EMA now: logged, to TensorBoard, and to metric-*.jsonl."""
+    results = run.evaluator(_G_ema(run, _finite_host_state(run)))
+    for result in results.values():
+        report_metric(result, run.workdir, f"checkpoints/{run.nimg}", log=run.log)
+    values = scalars(results)
+    if run.main_process:
+        run.writer.scalars(run.nimg / 1000, {f"Metrics/{k}": v for k, v in values.items()},
+                           jsonl=False)  # stats.jsonl: one record per tick
+    return values
+
+
+def _finite_host_state(run: Run):
+    host = run.backend.host_state(run.state)
+    check_state(host, run.nimg, run.ckpts.latest_step())
+    return host
+
+
+def _G_ema(run: Run, host_state):
+    return run.trainer.export(host_state)["G_ema"]
