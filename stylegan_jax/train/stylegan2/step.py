@@ -8,13 +8,13 @@ per network whose lr and betas carry the lazy-regularisation rescaling.
 
 Gradient accumulation (`batch_per_device`, the official `batch_gpu`): each phase runs
 the per-device share in R = share / batch_per_device rounds (one compiled `lax.scan`
-body) and sums the rounds' gradients before the one pmean + Adam. As in the official
-loop, each round's loss is the mean over its micro-batch times the phase gain, so the
-sum is R times the gradient of the share's mean (Adam ignores that factor up to eps);
-and everything per call happens per round: a fresh style-mixing cutoff and noise,
-minibatch-stddev groups within the round, path length on the first
-micro // pl_batch_shrink samples of each round, and one w_avg / pl_mean update per
-round, in order. R = 1 is the plain step, unchanged.
+body, `phases.run_phase`) and sums the rounds' gradients before the one pmean + Adam. As
+in the official loop, each round's loss is the mean over its micro-batch times the phase
+gain, so the sum is R times the gradient of the share's mean (Adam ignores that factor
+up to eps); and everything per call happens per round: a fresh style-mixing cutoff and
+noise, minibatch-stddev groups within the round, path length on the first micro //
+pl_batch_shrink samples of each round, and one w_avg / pl_mean update per round, in
+order. R = 1 is the plain step, unchanged.
 
 ADA (Karras et al. 2020; `cfg.augment`): every D evaluation sees its images through the
 augmentation pipe at strength p = `state.augment_p`, with its own draws: the fakes in
@@ -42,6 +42,7 @@ faded the programs carry no blur at all.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import NamedTuple
 
@@ -55,7 +56,7 @@ from stylegan_jax import augment as augment_lib
 from stylegan_jax.models import registry
 from stylegan_jax.models.registry import Networks
 from stylegan_jax.train.backends import AXIS
-from stylegan_jax.train.stylegan2 import freeze, losses
+from stylegan_jax.train.stylegan2 import freeze, losses, phases
 from stylegan_jax.train.stylegan2.losses import PhaseDraws
 
 
@@ -298,43 +299,6 @@ def draw_iteration(key, nets: Networks, cfg: StepConfig, local_batch: int,
 _AUGMENT_SALT = 0x41444121  # any constant: separates the pipe's keys from the others
 
 
-def _clean(grads):
-    """Averaged over devices as one flat vector (one all-reduce, as the official loop
-    concatenates its gradients), then `nan_to_num` as officially."""
-    flat, unravel = ravel_pytree(grads)
-    flat = jax.lax.pmean(flat, AXIS)
-    return unravel(jnp.nan_to_num(flat, nan=0.0, posinf=1e5, neginf=-1e5))
-
-
-def _apply(opt: optax.GradientTransformation, grads, opt_state, params, frozen=()):
-    """One optimizer step; the `frozen` layers (freeze.frozen_d_layers) keep their values."""
-    updates, opt_state = opt.update(grads, opt_state, params)
-    return freeze.keep_frozen(optax.apply_updates(params, updates), params, frozen), opt_state
-
-
-def _split(x, rounds: int):
-    """[R * m, ...] -> [R, m, ...]: round r takes the r-th contiguous slice (official split)."""
-    return x.reshape(rounds, x.shape[0] // rounds, *x.shape[1:])
-
-
-def _round_draws(draw: PhaseDraws, rounds: int) -> PhaseDraws:
-    """A phase's per-device draws with a leading round axis (see draw_iteration)."""
-    key = draw.noise_key
-    keys = key[None] if rounds == 1 else jax.vmap(
-        lambda r: jax.random.fold_in(key, r))(jnp.arange(rounds))
-    return PhaseDraws(z=_split(draw.z, rounds), c=_split(draw.c, rounds),
-                      mix_z=None if draw.mix_z is None else _split(draw.mix_z, rounds),
-                      mix_cutoff=draw.mix_cutoff.reshape(rounds), noise_key=keys)
-
-
-def _round_augment(draws, rounds: int):
-    """One D evaluation's pipe draws with a leading round axis (see AugmentDraws)."""
-    if isinstance(draws, tuple | list):
-        return tuple(_split(jnp.asarray(x), rounds) for x in draws)
-    return draws[None] if rounds == 1 else jax.vmap(
-        lambda r: jax.random.fold_in(draws, r))(jnp.arange(rounds))
-
-
 def _d_input(cfg: StepConfig, p, draws, blur_sigma):
     """NHWC images -> what D sees: the D input blur (unless `blur_sigma` is None), then the
     ADA pipe at strength p with these draws (when on); None: the images as they are."""
@@ -368,21 +332,45 @@ def _ada_update(cfg: StepConfig, state: TrainState, sign_sum, sign_count):
             jnp.where(adjust_now, zero, total), jnp.where(adjust_now, zero, count))
 
 
-def _accumulate(round_fn, carry, xs, params):
-    """Runs round_fn(carry, x) -> (carry, grads, stats) over the rounds of xs (leading axis)
-    -> (carry, gradients summed over rounds, stats averaged over rounds)."""
-    rounds = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    if rounds == 1:
-        return round_fn(carry, jax.tree_util.tree_map(lambda x: x[0], xs))
+# The phases' losses of one round in run_phase's form: (params, carry, x) -> (loss * gain,
+# (carry, stats)), x the round's slice of the inputs `iteration` gives each phase.
+# `d_input(draws)` is what D sees with an evaluation's pipe draws (_d_input).
 
-    def body(acc, x):
-        carry, total = acc
-        carry, grads, stats = round_fn(carry, x)
-        return (carry, jax.tree_util.tree_map(jnp.add, total, grads)), stats
 
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    (carry, grads), stats = jax.lax.scan(body, (carry, zeros), xs)
-    return carry, grads, jax.tree_util.tree_map(lambda s: jnp.mean(s, axis=0), stats)
+def _g_main(G, buffers, x, *, D, nets: Networks, cfg: StepConfig, d_input):
+    """Gmain; x = (PhaseDraws, the pipe's draws for the fakes)."""
+    d, aug = x
+    return losses.g_main_loss(G, nets, buffers, D, d, gain=1.0, noise_mode=cfg.noise_mode,
+                              augment=d_input(aug), update_emas=cfg.emas_every_pass)
+
+
+def _g_reg(G, carry, x, *, nets: Networks, cfg: StepConfig):
+    """Greg; carry = (buffers, pl_mean), x = (PhaseDraws, path-length noise)."""
+    (buffers, pl_mean), (d, pl_noise) = carry, x
+    loss, (buffers, pl_mean, stats) = losses.g_reg_loss(
+        G, nets, buffers, d, pl_noise, pl_mean, gain=float(cfg.g_reg_interval),
+        noise_mode=cfg.noise_mode, pl_weight=cfg.pl_weight, pl_decay=cfg.pl_decay,
+        axis_name=AXIS, update_emas=cfg.emas_every_pass)
+    return loss, ((buffers, pl_mean), stats)
+
+
+def _d_main(D, buffers, x, *, G, nets: Networks, cfg: StepConfig, d_input):
+    """Dmain; x = (PhaseDraws, reals, labels, the pipe's draws for fakes, for reals). G's
+    running statistics always move here (StyleGAN3's only pass that moves them)."""
+    d, real, real_c, aug_fake, aug_real = x
+    gen_img, _, buffers, _ = losses.run_generator(nets, G, buffers, d, cfg.noise_mode)
+    loss, stats = losses.d_main_loss(D, nets, jax.lax.stop_gradient(gen_img), d.c, real,
+                                     real_c, gain=1.0, augment_fake=d_input(aug_fake),
+                                     augment_real=d_input(aug_real))
+    return loss, (buffers, stats)
+
+
+def _d_reg(D, carry, x, *, nets: Networks, cfg: StepConfig, d_input):
+    """Dreg; no carry, x = (reals, labels, the pipe's draws for the reals)."""
+    real, real_c, aug = x
+    loss, stats = losses.d_reg_loss(D, nets, real, real_c, gain=float(cfg.d_reg_interval),
+                                    r1_gamma=cfg.r1_gamma, augment=d_input(aug))
+    return loss, (carry, stats)
 
 
 def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets: Networks,
@@ -393,108 +381,65 @@ def iteration(state: TrainState, real_u8, real_c, draws: IterationDraws, *, nets
     Each phase sums its gradients over cfg.rounds(share) micro-batches (module docstring);
     `blur`: every D evaluation blurs its images first (sigma from state.nimg).
     """
-    local_batch = real_u8.shape[0]
-    rounds = cfg.rounds(local_batch)
-    real = _split(real_u8.astype(jnp.float32) / 127.5 - 1.0, rounds)
-    real_c = _split(real_c, rounds)
-    g_opt, d_opt = optimizers(cfg)
-    stats, grads_log = {}, {}
-    G, G_opt, buffers, pl_mean = state.G, state.G_opt, state.G_buffers, state.pl_mean
-    p = state.augment_p
-    sigma = cfg.blur_sigma(state.nimg) if blur else None
     if cfg.augment is not None and draws.augment is None:
         raise ValueError("cfg.augment is set but the iteration's draws have no augment draws")
-    # Per D evaluation: its pipe draws with a round axis (a placeholder when off).
-    aug = (AugmentDraws(*(_round_augment(x, rounds) for x in draws.augment))
+    local_batch = real_u8.shape[0]
+    rounds = cfg.rounds(local_batch)
+    # Every phase input with a leading round axis; pipe draws are placeholders when off.
+    reals = (phases.split_rounds(real_u8.astype(jnp.float32) / 127.5 - 1.0, rounds),
+             phases.split_rounds(real_c, rounds))
+    aug = (AugmentDraws(*(phases.augment_rounds(x, rounds) for x in draws.augment))
            if cfg.augment is not None else AugmentDraws(*[jnp.zeros((rounds,))] * 4))
-    signs_sum = jnp.zeros((), jnp.float32)  # of this device's real logits (ADA)
+    sigma = cfg.blur_sigma(state.nimg) if blur else None
+    shared = dict(nets=nets, cfg=cfg, d_input=functools.partial(
+        _d_input, cfg, state.augment_p, blur_sigma=sigma))
+    g_opt, d_opt = optimizers(cfg)
+    frozen = freeze.frozen_d_layers(state.D, cfg.freeze_d)
+    stats, grads = {}, {}  # per phase, in phase order
 
-    def g_main_round(buffers, x):
-        d, aug_draws = x
-        (_, (buffers, st)), grads = jax.value_and_grad(losses.g_main_loss, has_aux=True)(
-            G, nets, buffers, state.D, d, gain=1.0, noise_mode=cfg.noise_mode,
-            augment=_d_input(cfg, p, aug_draws, sigma), update_emas=cfg.emas_every_pass)
-        return buffers, grads, st
-
-    buffers, grads, st = _accumulate(g_main_round, buffers,
-                                     (_round_draws(draws.g_main, rounds), aug.g_main), G)
-    grads = grads_log["Gmain"] = _clean(grads)
-    G, G_opt = _apply(g_opt, grads, G_opt, G)
-    stats.update(st)
-
+    G, G_opt, buffers, stats["Gmain"], grads["Gmain"] = phases.run_phase(
+        functools.partial(_g_main, D=state.D, **shared), state.G, state.G_buffers,
+        (phases.draws_rounds(draws.g_main, rounds), aug.g_main), g_opt, state.G_opt)
+    pl_mean = state.pl_mean
     if do_greg:
-        def g_reg_round(carry, x):
-            (buffers, pl_mean), (d, pl_noise) = carry, x
-            (_, (buffers, pl_mean, st)), grads = jax.value_and_grad(
-                losses.g_reg_loss, has_aux=True)(
-                G, nets, buffers, d, pl_noise, pl_mean, gain=float(cfg.g_reg_interval),
-                noise_mode=cfg.noise_mode, pl_weight=cfg.pl_weight, pl_decay=cfg.pl_decay,
-                axis_name=AXIS, update_emas=cfg.emas_every_pass)
-            return (buffers, pl_mean), grads, st
-
-        (buffers, pl_mean), grads, st = _accumulate(
-            g_reg_round, (buffers, pl_mean),
-            (_round_draws(draws.g_reg, rounds), _split(draws.pl_noise, rounds)), G)
-        grads = grads_log["Greg"] = _clean(grads)
-        G, G_opt = _apply(g_opt, grads, G_opt, G)
-        stats.update(st)
-
-    D, D_opt = state.D, state.D_opt
-    frozen = freeze.frozen_d_layers(D, cfg.freeze_d)
-
-    def d_main_round(buffers, x):
-        d, real_r, real_c_r, aug_fake, aug_real = x
-        gen_img, _, buffers, _ = losses.run_generator(nets, G, buffers, d, cfg.noise_mode)
-        (_, st), grads = jax.value_and_grad(losses.d_main_loss, has_aux=True)(
-            D, nets, jax.lax.stop_gradient(gen_img), d.c, real_r, real_c_r, gain=1.0,
-            augment_fake=_d_input(cfg, p, aug_fake, sigma),
-            augment_real=_d_input(cfg, p, aug_real, sigma))
-        return buffers, grads, st
-
-    buffers, grads, st = _accumulate(
-        d_main_round, buffers,
-        (_round_draws(draws.d_main, rounds), real, real_c, aug.d_fake, aug.d_real), D)
-    grads = grads_log["Dmain"] = _clean(grads)
-    D, D_opt = _apply(d_opt, grads, D_opt, D, frozen)
-    stats.update(st)
-    # A mean of +-1 / 0 over equal rounds times the count is an integer: round off the ulp.
-    signs_sum += jnp.round(st["signs/real"] * local_batch)
-
+        G, G_opt, (buffers, pl_mean), stats["Greg"], grads["Greg"] = phases.run_phase(
+            functools.partial(_g_reg, nets=nets, cfg=cfg), G, (buffers, pl_mean),
+            (phases.draws_rounds(draws.g_reg, rounds),
+             phases.split_rounds(draws.pl_noise, rounds)), g_opt, G_opt)
+    D, D_opt, buffers, stats["Dmain"], grads["Dmain"] = phases.run_phase(
+        functools.partial(_d_main, G=G, **shared), state.D, buffers,
+        (phases.draws_rounds(draws.d_main, rounds), *reals, aug.d_fake, aug.d_real), d_opt,
+        state.D_opt, frozen)
     if do_dreg:
-        def d_reg_round(carry, x):
-            real_r, real_c_r, aug_real = x
-            (_, st), grads = jax.value_and_grad(losses.d_reg_loss, has_aux=True)(
-                D, nets, real_r, real_c_r, gain=float(cfg.d_reg_interval),
-                r1_gamma=cfg.r1_gamma, augment=_d_input(cfg, p, aug_real, sigma))
-            return carry, grads, st
+        D_reg, D_opt_reg, _, stats["Dreg"], grads["Dreg"] = phases.run_phase(
+            functools.partial(_d_reg, **shared), D, (), (*reals, aug.d_reg), d_opt, D_opt,
+            frozen)
+        D, D_opt = (_skip_out_bias(D_reg, D_opt_reg, D, D_opt) if cfg.r1_skips_out_bias
+                    else (D_reg, D_opt_reg))
 
-        _, grads, st = _accumulate(d_reg_round, (), (real, real_c, aug.d_reg), D)
-        grads = grads_log["Dreg"] = _clean(grads)
-        D_new, D_opt_new = _apply(d_opt, grads, D_opt, D, frozen)
-        if cfg.r1_skips_out_bias:
-            D_new, D_opt_new = _skip_out_bias(D_new, D_opt_new, D, D_opt)
-        D, D_opt = D_new, D_opt_new
-        stats.update(st)
-        signs_sum += jnp.round(st["signs/real"] * local_batch)
-
+    # ADA: the real logits' signs of Dmain and Dreg on this device. A mean of +-1 / 0 over
+    # equal rounds times the count is an integer: round off the ulp.
+    real_phases = [stats[name] for name in ("Dmain", "Dreg") if name in stats]
+    signs = sum((jnp.round(st["signs/real"] * local_batch) for st in real_phases),
+                jnp.zeros((), jnp.float32))
     beta = ema_beta(cfg, state.nimg)
     G_ema = jax.tree_util.tree_map(lambda e, p: p + beta * (e - p), state.G_ema, G)
+    p, sign_sum, sign_count = _ada_update(cfg, state, jax.lax.psum(signs, AXIS),
+                                          jnp.float32(len(real_phases) * cfg.batch_size))
+    new_state = state.replace(
+        G=G, G_buffers=buffers, D=D, G_ema=G_ema, G_ema_buffers=buffers, G_opt=G_opt,
+        D_opt=D_opt, pl_mean=pl_mean, augment_p=p, ada_sign_sum=sign_sum,
+        ada_sign_count=sign_count, step=state.step + 1, nimg=state.nimg + cfg.batch_size)
+    stats = {k: v for phase_stats in stats.values() for k, v in phase_stats.items()}
     stats["ema_beta"] = beta
     if blur:
         stats["blur_sigma"] = sigma
     if cfg.pl_weight != 0 and cfg.g_reg_interval > 0:  # StyleGAN3 has no path length
         stats["pl_mean"] = pl_mean
-    evaluations = 2 if do_dreg else 1  # real-logit evaluations this iteration
-    p, sign_sum, sign_count = _ada_update(cfg, state, jax.lax.psum(signs_sum, AXIS),
-                                          jnp.float32(evaluations * cfg.batch_size))
-    new_state = state.replace(
-        G=G, G_buffers=buffers, D=D, G_ema=G_ema, G_ema_buffers=buffers, G_opt=G_opt,
-        D_opt=D_opt, pl_mean=pl_mean, augment_p=p, ada_sign_sum=sign_sum,
-        ada_sign_count=sign_count, step=state.step + 1, nimg=state.nimg + cfg.batch_size)
     stats = jax.lax.pmean(stats, AXIS)
     if cfg.augment is not None:  # p after this iteration's adjustment, the same everywhere
         stats["augment"] = p
-    return (new_state, stats, grads_log) if return_grads else (new_state, stats)
+    return (new_state, stats, grads) if return_grads else (new_state, stats)
 
 
 def iteration_from_key(state: TrainState, real_u8, real_c, label_table, *, nets: Networks,
