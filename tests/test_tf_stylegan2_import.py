@@ -19,7 +19,8 @@ from flax.traverse_util import unflatten_dict
 from official_fixtures import DATA, assert_close, load, nchw_to_nhwc, subdict
 
 from stylegan_jax import cli
-from stylegan_jax.convert import pickles, tf_progressive, tf_stylegan2, torch_stylegan2
+from stylegan_jax.convert import pickles, tf_stylegan2, torch_stylegan2
+from stylegan_jax.convert.pickle_reader import load_tf_pickle
 from stylegan_jax.models import stylegan, stylegan2
 from stylegan_jax.nn import ops
 from stylegan_jax.store.load import load_networks
@@ -167,7 +168,7 @@ def test_official_defaults_and_kwargs_map_onto_the_networks(references, tmp_path
     path = write(references, UNCOND.stem, t2.ORIGINAL, tmp_path / "net.pkl",
                  g_kwargs=dict(dlatent_avg_beta=None, fused_modconv=False,
                                randomize_noise=False, mapping_lrmul=0.02))
-    G, D, _ = tf_progressive.load_tf_pickle(path)
+    G, D, _ = load_tf_pickle(path)
     base = tf_stylegan2.code_base_of(G, D, "net")
     assert base is tf_stylegan2.STYLEGAN2
     g = tf_stylegan2.generator_kwargs(G, base)
@@ -206,7 +207,7 @@ def test_unsupported_kwargs_are_named(references, tmp_path, code_base, g_kwargs,
 def test_labels_of_the_original_code_and_progressive_configs_are_refused(references,
                                                                         tmp_path):
     path = write(references, UNCOND.stem, t2.ORIGINAL, tmp_path / "net.pkl")
-    G, D, Gs = tf_progressive.load_tf_pickle(path)
+    G, D, Gs = load_tf_pickle(path)
     for net in (G, *G.components.values(), D):
         net.state["static_kwargs"]["label_size"] = 3
     with pytest.raises(tf_stylegan2.ConversionError, match=r"LabelConcat"):
