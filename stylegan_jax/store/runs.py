@@ -113,12 +113,19 @@ def networks_from_state(config: ml_collections.ConfigDict, c_dim: int, state
             "D": Network(D, {"params": state["D"]}, lod)}
 
 
+# The state fields `networks_from_state` reads.
+_NETWORK_FIELDS = ("G", "G_buffers", "G_ema", "G_ema_buffers", "D", "lod")
+
+
 def _read(ckpts: Checkpoints, workdir: Path, config: ml_collections.ConfigDict,
           step: int) -> RunCheckpoint:
     """One checkpoint's networks (DamagedCheckpointError if unreadable)."""
     meta = ckpts.read_meta(step)
-    state = jax.tree_util.tree_map(jnp.asarray, ckpts.restore_saved(step))
-    p = state.get("augment_p")
+    saved = ckpts.restore_saved(step)
+    # Only the networks go to the device; the optimiser moments (twice the parameters) stay.
+    state = {k: jax.tree_util.tree_map(jnp.asarray, v) for k, v in saved.items()
+             if k in _NETWORK_FIELDS}
+    p = saved.get("augment_p")
     networks = networks_from_state(config, int(meta.get("c_dim", 0)), state)
     return RunCheckpoint(workdir, step, networks, None if p is None else float(np.asarray(p)))
 
