@@ -8,6 +8,11 @@ sample counts give quick variants: `fid10k_full`, `kid1k`, `pr5k3_full`, `is1k`,
 `k` a count is in images (`fid64_full`, `is100`, `eqt64_frac`, `ppl_wend_64`: smoke tests).
 `_full` compares against the whole dataset (KID: up to 1M images, PR: up to 200k);
 without it, against the first N images, N the generated count.
+
+ProGAN's network-free metrics: `swd16k` (sliced Wasserstein distance of Laplacian pyramids,
+16384 generated against 16384 real images: ProGAN counts SWD images in 1024s, so `swd<N>k`
+is N * 1024 images and `swd<N>` N images) and `msssim20k` (mean MS-SSIM of 10000 pairs of
+20000 generated images; its `k` is 1000, as ProGAN's msssim-20k).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KINDS = ("fid", "kid", "pr", "is", "ppl", "eq")
+KINDS = ("fid", "kid", "pr", "is", "ppl", "eq", "swd", "msssim")
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class MetricSpec:
 
     @property
     def needs_real(self) -> bool:
-        return self.kind in ("fid", "kid", "pr")
+        return self.kind in ("fid", "kid", "pr", "swd")
 
     @property
     def result_keys(self) -> tuple[str, ...]:
@@ -73,6 +78,8 @@ _PATTERNS = [
     (re.compile(r"^ppl(2?)_([zw])(full|end)(?:_(\d+k?))?$"), "ppl"),
     (re.compile(r"^eqt(\d+k?)_(int|frac)$"), "eq"),
     (re.compile(r"^eqr(\d+k?)$"), "eq"),
+    (re.compile(r"^swd(\d+)(k?)$"), "swd"),
+    (re.compile(r"^msssim(\d+k?)$"), "msssim"),
 ]
 
 
@@ -80,7 +87,7 @@ def _count(text: str) -> int:
     return int(text[:-1]) * 1000 if text.endswith("k") else int(text)
 
 OFFICIAL = ("fid50k_full", "kid50k_full", "pr50k3_full", "ppl2_wend", "is50k",
-            "eqt50k_int", "eqt50k_frac", "eqr50k",
+            "eqt50k_int", "eqt50k_frac", "eqr50k", "swd16k", "msssim20k",
             "fid50k", "kid50k", "pr50k3", "ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
 
 
@@ -100,6 +107,15 @@ def parse_metric(name: str) -> MetricSpec:
             return MetricSpec(name, "pr", n, 200_000 if full else n, nhood_size=k)
         if kind == "is":
             return MetricSpec(name, "is", _count(m.group(1)))
+        if kind == "swd":  # ProGAN's swd-16k is 16384 images, as many real as generated
+            n = int(m.group(1)) * (1024 if m.group(2) else 1)
+            return MetricSpec(name, "swd", n, n)
+        if kind == "msssim":
+            n = _count(m.group(1))
+            if n < 2 or n % 2:
+                raise ValueError(f"metric {name!r}: MS-SSIM scores pairs, so its image count "
+                                 f"must be even and at least 2, got {n}")
+            return MetricSpec(name, "msssim", n)
         if kind == "eq":
             mode = m.group(2) if name.startswith("eqt") else "rot"
             return MetricSpec(name, "eq", _count(m.group(1)), mode=mode)
@@ -109,7 +125,7 @@ def parse_metric(name: str) -> MetricSpec:
     raise ValueError(
         f"unknown metric {name!r}: expected one of {', '.join(OFFICIAL)}, or the same with "
         "another sample count (fid10k_full, kid1k, pr5k3_full, is1k, eqt1k_int, eqr1k, "
-        "ppl_wend_1k)")
+        "ppl_wend_1k, swd1k, swd256, msssim2k)")
 
 
 def parse_metrics(names: str | list[str]) -> list[MetricSpec]:

@@ -4,9 +4,9 @@
 (uint8 NHWC NumPy batches; this process's share when several processes run) and a
 cache directory. Passes are shared: one generator pass per feature network serves
 every metric that needs it (FID, KID and IS use the same Inception features), and
-real-image statistics are cached on disk by dataset, network and image count. PPL and
-the equivariance PSNRs (StyleGAN3) run their own generator passes (`ppl`,
-`equivariance`); a table maps each metric kind to its results. As in
+real-image statistics are cached on disk by dataset, network and image count. PPL, the
+equivariance PSNRs (StyleGAN3) and ProGAN's SWD and MS-SSIM run their own generator passes
+(`ppl`, `equivariance`, `network_free`); a table maps each metric kind to its results. As in
 the official code, generated images are quantised to uint8 before the feature
 network (`floor(clip(x * 127.5 + 128, 0, 255))`) and grayscale is repeated to RGB.
 """
@@ -22,10 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from stylegan_jax.metrics import equivariance, fid, inception_score, kid, ppl, precision_recall
+from stylegan_jax.metrics import (
+    equivariance,
+    fid,
+    inception_score,
+    kid,
+    network_free,
+    ppl,
+    precision_recall,
+    swd,
+)
 from stylegan_jax.metrics.detectors import PRIMARY, Detectors
 from stylegan_jax.metrics.feature_stats import FeatureStats, cache_path
 from stylegan_jax.metrics.parallel import (
@@ -35,7 +43,7 @@ from stylegan_jax.metrics.parallel import (
     process_share,
 )
 from stylegan_jax.metrics.registry import MetricSpec, parse_metric
-from stylegan_jax.metrics.sampler import LabelFn, Sampler
+from stylegan_jax.metrics.sampler import LabelFn, Sampler, quantize
 from stylegan_jax.models.sampling import synthesize
 
 RealIterFactory = Callable[[], Iterable[np.ndarray]]
@@ -68,11 +76,6 @@ def report_metric(result: MetricResult, run_dir: str | Path | None = None,
             with open(Path(run_dir) / f"metric-{result.metric}.jsonl", "a") as f:
                 f.write(line + "\n")
     return line
-
-
-def quantize(img: jax.Array) -> jax.Array:
-    """Generator output in [-1, 1] -> uint8, the official metrics' conversion."""
-    return jnp.clip(jnp.floor(img * 127.5 + 128.0), 0, 255).astype(jnp.uint8)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -142,6 +145,7 @@ class MetricRunner:
         self._plan_real: dict[tuple[str, int | None], tuple[bool, bool]] = {}
         self._plan_eq: dict[int, tuple[str, ...]] = {}  # sample count -> modes in one pass
         self._eq: dict[int, dict[str, float]] = {}
+        self._swd_real: dict[int, list[np.ndarray]] = {}
 
     # --- planning ----------------------------------------------------------------------
     def real_count(self, spec: MetricSpec) -> int | None:
@@ -157,7 +161,7 @@ class MetricRunner:
             if s.kind == "eq":
                 modes = self._plan_eq.get(s.num_gen, ())
                 self._plan_eq[s.num_gen] = modes + (s.mode,) * (s.mode not in modes)
-            if s.kind in ("ppl", "eq"):
+            if s.kind in ("ppl", "eq", "swd", "msssim"):  # passes of their own
                 continue
             out = "probs" if s.kind == "is" else PRIMARY[s.detector]
             num, outs = gen.get(s.detector, (0, {}))
@@ -250,6 +254,17 @@ class MetricRunner:
                 spec.name, self.sampler, spec.num_gen, modes))
         return self._eq[spec.num_gen][spec.mode]
 
+    def swd_real(self, count: int) -> list[np.ndarray]:
+        """The real images' SWD descriptors (kept for every SWD metric of this count)."""
+        if count not in self._swd_real:
+            if self.real_iter_factory is None:
+                raise ValueError("SWD compares with real images: give real_iter_factory "
+                                 "(the CLI's --data)")
+            self._swd_real[count] = network_free.real_swd_descriptors(
+                self.real_iter_factory, count, self.G.module.img_resolution, self.devices,
+                self.seed, self.batch_size)
+        return self._swd_real[count]
+
     # --- metrics -----------------------------------------------------------------------
     def compute(self, spec: MetricSpec) -> dict[str, float]:
         """Result key -> value of one metric (planned with `plan`)."""
@@ -300,9 +315,23 @@ def _eq(runner: MetricRunner, spec: MetricSpec) -> dict[str, float]:
     return {spec.name: runner.equivariance(spec)}
 
 
+def _swd(runner: MetricRunner, spec: MetricSpec) -> dict[str, float]:
+    real = runner.swd_real(spec.num_gen)
+    fake = network_free.generated_swd_descriptors(runner.sampler, spec.num_gen)
+    rng = np.random.default_rng([runner.seed, 6])  # the same directions on every process
+    directions = [swd.draw_directions(rng, r.shape[1]) for r in real]
+    return swd.results(spec.name, runner.G.module.img_resolution,
+                       swd.swd_levels(real, fake, directions))
+
+
+def _msssim(runner: MetricRunner, spec: MetricSpec) -> dict[str, float]:
+    return {spec.name: network_free.generated_msssim(runner.sampler, spec.num_gen)}
+
+
 # Metric kind -> its results from the runner's (shared) passes.
 _COMPUTE: dict[str, Callable[[MetricRunner, MetricSpec], dict[str, float]]] = {
-    "fid": _fid, "kid": _kid, "pr": _pr, "is": _is, "ppl": _ppl, "eq": _eq}
+    "fid": _fid, "kid": _kid, "pr": _pr, "is": _is, "ppl": _ppl, "eq": _eq, "swd": _swd,
+    "msssim": _msssim}
 
 
 def _rebatch(batches: Iterable, size: int) -> Iterator[np.ndarray]:

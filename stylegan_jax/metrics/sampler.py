@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
@@ -14,6 +15,11 @@ from stylegan_jax.metrics.parallel import LocalDevices
 from stylegan_jax.models.registry import Network
 
 LabelFn = Callable[[np.random.Generator, int], np.ndarray]
+
+
+def quantize(img: jax.Array) -> jax.Array:
+    """Generator output in [-1, 1] -> uint8, the official metrics' conversion."""
+    return jnp.clip(jnp.floor(img * 127.5 + 128.0), 0, 255).astype(jnp.uint8)
 
 
 @dataclass(frozen=True)
