@@ -12,9 +12,11 @@ import sys
 import textwrap
 import threading
 import time
+import types
 
 import jax
 import numpy as np
+import PIL.Image
 import pytest
 import skimage.data
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -24,6 +26,8 @@ from stylegan_jax.data import SourceConfig, bundled_faces, make_pipeline
 from stylegan_jax.data.dataset_tool import write_dataset
 from stylegan_jax.data.inputs import Input, Listing
 from stylegan_jax.data.pipeline import to_global_array, to_pmap_layout
+from stylegan_jax.data.real_images import open_real_images
+from stylegan_jax.data.sources import open_indexed, source_from_config
 
 N = 37  # prime: epochs never line up with batches
 
@@ -257,6 +261,46 @@ def test_bundled_faces_are_the_100_lfw_faces():
     # One epoch of the default source is exactly these 100 faces.
     batches, _ = take(SourceConfig(), 1, global_batch=100, seed=0)
     assert sorted(x.tobytes() for x in batches[0].images) == sorted(x.tobytes() for x in faces)
+
+
+def test_labelled_bundled_source_serves_all_200_crops_with_their_labels():
+    # The reference: lfw_subset() (100 faces, then 100 non-faces) to uint8, then Pillow's
+    # bicubic 25 -> 32, as the bundled source documents; Pillow is called here directly.
+    crops = np.rint(np.clip(skimage.data.lfw_subset(), 0, 1) * 255).astype(np.uint8)
+    bicubic = PIL.Image.Resampling.BICUBIC
+    reference = np.stack(
+        [np.asarray(PIL.Image.fromarray(c).resize((32, 32), bicubic)) for c in crops]
+    )
+    np.testing.assert_array_equal(bundled_faces()[..., 0], reference[:100])  # unchanged
+    index = {r.tobytes(): i for i, r in enumerate(reference)}
+    assert len(index) == 200  # every crop tells itself apart
+
+    def data(use_labels):
+        return types.SimpleNamespace(
+            source="bundled", resolution=32, channels=1, use_labels=use_labels
+        )
+
+    labelled, plain = source_from_config(data(True)), source_from_config(data(False))
+    assert labelled == dict(plain, labels=True) and "labels" not in plain  # old runs' dict
+    with make_pipeline(labelled, 200, seed=0, process_index=0, process_count=1) as pipe:
+        assert pipe.num_classes == 2
+        batches = [next(pipe) for _ in range(2)]  # two epochs
+    for batch in batches:
+        ids = np.asarray([index[x[..., 0].tobytes()] for x in batch.images])
+        np.testing.assert_array_equal(np.sort(ids), np.arange(200))  # each crop once
+        np.testing.assert_array_equal(batch.labels, (ids >= 100).astype(np.int32))
+        assert batch.labels.dtype == np.int32
+    indexed = open_indexed(SourceConfig.from_dict(labelled))
+    assert indexed.class_names == ("face", "non-face") and indexed.num_classes == 2
+    assert open_indexed(SourceConfig.from_dict(plain)).class_names is None
+    # The metrics see two classes, under a key of their own.
+    real, real_plain = open_real_images(labelled), open_real_images(plain)
+    assert real.num_classes == 2 and real.count == 200 and real_plain.num_classes == 0
+    assert real.key != real_plain.key
+    drawn = real.label_fn(2)(np.random.default_rng(0), 400)
+    assert drawn.shape == (400, 2) and 150 < drawn[:, 1].sum() < 250  # both classes, evenly
+    with pytest.raises(ValueError, match="labels=True is for kind 'bundled', not 'tfrecord'"):
+        SourceConfig(kind="tfrecord", path="x", labels=True)
 
 
 def test_to_global_array_shards_over_data_axis():

@@ -2,7 +2,8 @@
 (through tfds.testing.mock_data), every bad input, and atomic completion.
 
 References are independent of the code under test: tensorflow's own TFRecord reader and
-protobuf, scikit-image's block means, PIL's resize, plain numpy slicing.
+protobuf, scikit-image's block means, PIL's resize (called here, never through the project's
+resize), plain numpy slicing.
 """
 
 import io
@@ -77,7 +78,21 @@ def read_with_tensorflow(root: Path, level: int, channels: int) -> np.ndarray:
 
 
 def box_reference(images: np.ndarray, factor: int) -> np.ndarray:
+    """Exact block means rounded once: the tool's lower levels (not Pillow's BOX)."""
     return np.rint(downscale_local_mean(images, (1, factor, factor, 1))).astype(np.uint8)
+
+
+PIL_FILTERS = {"box": PIL.Image.Resampling.BOX, "lanczos": PIL.Image.Resampling.LANCZOS}
+
+
+def pil_resize(images: np.ndarray, width: int, height: int, name: str = "lanczos") -> np.ndarray:
+    """Pillow's resize of each uint8 HWC image, as the official dataset tool resizes."""
+    return np.stack(
+        [
+            np.asarray(PIL.Image.fromarray(x).resize((width, height), PIL_FILTERS[name]))
+            for x in images
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +134,10 @@ def test_round_trip_folder_levels_and_tensorflow_reader(tmp_path, faces32, capsy
     assert manifest["count"] == 7 and manifest["resolution"] == 16 and manifest["channels"] == 3
     assert manifest["labels"] is None and manifest["ignored"] == ["LICENSE.txt"]
     assert sorted(manifest["levels"]) == ["16", "4", "8"]
-    assert manifest["args"]["resolution"] == 16 and manifest["args"]["filter"] == "box"
+    assert manifest["args"]["resolution"] == 16
+    assert manifest["resize_filter"] == manifest["args"]["resize_filter"] == "lanczos"  # default
     top = read_with_tensorflow(dest, 16, 3)
-    np.testing.assert_array_equal(top, box_reference(faces32, 2))
+    np.testing.assert_array_equal(top, pil_resize(faces32, 16, 16, "lanczos"))
     for level in (8, 4):  # the exact box average of the stored top level, rounded once
         got = read_with_tensorflow(dest, level, 3)
         np.testing.assert_array_equal(got, box_reference(top, 16 // level))
@@ -140,6 +156,7 @@ def test_small_shards_zip_grayscale_and_lanczos(tmp_path, faces32):
     )
     manifest = read_manifest(dest)
     assert [s["count"] for s in manifest["levels"]["16"]["shards"]] == [1] * 7
+    assert manifest["resize_filter"] == "lanczos"
     expected = [
         np.asarray(
             PIL.Image.fromarray(img).convert("L").resize((16, 16), PIL.Image.Resampling.LANCZOS)
@@ -149,22 +166,133 @@ def test_small_shards_zip_grayscale_and_lanczos(tmp_path, faces32):
     np.testing.assert_array_equal(read_with_tensorflow(dest, 16, 1)[..., 0], np.stack(expected))
 
 
-def test_crop_transforms(tmp_path):
+@pytest.mark.parametrize("name", ["lanczos", "box"])
+def test_crop_transforms_resize_as_pillow(tmp_path, name):
     tall = RNG.integers(0, 256, (48, 32, 3), dtype=np.uint8)  # h x w
     wide = RNG.integers(0, 256, (24, 64, 3), dtype=np.uint8)
     src = write_folder(tmp_path / "tall", {"a.png": tall})
-    dataset_tool.build_dataset(str(src), str(tmp_path / "cc"), 16, transform="center-crop")
+    assert (
+        tool(
+            "--source",
+            src,
+            "--dest",
+            tmp_path / "cc",
+            "--resolution",
+            16,
+            "--transform",
+            "center-crop",
+            "--resize-filter",
+            name,
+        )
+        == 0
+    )
+    assert read_manifest(tmp_path / "cc")["resize_filter"] == name
     np.testing.assert_array_equal(
-        read_with_tensorflow(tmp_path / "cc", 16, 3)[0], box_reference(tall[None, 8:40], 2)[0]
+        read_with_tensorflow(tmp_path / "cc", 16, 3), pil_resize(tall[None, 8:40], 16, 16, name)
     )
     # center-crop-wide to 16 wide x 8 high: the 2:1 centre of a 64x24 image is 48x24.
     src = write_folder(tmp_path / "wide", {"a.png": wide})
     dataset_tool.build_dataset(
-        str(src), str(tmp_path / "ccw"), 16, transform="center-crop-wide", wide_height=8
+        str(src),
+        str(tmp_path / "ccw"),
+        16,
+        transform="center-crop-wide",
+        wide_height=8,
+        resize_filter=name,
     )
+    assert read_manifest(tmp_path / "ccw")["resize_filter"] == name
     got = read_with_tensorflow(tmp_path / "ccw", 16, 3)[0]
     assert not got[:4].any() and not got[12:].any()
-    np.testing.assert_array_equal(got[4:12], box_reference(wide[None, :, 8:56], 3)[0])
+    np.testing.assert_array_equal(got[4:12], pil_resize(wide[None, :, 8:56], 16, 8, name)[0])
+
+
+def test_box_is_pillows_box_not_the_exact_block_mean(tmp_path, faces32):
+    """Integer factors too: Pillow rounds after each of its two passes, so its BOX differs
+    from the exact block mean; the tool writes Pillow's, as the official tool."""
+    src = write_folder(tmp_path / "src", {f"{i}.png": img for i, img in enumerate(faces32)})
+    assert (
+        tool("--source", src, "--dest", tmp_path / "int", "--resolution", 16, "--filter", "box")
+        == 0
+    )  # --filter: the earlier name, still accepted
+    got = read_with_tensorflow(tmp_path / "int", 16, 3)
+    np.testing.assert_array_equal(got, pil_resize(faces32, 16, 16, "box"))
+    assert not np.array_equal(got, box_reference(faces32, 2))  # the two do differ here
+    manifest = read_manifest(tmp_path / "int")
+    assert manifest["resize_filter"] == manifest["args"]["resize_filter"] == "box"
+    # A non-integer factor (24 -> 16) equals Pillow's BOX as well.
+    src = write_folder(
+        tmp_path / "src24", {f"{i}.png": img[:24, :24] for i, img in enumerate(faces32)}
+    )
+    assert (
+        tool(
+            "--source",
+            src,
+            "--dest",
+            tmp_path / "frac",
+            "--resolution",
+            16,
+            "--resize-filter",
+            "box",
+        )
+        == 0
+    )
+    np.testing.assert_array_equal(
+        read_with_tensorflow(tmp_path / "frac", 16, 3),
+        pil_resize(faces32[:, :24, :24], 16, 16, "box"),
+    )
+
+
+def test_a_dataset_without_resizing_still_records_the_filter(tmp_path, faces32):
+    src = write_folder(tmp_path / "src", {"a.png": faces32[0][:16, :16]})
+    assert (
+        tool(
+            "--source",
+            src,
+            "--dest",
+            tmp_path / "out",
+            "--resolution",
+            16,
+            "--resize-filter",
+            "box",
+        )
+        == 0
+    )
+    assert read_manifest(tmp_path / "out")["resize_filter"] == "box"
+    np.testing.assert_array_equal(
+        read_with_tensorflow(tmp_path / "out", 16, 3)[0], faces32[0][:16, :16]
+    )
+    with pytest.raises(shards.DatasetError, match="--resize-filter must be one of .*'cubic'"):
+        dataset_tool.build_dataset(str(src), str(tmp_path / "bad"), 16, resize_filter="cubic")
+
+
+def test_help_names_the_resize_filter_and_its_default(capsys):
+    with pytest.raises(SystemExit):
+        dataset_tool.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--resize-filter" in out and "--filter" in out and "default lanczos" in out
+
+
+@pytest.mark.parametrize("args", [None, {}, {"filter": "box"}])
+def test_an_old_manifest_without_resize_filter_loads(tmp_path, faces32, args):
+    from stylegan_jax.data.sources import SourceConfig, open_indexed
+
+    src = write_folder(tmp_path / "src", {"a.png": faces32[0]})
+    dataset_tool.build_dataset(str(src), str(tmp_path / "out"), 16, resize_filter="box")
+    file = tmp_path / "out" / MANIFEST
+    old = json.loads(file.read_text())
+    del old["resize_filter"]
+    if args is None:
+        del old["args"]
+    else:
+        old["args"] = args
+    file.write_text(json.dumps(old))
+    # Old tools recorded the command line's --filter in args; without it, unknown (None).
+    assert read_manifest(tmp_path / "out")["resize_filter"] == (args or {}).get("filter")
+    assert open_indexed(SourceConfig(kind="tfrecord", path=str(tmp_path / "out"))).count == 1
+    old["resize_filter"] = 3
+    file.write_text(json.dumps(old))
+    with pytest.raises(shards.DatasetError, match=r"manifest.json: field 'resize_filter'.* 3"):
+        read_manifest(tmp_path / "out")
 
 
 def test_labels_from_dataset_json(tmp_path):
@@ -204,15 +332,8 @@ def test_tfds_source_with_labels_under_mock_data(tmp_path):
     manifest = read_manifest(tmp_path / "m")
     assert manifest["count"] == 6 and manifest["num_classes"] == 10
     assert manifest["labels"] == [int(ex["label"]) for ex in reference]
-    expected = [
-        np.asarray(
-            PIL.Image.fromarray(ex["image"][..., 0]).resize((16, 16), PIL.Image.Resampling.BOX)
-        )
-        for ex in reference
-    ]
-    np.testing.assert_array_equal(
-        read_with_tensorflow(tmp_path / "m", 16, 1)[..., 0], np.stack(expected)
-    )
+    expected = pil_resize(np.stack([ex["image"][..., 0] for ex in reference]), 16, 16)
+    np.testing.assert_array_equal(read_with_tensorflow(tmp_path / "m", 16, 1)[..., 0], expected)
 
 
 def _truncated(img):
@@ -263,7 +384,7 @@ def test_skip_bad_skips_and_counts_every_bad_file(tmp_path, faces32, capsys):
     for name, (_, words) in BAD_FILES.items():
         assert words in skipped[name]
     np.testing.assert_array_equal(
-        read_with_tensorflow(tmp_path / "out", 16, 3), box_reference(faces32[[0, 2]], 2)
+        read_with_tensorflow(tmp_path / "out", 16, 3), pil_resize(faces32[[0, 2]], 16, 16)
     )
     assert f"skipped {len(BAD_FILES)} bad files" in capsys.readouterr().out
 

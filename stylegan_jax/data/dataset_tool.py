@@ -1,15 +1,17 @@
 """``stylegan-jax dataset``: images from a folder, a zip or TFDS into TFRecord shards.
 
     stylegan-jax dataset --source ~/ffhq/images1024x1024 --dest ~/data/ffhq256 \\
-        --resolution 256                      # box filter: the FFHQ-256 the FID numbers use
+        --resolution 256 --resize-filter box  # the FFHQ-256 of the published FID numbers
     stylegan-jax dataset --source tfds:celeb_a --dest ~/data/celeba64 --resolution 64 \\
         --transform center-crop --min-resolution 4   # every level down to 4x4 for ProGAN
 
 Images are cropped (none / center-crop / center-crop-wide, as the official tools), resized with
-a named filter (never upscaled), converted to 1 or 3 channels and stored as raw pixels (format:
-``shards.py``). Bad files stop the run with a message naming them, or are skipped and listed
-with --skip-bad. The dataset is built in a hidden directory beside --dest and renamed into place
-only when complete, so an interrupted run never leaves something that looks finished.
+the Pillow filter --resize-filter names (default lanczos, as the official stylegan2-ada tool;
+never upscaled; the manifest records it as ``resize_filter``), converted to 1 or 3 channels
+and stored as raw pixels (format: ``shards.py``). Bad files stop the run with a message naming
+them, or are skipped and listed with --skip-bad. The dataset is built in a hidden directory
+beside --dest and renamed into place only when complete, so an interrupted run never leaves
+something that looks finished.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from tqdm import tqdm
 
 from stylegan_jax.data.images import (
+    DEFAULT_FILTER,
     FILTERS,
     TRANSFORMS,
     BadImage,
@@ -69,10 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="content height for center-crop-wide (default: 3/4 of --resolution)",
     )
     a(
-        "--filter",
+        "--resize-filter",
+        "--filter",  # this tool's earlier name, kept for existing scripts
+        dest="resize_filter",
         choices=sorted(FILTERS),
-        default="box",
-        help="resize filter (default box: exact block averages for integer factors)",
+        default=DEFAULT_FILTER,
+        help=f"Pillow resize filter (default {DEFAULT_FILTER}, as the official stylegan2-ada "
+        "dataset_tool; box gives the FFHQ-256 of the published FID numbers); recorded in the "
+        "manifest as resize_filter. --filter is an alias",
     )
     a("--channels", type=int, choices=(1, 3), default=3, help="1 = grayscale, 3 = RGB")
     a(
@@ -144,10 +151,18 @@ def _prepare_dest(dest: Path) -> Path:
 
 
 def _check_options(
-    resolution: int, min_resolution: int | None, wide_height: int | None, max_images: int | None
+    resolution: int,
+    min_resolution: int | None,
+    wide_height: int | None,
+    max_images: int | None,
+    resize_filter: str = DEFAULT_FILTER,
 ) -> list[int]:
-    """Checks the numeric options; returns the levels to write, highest first."""
+    """Checks the options; returns the levels to write, highest first."""
     check_resolution(resolution, "--resolution")
+    if resize_filter not in FILTERS:
+        raise DatasetError(
+            f"--resize-filter must be one of {sorted(FILTERS)}, got {resize_filter!r}"
+        )
     if max_images is not None and max_images < 1:
         raise DatasetError(f"--max-images must be >= 1, got {max_images}")
     if wide_height is not None and not 0 < wide_height <= resolution:
@@ -168,7 +183,7 @@ def write_dataset(
     resolution: int,
     channels: int = 3,
     transform: str = "none",
-    resize_filter: str = "box",
+    resize_filter: str = DEFAULT_FILTER,
     wide_height: int | None = None,
     min_resolution: int | None = None,
     skip_bad: bool = False,
@@ -179,8 +194,12 @@ def write_dataset(
     source: str = "",
     args: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Converts a listing's images into a finished dataset at dest; returns its manifest."""
-    levels = _check_options(resolution, min_resolution, wide_height, max_images)
+    """Converts a listing's images into a finished dataset at dest; returns its manifest.
+
+    resize_filter: a Pillow filter of ``images.FILTERS``; the manifest records it as
+    ``resize_filter`` even when no image needed resizing.
+    """
+    levels = _check_options(resolution, min_resolution, wide_height, max_images, resize_filter)
     dest = Path(dest)
     tmp = _prepare_dest(dest)
     try:
@@ -284,6 +303,7 @@ def _convert(
         "count": len(names),
         "resolution": resolution,
         "channels": channels,
+        "resize_filter": resize_filter,
         "labels": labels if has_labels else None,
         "num_classes": num_classes,
         "levels": level_entries,
@@ -312,6 +332,7 @@ def build_dataset(
         options.get("min_resolution"),
         options.get("wide_height"),
         options.get("max_images"),
+        options.get("resize_filter", DEFAULT_FILTER),
     )
     check_dest(Path(dest))  # before listing a large folder or preparing a TFDS dataset
     listing = open_source(
@@ -330,8 +351,8 @@ def _summary(manifest: dict[str, Any], dest: str) -> str:
     shards = sum(len(v["shards"]) for v in manifest["levels"].values())
     lines = [
         f"wrote {n} images ({r}x{r}, {manifest['channels']} channel(s), "
-        f"{manifest['num_classes']} classes, levels {sorted(map(int, manifest['levels']))}) "
-        f"to {dest} in {shards} shards",
+        f"{manifest['num_classes']} classes, levels {sorted(map(int, manifest['levels']))}, "
+        f"resize filter {manifest['resize_filter']}) to {dest} in {shards} shards",
         f"skipped {len(manifest['skipped'])} bad files; ignored "
         f"{len(manifest['ignored'])} files without an image extension",
     ]
@@ -361,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
             label_key=args.label_key,
             channels=args.channels,
             transform=args.transform,
-            resize_filter=args.filter,
+            resize_filter=args.resize_filter,
             wide_height=args.wide_height,
             min_resolution=args.min_resolution,
             skip_bad=args.skip_bad,

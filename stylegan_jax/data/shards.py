@@ -246,7 +246,12 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """Loads and checks a dataset's manifest; errors name the file and the problem."""
+    """Loads and checks a dataset's manifest; errors name the file and the problem.
+
+    ``resize_filter`` (the Pillow filter the tool resized with) is always present: manifests
+    written before the field existed give the ``filter`` their command line recorded in
+    ``args``, or None (unknown: written through the Python API).
+    """
     if "://" in str(path):
         raise DatasetError(
             f"{path}: datasets are read through memory maps; copy it to a "
@@ -270,4 +275,12 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     labels = manifest.get("labels")
     if labels is not None and len(labels) != manifest["count"]:
         raise DatasetError(f"{file}: {len(labels)} labels for {manifest['count']} images")
+    if "resize_filter" not in manifest:
+        args = manifest.get("args")
+        manifest["resize_filter"] = args.get("filter") if isinstance(args, dict) else None
+    if manifest["resize_filter"] is not None and not isinstance(manifest["resize_filter"], str):
+        raise DatasetError(
+            f"{file}: field 'resize_filter' must be a filter name, got "
+            f"{manifest['resize_filter']!r}"
+        )
     return manifest

@@ -22,6 +22,8 @@ from stylegan_jax.data.shards import DatasetError, ShardedImages, read_manifest
 KINDS = ("bundled", "tfrecord", "tfds")
 BUNDLED_RESOLUTION = 32
 BUNDLED_CHANNELS = 1
+BUNDLED_FACES = 100  # lfw_subset(): crops 0..99 are faces, 100..199 are not
+BUNDLED_CLASS_NAMES = ("face", "non-face")  # the labelled bundled source's labels 0 and 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +32,9 @@ class SourceConfig:
 
     kind: 'bundled' (scikit-image's 100 LFW face crops, no download), 'tfrecord' (a directory
     written by ``stylegan-jax dataset``) or 'tfds' (any TFDS image dataset).
+    labels: bundled only: serve all 200 crops of ``lfw_subset()`` labelled 0 (face) and 1
+    (non-face), for conditional training. A bool, not label_key: label_key names a TFDS
+    feature, and the bundled crops have none; tfrecord labels come from the manifest.
     path: the tfrecord directory. name / split / data_dir / manual_dir: the TFDS dataset
     ('celeb_a', 'celeb_a_hq/1024', 'lfw'), e.g. split 'train' or 'train[:90%]'.
     image_key / label_key: TFDS feature names; label_key must be a ClassLabel (or None).
@@ -49,6 +54,7 @@ class SourceConfig:
     resolution: int | None = None
     channels: int | None = None
     shuffle_buffer: int = 4096
+    labels: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -63,6 +69,13 @@ class SourceConfig:
             image_ops.check_resolution(self.resolution, "source resolution")
         if self.channels not in (None, 1, 3):
             raise ValueError(f"source channels must be 1 or 3, got {self.channels}")
+        if self.labels not in (False, True):
+            raise ValueError(f"source labels must be true or false, got {self.labels!r}")
+        if self.labels and self.kind != "bundled":
+            raise ValueError(
+                f"source labels=True is for kind 'bundled', not {self.kind!r} (tfrecord labels "
+                "come from the dataset's manifest, tfds labels from label_key)"
+            )
 
     @classmethod
     def from_dict(cls, d: Any) -> SourceConfig:
@@ -78,7 +91,8 @@ def source_from_config(data) -> dict[str, Any]:
     """A training config's `data` section -> the source dict the data pipeline takes
     (`SourceConfig.from_dict`)."""
     if data.source == "bundled":
-        return dict(kind="bundled", resolution=data.resolution, channels=data.channels)
+        source = dict(kind="bundled", resolution=data.resolution, channels=data.channels)
+        return dict(source, labels=True) if data.use_labels else source
     if data.source == "tfrecord":
         return dict(kind="tfrecord", path=data.path)
     if data.source == "tfds":
@@ -92,16 +106,23 @@ def source_from_config(data) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=8)
 def _bundled(resolution: int, channels: int) -> np.ndarray:
+    """All 200 crops of lfw_subset() (100 faces, then 100 non-faces), read-only uint8."""
     # Function-level: scikit-image is heavy and only the bundled faces need it.
     import skimage.data
 
-    # lfw_subset(): 100 faces then 100 non-faces, 25x25 grayscale floats in [0, 1].
-    faces = np.rint(np.clip(skimage.data.lfw_subset()[:100], 0, 1) * 255).astype(np.uint8)
-    filt = "bicubic" if resolution > faces.shape[1] else "box"
-    out = np.stack([image_ops.resize(f[..., None], resolution, resolution, filt) for f in faces])
+    # lfw_subset(): 25x25 grayscale floats in [0, 1].
+    crops = np.rint(np.clip(skimage.data.lfw_subset(), 0, 1) * 255).astype(np.uint8)
+    filt = "bicubic" if resolution > crops.shape[1] else "box"
+    out = np.stack([image_ops.resize(f[..., None], resolution, resolution, filt) for f in crops])
     out = image_ops.to_channels(out, channels) if channels == 3 else out
     out.setflags(write=False)
     return out
+
+
+def _check_bundled(resolution: int, channels: int) -> None:
+    image_ops.check_resolution(resolution)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
 
 
 def bundled_faces(
@@ -113,10 +134,21 @@ def bundled_faces(
     (bicubic upsampling; box filter when smaller), and 1 channel keeps what the data has
     (channels=3 repeats the plane for an RGB model).
     """
-    image_ops.check_resolution(resolution)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    return _bundled(resolution, channels)
+    _check_bundled(resolution, channels)
+    return _bundled(resolution, channels)[:BUNDLED_FACES]
+
+
+def bundled_labelled(
+    resolution: int = BUNDLED_RESOLUTION, channels: int = BUNDLED_CHANNELS
+) -> tuple[np.ndarray, np.ndarray]:
+    """All 200 crops of ``lfw_subset()`` and their labels: (read-only uint8 [200, R, R, C],
+    int32 [200]), label 0 (face) for crops 0..99 and 1 (non-face) for 100..199; see
+    ``BUNDLED_CLASS_NAMES``. The first 100 images are ``bundled_faces``'s."""
+    _check_bundled(resolution, channels)
+    images = _bundled(resolution, channels)
+    labels = (np.arange(len(images)) >= BUNDLED_FACES).astype(np.int32)
+    labels.setflags(write=False)
+    return images, labels
 
 
 class ArrayImages:
@@ -146,21 +178,26 @@ class IndexedSource:
     num_classes: int
     levels: tuple[int, ...]  # resolutions stored (or computed) without further work
     images_at: Any  # resolution -> object with .read(indices, flips)
+    class_names: tuple[str, ...] | None = None  # label k's name, where the source knows it
 
 
 def open_indexed(source: SourceConfig) -> IndexedSource:
     """Opens a bundled or tfrecord source for random access."""
     if source.kind == "bundled":
-        res = source.resolution or BUNDLED_RESOLUTION
-        faces = bundled_faces(res, source.channels or BUNDLED_CHANNELS)
+        res, channels = source.resolution or BUNDLED_RESOLUTION, source.channels or BUNDLED_CHANNELS
+        if source.labels:
+            faces, labels = bundled_labelled(res, channels)
+        else:
+            faces, labels = bundled_faces(res, channels), None
         return IndexedSource(
             count=len(faces),
             resolution=res,
             channels=faces.shape[-1],
-            labels=None,
-            num_classes=0,
+            labels=labels,
+            num_classes=len(BUNDLED_CLASS_NAMES) if source.labels else 0,
             levels=(res,),
             images_at=lambda r: ArrayImages(faces),
+            class_names=BUNDLED_CLASS_NAMES if source.labels else None,
         )
     if source.kind != "tfrecord":
         raise ValueError(f"source kind {source.kind!r} has no random access")
