@@ -7,19 +7,23 @@ never from the code under test.
 """
 
 import dataclasses
+import hashlib
+import json
 import os
 import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from stylegan_jax.data import SourceConfig, bundled_faces
+from stylegan_jax.data import SourceConfig, bundled_faces, sources
 from stylegan_jax.data.dataset_tool import write_dataset
 from stylegan_jax.data.inputs import Input, Listing
 from stylegan_jax.data.real_images import RealImages, open_real_images
+from stylegan_jax.metrics.feature_stats import cache_path
 
 N = 11  # prime: no batch size or process count divides it
 LABELS = [0] * 6 + [1] * 3 + [2] * 2  # frequencies 6/11, 3/11, 2/11
@@ -155,6 +159,25 @@ def test_key_names_the_data(datasets):
     assert open_real_images(SourceConfig()).key == open_real_images({}).key
     for k in [*keys.values(), *bundled]:
         assert SAFE.match(k), k
+
+
+def test_identity_names_the_manifest_and_resize_filter(datasets, tmp_path):
+    """What scores record about their data: the manifest's sha256 and the dataset tool's
+    resize filter; the metrics' statistics cache is keyed by all of it."""
+    real = open_real_images(SourceConfig(kind="tfrecord", path=datasets["levels"]), 4)
+    manifest = Path(datasets["levels"]) / "manifest.json"
+    ident = real.identity
+    assert ident["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert ident["resize_filter"] == json.loads(manifest.read_text())["resize_filter"]
+    assert ident["resize_filter"] == "lanczos"  # the tool's default, as the official tool's
+    assert ident["level_resize"] is None and ident["count"] == N  # a stored 4x4 level
+    top = open_real_images(SourceConfig(kind="tfrecord", path=datasets["top"]), 4).identity
+    assert top["level_resize"] == "box average from 8x8"
+    bundled = open_real_images(SourceConfig()).identity
+    assert bundled["resize_filter"] == sources.BUNDLED_RESIZE and bundled["labels"] is False
+    paths = {cache_path(tmp_path, real.key, "inception-abc", 10, dict(ident, resize_filter=f))
+             for f in ("lanczos", "box")}
+    assert len(paths) == 2
 
 
 def test_bad_arguments_are_named(datasets, tmp_path):

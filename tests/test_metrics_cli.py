@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 
@@ -46,6 +47,15 @@ def test_cli_computes_fid_from_weight_files(tmp_path, monkeypatch, capsys):
     written = (tmp_path / "run" / "metric-fid8_full.jsonl").read_text().splitlines()
     assert json.loads(written[0])["results"] == line["results"]
     assert list((tmp_path / "cache").glob("real-*-pt_inception-test-*.npz"))
+    prov = line["provenance"]  # how the score was made
+    assert prov["detector"]["files"] == [
+        {"file": weights.name, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}]
+    assert prov["counts"] == {"generated": 8, "real": 8}
+    assert prov["data"]["kind"] == "npz" and prov["data"]["count"] == 8
+    assert prov["data"]["resize_filter"] is None  # given pixels: no resize of ours
+    assert prov["settings"] == {"name": "fid8_full", "kind": "fid", "num_gen": 8,
+                                "max_real": None}
+    assert prov["evaluation"]["seed"] == 0 and prov["software"]["jax"]
 
 
 def test_cli_needs_data_for_real_image_metrics(tmp_path):

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import struct
+from importlib import metadata
 
 import jax
 import numpy as np
@@ -20,17 +21,18 @@ import pytest
 from toy_detectors import toy_detectors
 from train_fixtures import tiny_config
 
+from stylegan_jax.data import sources
 from stylegan_jax.data.real_images import RealImages
 from stylegan_jax.data.sources import bundled_faces
 from stylegan_jax.metrics import command
 from stylegan_jax.metrics.runner import compute_metrics
-from stylegan_jax.store.checkpoints import BestBy
+from stylegan_jax.store.checkpoints import BestBy, Checkpoints
 from stylegan_jax.store.load import load_networks
 from stylegan_jax.tools import convert as convert_command
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import loop
 
-METRICS = "fid32_full,kid32_full"
+METRICS = "fid32_full,kid32_full,swd32"
 
 
 def metrics_config(tmp_cache, **metrics):
@@ -111,6 +113,34 @@ def test_every_evaluation_is_logged_three_ways(run):
     assert records and all("Loss/G/loss" in r for r in records)
 
 
+def test_every_score_says_how_it_was_made(run):
+    """metric-*.jsonl lines and the checkpoint records name the settings, counts, detector,
+    real data (with its resize filter) and the software."""
+    workdir = run["workdir"]
+    for name in METRICS.split(","):
+        for line in (workdir / f"metric-{name}.jsonl").read_text().splitlines():
+            prov = json.loads(line)["provenance"]
+            assert prov["settings"]["name"] == name
+            assert prov["data"]["source"] == "bundled faces" and prov["data"]["count"] == 100
+            assert prov["data"]["resize_filter"] == sources.BUNDLED_RESIZE
+            assert prov["software"]["stylegan_jax"] == metadata.version("stylegan_jax")
+            if name == "swd32":
+                assert prov["detector"] is None and prov["counts"] == {"generated": 32,
+                                                                        "real": 32}
+            else:
+                assert prov["detector"] == {"name": "inception", "preloaded": "box"}
+                assert prov["counts"] == {"generated": 32, "real": 100}
+    ckpts = Checkpoints(workdir / "checkpoints", keep_last=1_000_000, keep_every=None,
+                        best=BestBy("fid32_full", False), writer=False)
+    try:
+        meta = ckpts.read_meta(ckpts.best_step())
+    finally:
+        ckpts.close()
+    assert set(meta["metrics"]) == set(METRICS.split(","))
+    assert meta["metrics"]["fid32_full"]["provenance"]["settings"]["kind"] == "fid"
+    assert meta["metrics"]["swd32"]["results"]["swd32"] > 0
+
+
 def test_best_checkpoint_is_kept_across_a_restart(run):
     workdir, by_step = run["workdir"], fids(run["workdir"])
     best = min(by_step, key=by_step.get)
@@ -160,7 +190,9 @@ def test_metrics_command_on_the_workdir_reads_the_runs_data(run, tmp_path, monke
 
 
 def test_real_statistics_are_computed_once(run):
-    assert len(run["passes"]) == 1  # four evaluations over two calls: one pass, then the cache
+    # Four evaluations over two calls: one feature pass, then the disk cache; SWD draws its
+    # real descriptors once per run (two calls: two passes), then keeps them in memory.
+    assert len(run["passes"]) == 3
     cached = list(run["cache"].glob("*.npz"))
     assert len(cached) == 1 and run["passes"][0] in cached[0].name
 

@@ -55,6 +55,18 @@ class RealImages:
     num_classes: int
     _read: Reader = dataclasses.field(repr=False)
     _labels: Callable[[], np.ndarray | None] = dataclasses.field(repr=False)
+    # How the images were made, for the scores computed on them (metrics.provenance):
+    # manifest_sha256 (tfrecord), resize_filter (the dataset tool's, or how the source
+    # resizes), source details.
+    details: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def identity(self) -> dict:
+        """The data as a score records it: source, resolution, count, content key, and how
+        the images were resized."""
+        return dict(source=self.name, key=self.key, resolution=self.resolution,
+                    channels=self.channels, count=self.count, num_classes=self.num_classes,
+                    **self.details)
 
     def batches(
         self, batch_size: int, process_index: int | None = None, process_count: int | None = None
@@ -166,19 +178,26 @@ def _open_indexed(source: src.SourceConfig, resolution: int | None) -> RealImage
         for start in range(0, len(items), batch_size):
             yield box_downsample(images.read(items[start : start + batch_size]), factor)
 
+    box = f"box average from {level}x{level}" if factor > 1 else None
     if source.kind == "tfrecord":
         # The manifest names the source, the shards and the labels; the first and last images
         # tell apart datasets whose manifests agree (e.g. written from arrays in memory).
         top = indexed.images_at(indexed.resolution)
-        content = [(Path(source.path) / MANIFEST).read_bytes()]
-        content.append(top.read(np.asarray([0, indexed.count - 1])).tobytes())
+        manifest = (Path(source.path) / MANIFEST).read_bytes()
+        content = [manifest, top.read(np.asarray([0, indexed.count - 1])).tobytes()]
         label = Path(source.path).resolve().name
+        details = dict(kind="tfrecord", path=str(Path(source.path).resolve()),
+                       manifest_sha256=hashlib.sha256(manifest).hexdigest(),
+                       resize_filter=indexed.resize_filter, level_resize=box)
     else:
-        content, label = ["bundled", indexed.resolution], "lfw"
+        content, label = ["bundled", indexed.resolution, source.labels], "lfw"
+        details = dict(kind="bundled", labels=source.labels,
+                       resize_filter=src.BUNDLED_RESIZE, level_resize=box)
     key = make_key(source.kind, label, res, indexed.channels, indexed.count, *content)
     num_classes = indexed.num_classes if indexed.labels is not None else 0
     count, channels = indexed.count, indexed.channels
-    return RealImages(name, key, count, res, channels, num_classes, read, lambda: indexed.labels)
+    return RealImages(name, key, count, res, channels, num_classes, read, lambda: indexed.labels,
+                      details)
 
 
 def tfds_count(builder, split: str) -> int | None:
@@ -230,6 +249,8 @@ def _open_tfds(source: src.SourceConfig, resolution: int | None) -> RealImages:
         return np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, np.int32)
 
     version = str(builder.info.version)
+    details = dict(kind="tfds", dataset=builder.info.full_name, split=source.split,
+                   resize_filter=src.TFDS_RESIZE)
     key = make_key(
         "tfds",
         f"{source.name}-{source.split}-{version}",
@@ -240,4 +261,4 @@ def _open_tfds(source: src.SourceConfig, resolution: int | None) -> RealImages:
         source.split,
         source.image_key,
     )
-    return RealImages(name, key, count, res, channels, num_classes, read, labels)
+    return RealImages(name, key, count, res, channels, num_classes, read, labels, details)

@@ -24,6 +24,9 @@ BUNDLED_RESOLUTION = 32
 BUNDLED_CHANNELS = 1
 BUNDLED_FACES = 100  # lfw_subset(): crops 0..99 are faces, 100..199 are not
 BUNDLED_CLASS_NAMES = ("face", "non-face")  # the labelled bundled source's labels 0 and 1
+# How each source resizes, as the scores computed on its images record it.
+BUNDLED_RESIZE = "Pillow bicubic up from the 25x25 crops (box when smaller)"
+TFDS_RESIZE = "centre crop, tf.image.resize area (down) or bicubic (up)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +182,7 @@ class IndexedSource:
     levels: tuple[int, ...]  # resolutions stored (or computed) without further work
     images_at: Any  # resolution -> object with .read(indices, flips)
     class_names: tuple[str, ...] | None = None  # label k's name, where the source knows it
+    resize_filter: str | None = None  # the dataset tool's (its manifest), None: unknown
 
 
 def open_indexed(source: SourceConfig) -> IndexedSource:
@@ -223,6 +227,7 @@ def open_indexed(source: SourceConfig) -> IndexedSource:
         num_classes=int(manifest.get("num_classes", 0)),
         levels=tuple(sorted(int(k) for k in levels)),
         images_at=images_at,
+        resize_filter=manifest.get("resize_filter"),
     )
 
 

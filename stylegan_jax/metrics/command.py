@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         None if data is None else (lambda: data.batches(args.batch)),
         cache_dir,
         dataset_key=None if data is None else data.key,
+        data_identity=None if data is None else data.identity,
         num_real=None if data is None else data.count,
         label_fn=None if data is None else data.label_fn(G.module.c_dim),
         detectors=detectors, batch_size=args.batch, seed=args.seed,

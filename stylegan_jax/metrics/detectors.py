@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from stylegan_jax.metrics import inception, inception_score, lpips, vgg, weight_files
+from stylegan_jax.metrics import inception, inception_score, lpips, provenance, vgg, weight_files
 
 PRIMARY = {"inception": "pool3", "vgg16": "fc2"}  # the feature compared with real images
 
@@ -51,6 +51,7 @@ class Detectors:
         self._vars: dict[str, dict] = dict(preloaded or {})
         self._fns = {**FEATURES, **(functions or {})}
         self._ids = dict(ids or {})
+        self._files: dict[str, list[Path]] = {}
 
     def check_available(self, name: str) -> None:
         """Raises now, with where to get it, if a weight file `name` needs is missing (a
@@ -68,14 +69,27 @@ class Detectors:
                 vgg_path = weight_files.resolve("vgg16", self._weights.get("vgg16"))
                 lin_path = weight_files.resolve("lpips", self._weights.get("lpips"))
                 self._vars[name] = lpips.load_lpips(vgg_path, lin_path)
-                self._ids[name] = f"{weight_files.identity(vgg_path)}+lpips"
+                self._files[name] = [vgg_path, lin_path]
             else:
                 path = weight_files.resolve(name, self._weights.get(name))
                 load = inception.load_inception if name == "inception" else vgg.load_vgg16
                 self._vars[name] = load(path)
-                self._ids[name] = weight_files.identity(path)
+                self._files[name] = [path]
+            files = self._files[name]
+            self._ids[name] = "+".join(f"{weight_files.identity(f)}-{provenance.sha256_of(f)[:12]}"
+                                       for f in files)
         return self._vars[name]
 
     def identity(self, name: str) -> str:
+        """Names the detector in cache keys: its files' names and content hashes."""
         self.variables(name)
         return self._ids.get(name, name)
+
+    def describe(self, name: str) -> dict:
+        """The detector as a score records it: each weight file's name and sha256 (or the
+        id of variables handed over ready, which have no file)."""
+        self.variables(name)
+        if name not in self._files:
+            return dict(name=name, preloaded=self._ids.get(name, name))
+        return dict(name=name, files=[dict(file=Path(f).name, sha256=provenance.sha256_of(f))
+                                      for f in self._files[name]])

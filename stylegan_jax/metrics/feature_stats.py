@@ -125,10 +125,12 @@ def cache_dir(explicit: str | Path | None = None) -> Path:
 
 
 def cache_path(cache_dir: str | Path, dataset_key: str, detector: str,
-               max_items: int | None) -> Path:
-    """`<cache_dir>/<dataset>-<detector>-<md5>.npz`; the md5 covers every input of the pass."""
-    args = json.dumps({"dataset": dataset_key, "detector": detector, "max_items": max_items},
-                      sort_keys=True)
+               max_items: int | None, data_identity: dict | None = None) -> Path:
+    """`<cache_dir>/<dataset>-<detector>-<md5>.npz`; the md5 covers every input of the pass:
+    the data (key and its recorded identity: source, count, manifest hash, resize filter),
+    the detector (file names and content hashes) and the image count."""
+    args = json.dumps({"dataset": dataset_key, "detector": detector, "max_items": max_items,
+                       "data": data_identity}, sort_keys=True, default=str)
     md5 = hashlib.md5(args.encode()).hexdigest()
     name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in dataset_key)[-60:]
     return Path(cache_dir) / f"{name}-{detector}-{md5}.npz"

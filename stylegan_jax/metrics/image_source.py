@@ -43,6 +43,14 @@ class ImageSource:
             h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
         return f"{self.path.stem}-{self.count}-{h.hexdigest()[:12]}"
 
+    @property
+    def identity(self) -> dict:
+        """The data as a score records it (metrics.provenance): its pixels are used as they
+        are, so no resize filter of ours applies (whatever made them is not known here)."""
+        kind = "folder" if self._files is not None else "npz"
+        return dict(source=str(self.path.resolve()), kind=kind, key=self.key, count=self.count,
+                    resize_filter=None)
+
     def _load(self, i: int) -> np.ndarray:
         if self._array is not None:
             return self._array[i]

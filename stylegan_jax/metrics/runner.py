@@ -32,6 +32,7 @@ from stylegan_jax.metrics import (
     network_free,
     ppl,
     precision_recall,
+    provenance,
     swd,
 )
 from stylegan_jax.metrics.detectors import PRIMARY, Detectors
@@ -55,14 +56,15 @@ class MetricResult:
     results: dict[str, float]
     total_time: float
     num_devices: int
+    provenance: dict | None = None  # how it was made: see metrics.provenance
 
     def to_json(self, snapshot: str | None = None) -> str:
-        """One line in the official `metric-<name>.jsonl` format."""
+        """One line in the official `metric-<name>.jsonl` format, plus `provenance`."""
         return json.dumps(dict(results=self.results, metric=self.metric,
                                total_time=self.total_time,
                                total_time_str=f"{self.total_time:.1f}s",
                                num_gpus=self.num_devices, snapshot_pkl=snapshot,
-                               timestamp=time.time()))
+                               timestamp=time.time(), provenance=self.provenance))
 
 
 def report_metric(result: MetricResult, run_dir: str | Path | None = None,
@@ -127,8 +129,11 @@ class MetricRunner:
                  num_real: int | None = None, label_fn: LabelFn | None = None,
                  detectors: Detectors | None = None, batch_size: int = 64, seed: int = 0,
                  truncation_psi: float = 1.0, noise_mode: str = "random",
-                 progress: bool = True, devices: LocalDevices | None = None):
+                 progress: bool = True, devices: LocalDevices | None = None,
+                 data_identity: dict | None = None,
+                 swd_reals: dict[tuple[int, int], list[np.ndarray]] | None = None):
         self.G = G
+        self.data_identity = data_identity
         self.real_iter_factory = real_iter_factory
         self.cache_dir = cache_dir
         self.dataset_key = dataset_key
@@ -145,7 +150,9 @@ class MetricRunner:
         self._plan_real: dict[tuple[str, int | None], tuple[bool, bool]] = {}
         self._plan_eq: dict[int, tuple[str, ...]] = {}  # sample count -> modes in one pass
         self._eq: dict[int, dict[str, float]] = {}
-        self._swd_real: dict[int, list[np.ndarray]] = {}
+        # (count, seed) -> the reals' SWD descriptors; a caller evaluating the same data
+        # again (a training run) passes one dict to keep them between runners.
+        self._swd_real = {} if swd_reals is None else swd_reals
 
     # --- planning ----------------------------------------------------------------------
     def real_count(self, spec: MetricSpec) -> int | None:
@@ -212,7 +219,7 @@ class MetricRunner:
         path = None
         if self.cache_dir is not None and self.dataset_key is not None:
             path = cache_path(self.cache_dir, self.dataset_key,
-                              self.detectors.identity(detector), count)
+                              self.detectors.identity(detector), count, self.data_identity)
             if broadcast_flag(jax.process_index() == 0 and path.is_file()):
                 stats = FeatureStats.load(path)
                 if stats.capture_all or not capture_all:
@@ -256,19 +263,36 @@ class MetricRunner:
 
     def swd_real(self, count: int) -> list[np.ndarray]:
         """The real images' SWD descriptors (kept for every SWD metric of this count)."""
-        if count not in self._swd_real:
+        key = (count, self.seed)
+        if key not in self._swd_real:
             if self.real_iter_factory is None:
                 raise ValueError("SWD compares with real images: give real_iter_factory "
                                  "(the CLI's --data)")
-            self._swd_real[count] = network_free.real_swd_descriptors(
+            self._swd_real[key] = network_free.real_swd_descriptors(
                 self.real_iter_factory, count, self.G.module.img_resolution, self.devices,
                 self.seed, self.batch_size)
-        return self._swd_real[count]
+        return self._swd_real[key]
 
     # --- metrics -----------------------------------------------------------------------
     def compute(self, spec: MetricSpec) -> dict[str, float]:
         """Result key -> value of one metric (planned with `plan`)."""
         return _COMPUTE[spec.kind](self, spec)
+
+    def provenance(self, spec: MetricSpec) -> dict:
+        """How `spec`'s result (computed) was made: settings, counts, detector, data,
+        evaluation settings and software."""
+        num_real = None
+        if spec.kind == "swd":
+            num_real = spec.num_gen
+        elif spec.needs_real:
+            num_real = self._real[(spec.detector, self.real_count(spec))].num_items
+        return provenance.record(
+            spec, num_real=num_real,
+            detector=self.detectors.describe(spec.detector) if spec.detector else None,
+            data=self.data_identity,
+            evaluation=dict(seed=self.seed, truncation_psi=self.sampler.psi,
+                            noise_mode=self.sampler.noise_mode, batch_size=self.batch_size,
+                            devices=self.devices.count, processes=jax.process_count()))
 
 
 def _features(runner: MetricRunner, spec: MetricSpec) -> tuple[FeatureStats, FeatureStats]:
@@ -372,7 +396,9 @@ def compute_metrics(
     `real_iter_factory()` yields uint8 [N, H, W, C] batches (or (images, labels)) of
     this process's share of the dataset; `cache_dir` + `dataset_key` enable the
     real-statistics cache. Other keyword arguments: see MetricRunner (num_real,
-    label_fn, detectors, batch_size, seed, truncation_psi, noise_mode, progress, devices).
+    label_fn, detectors, batch_size, seed, truncation_psi, noise_mode, progress, devices,
+    data_identity: the real data's description that every result records and the cache
+    is keyed by; swd_reals: a dict that keeps the reals' SWD descriptors between calls).
     """
     specs = [m if isinstance(m, MetricSpec) else parse_metric(m) for m in metrics]
     runner = MetricRunner(G, real_iter_factory, cache_dir, **kwargs)
@@ -382,7 +408,7 @@ def compute_metrics(
         start = time.time()
         results = runner.compute(spec)
         out[spec.name] = MetricResult(spec.name, results, time.time() - start,
-                                      jax.device_count())
+                                      jax.device_count(), runner.provenance(spec))
     return out
 
 

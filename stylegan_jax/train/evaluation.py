@@ -42,10 +42,12 @@ class Evaluator:
         self.label_fn = self.real.label_fn(c_dim) if c_dim else None
         self.cache_dir = feature_stats.cache_dir(m.cache_dir or None)
         self.batch_size = m.batch_size
+        self.swd_reals: dict = {}  # the reals' SWD descriptors, drawn once per run
 
     def __call__(self, G, progress: bool = False) -> dict[str, MetricResult]:
         real_batches: Callable = lambda: self.real.batches(self.batch_size)  # noqa: E731
         return compute_metrics(
             self.specs, G, real_batches, self.cache_dir, dataset_key=self.real.key,
+            data_identity=self.real.identity, swd_reals=self.swd_reals,
             num_real=self.real.count, label_fn=self.label_fn, detectors=self.detectors,
             batch_size=self.batch_size, seed=0, progress=progress)

@@ -9,7 +9,7 @@ needs all of them) and in evaluations, each saved with a checkpoint so the best 
 from __future__ import annotations
 
 from stylegan_jax import images
-from stylegan_jax.metrics.runner import report_metric, scalars
+from stylegan_jax.metrics.runner import MetricResult, report_metric, scalars
 from stylegan_jax.train.inputs import first_images
 from stylegan_jax.train.run import Run, next_due
 from stylegan_jax.train.stopping import StopRequest, check_state
@@ -68,24 +68,29 @@ def snapshot(run: Run) -> None:
     run.writer.image("fakes", run.nimg / 1000, grid)
 
 
-def save_checkpoint(run: Run, metrics: dict[str, float] | None = None) -> None:
-    """Hands the state, data position and counters to Orbax (written in the background)."""
+def save_checkpoint(run: Run, metrics: dict[str, MetricResult] | None = None) -> None:
+    """Hands the state, data position and counters to Orbax (written in the background);
+    the metrics evaluated on this state go into its record with how they were made."""
+    meta = {"tick": run.tick, "kimg": run.nimg / 1000, "step": run.step,
+            "c_dim": run.c_dim, "next_eval": run.schedule.next_eval}
+    if metrics:
+        meta["metrics"] = {name: dict(results=r.results, provenance=r.provenance)
+                           for name, r in metrics.items()}
     run.ckpts.save(run.nimg, _finite_host_state(run),
-                   {"stage": run.stage.index, "position": run.pipe.position()},
-                   {"tick": run.tick, "kimg": run.nimg / 1000, "step": run.step,
-                    "c_dim": run.c_dim, "next_eval": run.schedule.next_eval}, metrics)
+                   {"stage": run.stage.index, "position": run.pipe.position()}, meta,
+                   None if metrics is None else scalars(metrics))
 
 
-def evaluate(run: Run) -> dict[str, float]:
+def evaluate(run: Run) -> dict[str, MetricResult]:
     """Metrics of G EMA now: logged, to TensorBoard, and to metric-*.jsonl."""
     results = run.evaluator(_G_ema(run, _finite_host_state(run)))
     for result in results.values():
         report_metric(result, run.workdir, f"checkpoints/{run.nimg}", log=run.log)
-    values = scalars(results)
     if run.main_process:
-        run.writer.scalars(run.nimg / 1000, {f"Metrics/{k}": v for k, v in values.items()},
+        run.writer.scalars(run.nimg / 1000,
+                           {f"Metrics/{k}": v for k, v in scalars(results).items()},
                            jsonl=False)  # stats.jsonl: one record per tick
-    return values
+    return results
 
 
 def _finite_host_state(run: Run):
