@@ -33,11 +33,13 @@ SUBCOMMANDS = {
     "soak": ("stylegan_jax.soak", "train through random SIGKILLs/SIGTERMs; check every resume"),
     "bench-serve": ("stylegan_jax.benchmarks.serve",
                     "load benchmark of serve: concurrent clients, latency, ratio to the generator"),
+    "parity": ("stylegan_jax.parity.command",
+               "train NVIDIA's StyleGAN2-ADA and this project side by side and compare"),
 }
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
 COMPILING = ("train", "generate", "serve", "metrics", "bench", "bench-networks", "bench-metrics",
              "bench-augment", "style-mix", "video", "project", "bench-serve",
-             "bench-filtered-lrelu")
+             "bench-filtered-lrelu", "parity")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("train", "bench"):
+    if extra and args.command not in ("train", "bench", "parity"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     bad = [e for e in extra if not e.startswith("--config.")]
     if bad:

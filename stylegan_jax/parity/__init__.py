@@ -1,0 +1,1 @@
+"""Parity runs against NVIDIA's official StyleGAN2-ADA (PyTorch)."""
