@@ -18,6 +18,7 @@ from scipy import stats
 from stylegan_jax.convert.torch_kwargs import official_init_kwargs
 from stylegan_jax.models.registry import networks_from_config
 from stylegan_jax.parity import compare
+from stylegan_jax.parity.command import _evaluated
 from stylegan_jax.parity.spec import official_spec
 from stylegan_jax.train import config as config_lib
 
@@ -79,6 +80,17 @@ def test_verdict_band_and_final_test():
     partial = {s: {2.0: 100.0 + s} for s in range(3)} | {3: {2.0: 103.0, 4.0: 83.0}}
     v = compare.compare({"official": official, "ours": partial}, skip_kimg=0.0)
     assert [r["kimg"] for r in v["rows"]] == [2.0]  # 4 kimg: not every seed got there yet
+
+
+def test_evaluations_cut_short_by_a_kill_are_dropped(tmp_path):
+    path = tmp_path / "evals.jsonl"
+    whole = json.dumps(dict(side="ours", seed=0, kimg=2.0, results={"swd1k": 3.0}))
+    path.write_text(whole + "\n" + '{"side": "ours", "se')
+    assert list(_evaluated(path)) == [("ours", 0, 2.0)]
+    assert path.read_text() == whole + "\n"  # the next evaluation appends after it
+    path.write_text("not json\n" + whole + "\n")
+    with pytest.raises(ValueError, match="line 1 is not JSON"):
+        _evaluated(path)
 
 
 @pytest.mark.slow

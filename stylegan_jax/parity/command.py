@@ -91,12 +91,22 @@ def _check_settings(out: Path, settings: dict) -> None:
 
 
 def _evaluated(path: Path) -> dict[tuple, dict]:
+    """The evaluations already in evals.jsonl; a last line cut short by a kill is dropped."""
     done = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                done[(rec["side"], rec["seed"], rec["kimg"])] = rec
+    if not path.is_file():
+        return done
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise ValueError(f"{path}: line {i + 1} is not JSON; the file was edited or "
+                                 "damaged (delete the line to evaluate that snapshot again)"
+                                 ) from None
+            replace_file(path, "".join(f"{kept}\n" for kept in lines[:-1]))
+            break
+        done[(rec["side"], rec["seed"], rec["kimg"])] = rec
     return done
 
 
