@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 from stylegan_jax.metrics import ms_ssim, swd
+from stylegan_jax.metrics.parallel import LocalDevices
 from stylegan_jax.metrics.registry import parse_metric
 from stylegan_jax.metrics.runner import compute_metrics
 from stylegan_jax.models.registry import random_generator
@@ -160,3 +162,10 @@ def test_runner_swd_and_msssim(tiny_generator):
     again = compute_metrics(["swd64"], tiny_generator, batches, None, batch_size=16,
                             progress=False)
     assert again["swd64"].results == out["swd64"].results
+    # Sharded over the (8 fake) devices or on one: the same images, draws and results.
+    one = compute_metrics(["swd64", "msssim32"], tiny_generator, batches, None, batch_size=16,
+                          progress=False, devices=LocalDevices(jax.local_devices()[:1]))
+    assert jax.device_count() > 1
+    for name in one:
+        for key, value in one[name].results.items():
+            assert out[name].results[key] == pytest.approx(value, rel=1e-5), key
