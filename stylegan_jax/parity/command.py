@@ -113,11 +113,12 @@ def _evaluated(path: Path) -> dict[tuple, dict]:
 class _Evaluation:
     """Evaluates snapshots with one metric set, one real-image source and one seed."""
 
-    def __init__(self, config, c_dim: int, names: str, seed: int, batch: int,
-                 path: Path, say):
+    def __init__(self, config, names: str, seed: int, batch: int, path: Path, say):
         self.specs = registry.parse_metrics(names)
         self.real = training_images(config)
-        self.c_dim, self.seed, self.batch, self.path, self.say = c_dim, seed, batch, path, say
+        # Both sides train conditionally on the data's classes when the config uses labels.
+        self.c_dim = self.real.num_classes if config.data.use_labels else 0
+        self.seed, self.batch, self.path, self.say = seed, batch, path, say
         self.done = _evaluated(path)
         self.swd_reals: dict = {}  # the same real descriptors for every snapshot
 
@@ -174,12 +175,11 @@ def run(args: argparse.Namespace) -> int:
         info = write_official_folder(source, data_dir, config.data.resolution)
         say(f"wrote the training images for the official side: {info['count']} images in "
             f"{data_dir}")
-    c_dim = training_images(config).num_classes if config.data.use_labels else 0
-    evaluation = _Evaluation(config, c_dim, args.metrics, args.eval_seed, args.eval_batch,
+    evaluation = _Evaluation(config, args.metrics, args.eval_seed, args.eval_batch,
                              out / "evals.jsonl", say)
     snapshot_kimg = sorted(set(points) | {float(args.kimg)})
     for seed in seeds:
-        spec = official_spec(config, c_dim, seed, snapshot_kimg)
+        spec = official_spec(config, evaluation.c_dim, seed, snapshot_kimg)
         spec["total_kimg"] = float(args.kimg)
         official_dir = runs.official_run(out, seed, spec, data_dir, args.official,
                                          args.official_python, args.threads, say)
