@@ -24,23 +24,42 @@ def write_error(what: str, error: OSError) -> WriteError:
 
 
 @contextlib.contextmanager
-def new_directory(dest: str | Path) -> Iterator[Path]:
+def new_directory(dest: str | Path, replace: bool = False) -> Iterator[Path]:
     """Yields a temporary directory beside `dest`, renamed to `dest` if the block succeeds.
 
-    Refuses an existing `dest` (nothing already written is replaced); on any error the
-    temporary directory is removed.
+    Refuses an existing `dest` (nothing already written is replaced) unless `replace`, and
+    then the old one is swapped out only once the new one is complete. On any error the
+    temporary directory is removed and the old `dest` stays.
     """
     dest = Path(dest).absolute()
-    if dest.exists():
+    if dest.exists() and not replace:
         raise FileExistsError(f"{dest} already exists; choose a new destination")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         yield tmp
-        os.rename(tmp, dest)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual mode
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.rename(dest, old / dest.name)
+            try:
+                os.rename(tmp, dest)
+            except BaseException:
+                os.rename(old / dest.name, dest)
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def replace_file(path: str | Path, data: bytes | str) -> None:
@@ -50,9 +69,7 @@ def replace_file(path: str | Path, data: bytes | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are the user's usual mode
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)

@@ -15,6 +15,8 @@ SUBCOMMANDS = {
     "convert": ("stylegan_jax.tools.convert", "convert official networks to/from this project"),
     "generate": ("stylegan_jax.generate", "generate images from a network directory"),
     "serve": ("stylegan_jax.serve.command", "serve a web page and an image API for a generator"),
+    "export": ("stylegan_jax.export.command",
+               "export a generator as a portable artifact (StableHLO, SavedModel, TFLite, ONNX)"),
     "style-mix": ("stylegan_jax.tools.style_mix", "the official style-mixing grid (rows x cols)"),
     "video": ("stylegan_jax.tools.video", "latent-walk MP4 videos (official gen_video.py)"),
     "project": ("stylegan_jax.tools.project", "find the w of an image (official projector.py)"),
@@ -37,8 +39,8 @@ SUBCOMMANDS = {
                "train NVIDIA's StyleGAN2-ADA and this project side by side and compare"),
 }
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
-COMPILING = ("train", "generate", "serve", "metrics", "bench", "bench-networks", "bench-metrics",
-             "bench-augment", "style-mix", "video", "project", "bench-serve",
+COMPILING = ("train", "generate", "serve", "export", "metrics", "bench", "bench-networks",
+             "bench-metrics", "bench-augment", "style-mix", "video", "project", "bench-serve",
              "bench-filtered-lrelu", "parity")
 
 

@@ -9,11 +9,12 @@ import numpy as np
 from PIL import Image
 
 
-def to_uint8(images, drange: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-    """Maps `drange` to [0, 255] with rounding, as the official tools do (NHWC)."""
+def to_uint8(images, drange: tuple[float, float] = (-1.0, 1.0), xp=np) -> np.ndarray:
+    """Maps `drange` to [0, 255] with rounding, as the official tools do (NHWC). `xp` is
+    the array module: `jax.numpy` traces it into a program (an exported generator)."""
     lo, hi = drange
-    x = (np.asarray(images, np.float32) - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    x = (xp.asarray(images, xp.float32) - lo) * (255.0 / (hi - lo))
+    return xp.clip(xp.rint(x), 0, 255).astype(xp.uint8)
 
 
 def grid_shape(n: int, max_cols: int | None = None) -> tuple[int, int]:

@@ -1,6 +1,6 @@
-"""`stylegan-jax serve`: the real server on 127.0.0.1 driven over HTTP, its batching,
-its refusals, and the images of every family (StyleGAN3 with its translate / rotate)
-against `generate`'s.
+"""`stylegan-jax serve`: the real server on 127.0.0.1 driven over HTTP (from a network and
+from an exported artifact), its batching, its refusals, and the images of every family
+(StyleGAN3 with its translate / rotate) against `generate`'s.
 
 References: `stylegan-jax generate` (its PNG files and `generate_images`, which render
 one seed per call with a static ψ), and PIL's own decoding of the served bytes.
@@ -70,12 +70,18 @@ def network_dir(tmp_path_factory):
                          {"G_ema": visible(random_generator(RES))})
 
 
-@pytest.fixture(scope="module")
-def server(network_dir):
+@pytest.fixture(scope="module", params=["network", "exported"])
+def server(request, network_dir, tmp_path_factory):
     """Max batch 4; a 50 ms window so concurrent requests surely share batches; a queue
-    of 8 so a flood overflows it."""
-    srv = launch.start(["--network", str(network_dir), "--max-batch", "4",
-                        "--batch-window-ms", "50", "--queue-limit", "8"])
+    of 8 so a flood overflows it. Served from the network, and from its exported
+    StableHLO artifact (`serve --exported`): the same checks hold for both."""
+    source = ["--network", str(network_dir)]
+    if request.param == "exported":
+        art = tmp_path_factory.mktemp("exported") / "tiny-exported"
+        assert cli.main(["export", *source, "--format", "stablehlo", "--out", str(art)]) == 0
+        source = ["--exported", str(art)]
+    srv = launch.start([*source, "--max-batch", "4", "--batch-window-ms", "50",
+                        "--queue-limit", "8"])
     yield srv
     srv.stop()
 

@@ -331,12 +331,13 @@ class Generator(OfficialShape, nn.Module):
         return self.mapping(latents, labels)
 
     def truncate_fn(self, dlatents, truncation_psi=1.0, truncation_cutoff=None):
-        if truncation_psi == 1:
+        if ops.untruncated(truncation_psi):
             return dlatents
         layer = jnp.arange(self.num_layers)[None, :, None]
         cutoff = self.num_layers if truncation_cutoff is None else truncation_cutoff
         coefs = jnp.where(layer < cutoff, jnp.float32(truncation_psi), jnp.float32(1))
-        return ops.lerp(self.dlatent_avg.value, dlatents, coefs)
+        truncated = ops.lerp(self.dlatent_avg.value, dlatents, coefs)
+        return jnp.where(truncation_psi == 1, dlatents, truncated)
 
     def synthesis_fn(self, dlatents, lod=0.0, noise_mode: str = "random"):
         return self.synthesis(dlatents, lod, noise_mode)

@@ -112,11 +112,11 @@ class MappingNetwork(nn.Module):
                 w_avg.value = batch_mean + self.w_avg_beta * (w_avg.value - batch_mean)
         if self.num_ws is not None:
             x = jnp.broadcast_to(x[:, None, :], (x.shape[0], self.num_ws, self.w_dim))
-        if truncation_psi != 1:
+        if not ops.untruncated(truncation_psi):
             if not tracks_avg:
                 raise ValueError("truncation needs w_avg tracking (num_ws and w_avg_beta set)")
             avg = w_avg.value
-            truncated = avg + truncation_psi * (x - avg)
+            truncated = jnp.where(truncation_psi == 1, x, avg + truncation_psi * (x - avg))
             if self.num_ws is None or truncation_cutoff is None:
                 x = truncated
             else:

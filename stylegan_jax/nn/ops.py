@@ -235,6 +235,13 @@ def downscale2d_box(x: jax.Array, factor: int = 2) -> jax.Array:
     return jnp.mean(x.reshape(n, h // factor, factor, w // factor, factor, c), axis=(2, 4))
 
 
+def untruncated(psi) -> bool:
+    """ψ is the number 1: truncation is skipped at trace time. A traced ψ (an exported
+    generator's input) goes through the formula, and the families select the untouched ws
+    where it is 1, so ψ = 1 gives the same images either way."""
+    return isinstance(psi, int | float) and psi == 1
+
+
 def lerp(a: jax.Array, b: jax.Array, t) -> jax.Array:
     """a + (b - a) * t, written as the official `lerp` so rounding matches."""
     return a + (b - a) * t

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from stylegan_jax.serve import params, routes
-from stylegan_jax.serve.engine import Engine
+from stylegan_jax.serve.engine import BucketEngine
 from stylegan_jax.serve.metrics import Metrics
 from stylegan_jax.serve.state import ServeState, build_state
 
@@ -52,7 +52,7 @@ async def _lifespan(app: Starlette):
         state.encoder.shutdown(wait=True)
 
 
-def create_app(engine: Engine, name: str, defaults: params.Defaults | None = None,
+def create_app(engine: BucketEngine, name: str, defaults: params.Defaults | None = None,
                window_s: float = 0.005, queue_limit: int = 256,
                encode_threads: int | None = None) -> Starlette:
     state = build_state(engine, name, defaults, window_s, queue_limit, encode_threads)

@@ -19,12 +19,16 @@ from stylegan_jax.generate import add_network_arguments, named_network_from_args
 from stylegan_jax.models import stylegan2
 from stylegan_jax.serve.app import create_app
 from stylegan_jax.serve.engine import Engine
+from stylegan_jax.serve.exported import ExportedEngine
 from stylegan_jax.serve.params import Defaults
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = add_network_arguments(p)
     src.add_argument("--workdir", type=Path, help="a training workdir: its newest checkpoint")
+    src.add_argument("--exported", type=Path, metavar="ARTIFACT",
+                     help="a StableHLO artifact of `stylegan-jax export` (input z): serves its "
+                     "program, no network is built")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                    "loopback only; 0.0.0.0 serves the network)")
     p.add_argument("--port", type=int, default=8000, help="0: any free port")
@@ -62,8 +66,14 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_window_ms < 0:
         raise ValueError(f"--batch-window-ms must be >= 0, got {args.batch_window_ms}")
     sock = bind(args.host, args.port)
-    net, name = named_network_from_args(args)
-    engine = Engine(net, args.noise_mode, args.max_batch)
+    if args.exported:
+        if args.noise_mode != "const":
+            raise ValueError("--noise-mode: an exported generator has its noise mode built in "
+                             "(`stylegan-jax export --noise-mode`)")
+        engine, name = ExportedEngine(args.exported, args.max_batch), args.exported.name
+    else:
+        net, name = named_network_from_args(args)
+        engine = Engine(net, args.noise_mode, args.max_batch)
     app = create_app(engine, args.name or name, Defaults(args.trunc, args.class_idx),
                      args.batch_window_ms / 1000, args.queue_limit)
     seconds = engine.warm_up()

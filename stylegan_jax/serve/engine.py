@@ -3,6 +3,7 @@ start-up, so nothing compiles while serving (a batch of 5 runs in the bucket of 
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ from stylegan_jax import images
 from stylegan_jax.models.registry import Network
 from stylegan_jax.models.sampling import labels_for, latents_for_seeds, stylegan3_transform
 from stylegan_jax.serve.batcher import Move
-from stylegan_jax.serve.render import make_render, spec
+from stylegan_jax.serve.render import Spec, make_render, spec
 
 
 def default_buckets(max_batch: int) -> tuple[int, ...]:
@@ -31,16 +32,16 @@ def default_buckets(max_batch: int) -> tuple[int, ...]:
 STILL: Move = (0.0, 0.0, 0.0)
 
 
-class Engine:
-    """Renders batches of (seed, ψ, class, move) as uint8 NHWC images. Not thread-safe:
-    one caller at a time (the batcher's generator thread)."""
+class BucketEngine(abc.ABC):
+    """Renders batches of (seed, ψ, class, move) as uint8 NHWC images with one compiled
+    program per bucket. Not thread-safe: one caller at a time (the batcher's generator
+    thread). Subclasses say how a bucket compiles and how a padded batch runs."""
 
-    def __init__(self, net: Network, noise_mode: str = "const", max_batch: int = 32):
-        self.spec = spec(net)
-        self.noise_mode = noise_mode
+    spec: Spec
+    noise_mode: str
+
+    def __init__(self, max_batch: int):
         self.buckets = default_buckets(max_batch)
-        self._render = jax.jit(make_render(net, noise_mode))
-        self._variables = jax.device_put(net.variables)
         self._compiled: dict[int, object] = {}
 
     @property
@@ -57,14 +58,24 @@ class Engine:
         return (z, c, np.asarray(psis, np.float32), np.asarray(seeds, np.uint32),
                 transforms)
 
+    def _example(self, b: int):
+        cls = 0 if self.spec.c_dim else None
+        return self._inputs(list(range(b)), [1.0] * b, [cls] * b)
+
+    @abc.abstractmethod
+    def _compile(self, b: int):
+        """Bucket `b`'s compiled program."""
+
+    @abc.abstractmethod
+    def _run(self, b: int, args) -> np.ndarray:
+        """uint8 images of bucket `b`'s program on `_inputs(...)` of b samples."""
+
     def warm_up(self) -> float:
         """Compiles (or reads from the compilation cache) and runs every bucket; seconds."""
         t0 = time.perf_counter()
-        cls = 0 if self.spec.c_dim else None
         for b in self.buckets:
-            args = self._inputs([0] * b, [1.0] * b, [cls] * b)
-            self._compiled[b] = self._render.lower(self._variables, *args).compile()
-            jax.block_until_ready(self._compiled[b](self._variables, *args))
+            self._compiled[b] = self._compile(b)
+            self._run(b, self._example(b))
         return time.perf_counter() - t0
 
     def bucket(self, n: int) -> int:
@@ -73,13 +84,6 @@ class Engine:
                 return b
         raise ValueError(f"batch of {n} is above the largest bucket {self.max_batch}")
 
-    def raw_call(self, b: int):
-        """A zero-argument call of bucket `b`'s program, for timing the bare generator."""
-        cls = 0 if self.spec.c_dim else None
-        args = self._inputs(list(range(b)), [1.0] * b, [cls] * b)
-        args = jax.device_put(args)
-        return lambda: self._compiled[b](self._variables, *args)
-
     def __call__(self, seeds: Sequence[int], psis: Sequence[float],
                  classes: Sequence[int | None], moves: Sequence[Move] | None = None
                  ) -> np.ndarray:
@@ -87,12 +91,33 @@ class Engine:
         `moves` (default: none) translate and rotate StyleGAN3 images as `generate
         --translate X,Y --rotate DEG` does."""
         if not self._compiled:
-            raise RuntimeError("Engine.warm_up() has not run")
+            raise RuntimeError("warm_up() has not run")
         n = len(seeds)
         pad = self.bucket(n) - n
         moves = moves or [STILL] * n
         seeds, psis, classes, moves = ([*x] + [x[0]] * pad
                                        for x in (seeds, psis, classes, moves))
-        out = self._compiled[n + pad](self._variables,
-                                      *self._inputs(seeds, psis, classes, moves))
-        return images.to_uint8(np.asarray(out)[:n])  # sliced on the host: no new program
+        return self._run(n + pad, self._inputs(seeds, psis, classes, moves))[:n]
+
+
+class Engine(BucketEngine):
+    """The generator of a Network, rendered by `serve.render`."""
+
+    def __init__(self, net: Network, noise_mode: str = "const", max_batch: int = 32):
+        super().__init__(max_batch)
+        self.spec = spec(net)
+        self.noise_mode = noise_mode
+        self._render = jax.jit(make_render(net, noise_mode))
+        self._variables = jax.device_put(net.variables)
+
+    def _compile(self, b: int):
+        return self._render.lower(self._variables, *self._example(b)).compile()
+
+    def _run(self, b: int, args) -> np.ndarray:
+        out = self._compiled[b](self._variables, *args)
+        return images.to_uint8(np.asarray(out))  # sliced by the caller: no new program
+
+    def raw_call(self, b: int):
+        """A zero-argument call of bucket `b`'s program, for timing the bare generator."""
+        args = jax.device_put(self._example(b))
+        return lambda: self._compiled[b](self._variables, *args)

@@ -14,7 +14,7 @@ from importlib import resources
 
 from stylegan_jax.serve import params
 from stylegan_jax.serve.batcher import Batcher
-from stylegan_jax.serve.engine import Engine
+from stylegan_jax.serve.engine import BucketEngine
 from stylegan_jax.serve.metrics import Metrics
 from stylegan_jax.serve.render import Spec
 
@@ -27,7 +27,7 @@ def _asset(name: str) -> str:
 
 @dataclass(frozen=True)
 class ServeState:
-    engine: Engine
+    engine: BucketEngine
     name: str
     defaults: params.Defaults
     queue_limit: int
@@ -42,8 +42,8 @@ class ServeState:
         return self.engine.spec
 
 
-def build_state(engine: Engine, name: str, defaults: params.Defaults | None, window_s: float,
-                queue_limit: int, encode_threads: int | None) -> ServeState:
+def build_state(engine: BucketEngine, name: str, defaults: params.Defaults | None,
+                window_s: float, queue_limit: int, encode_threads: int | None) -> ServeState:
     """Checks the defaults against the network (a bad one fails here, at start-up)."""
     return ServeState(
         engine=engine, name=name,

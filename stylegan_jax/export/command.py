@@ -1,0 +1,66 @@
+"""`stylegan-jax export`: a generator as a portable artifact that runs without this package.
+
+  stylegan-jax export --network runs/x --format stablehlo --out exported/x
+  python -c "import jax; jax.export.deserialize(open('exported/x/generator.stablehlo','rb')
+             .read()).call(z, psi)"
+
+Formats: stablehlo (jax.export, any batch, every platform); savedmodel, tflite,
+tflite-f16, onnx need `pip install 'stylegan-jax[export]'`. Every artifact is a
+directory with export.json (calling convention, shapes, dtypes, versions, sha256s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from pathlib import Path
+
+from stylegan_jax.export import artifact, program
+from stylegan_jax.generate import add_network_arguments, named_network_from_args
+from stylegan_jax.nn.layers import NOISE_MODES
+
+# format -> the module that writes it (`write(program, directory) -> dict`). Imported only
+# when chosen: the heavy converters are optional extras.
+FORMATS = {
+    "stablehlo": "stylegan_jax.export.stablehlo",
+}
+EXTRA = "pip install 'stylegan-jax[export]'"
+
+
+def format_module(fmt: str):
+    if fmt not in FORMATS:
+        raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    try:
+        return importlib.import_module(FORMATS[fmt])
+    except ImportError as e:
+        raise ValueError(f"--format {fmt} needs {e.name or 'a converter'}, which is not "
+                         f"installed: {EXTRA}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_network_arguments(p)
+    p.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
+    p.add_argument("--out", type=Path, required=True, help="the artifact's directory")
+    p.add_argument("--input", choices=program.INPUTS, default="z",
+                   help="z: latents (+ labels, ψ); w: ws into the synthesis network")
+    p.add_argument("--noise-mode", choices=NOISE_MODES, default="const",
+                   help="random adds a noise_seed input")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    module = format_module(args.format)
+    if args.out.exists() and not args.force:  # before the network is read
+        raise FileExistsError(f"--out {args.out} already exists; pass --force to replace it")
+    net, name = named_network_from_args(args)
+    prog = program.build(net, args.input, args.noise_mode)
+    source = str(args.network or getattr(args, "workdir", None) or name)
+    t0 = time.perf_counter()
+    manifest = artifact.write(args.out, args.format, prog, module.write, source, args.force)
+    size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
+    shapes = ", ".join(f"{t['name']} {t['shape']} {t['dtype']}" for t in manifest["inputs"])
+    print(f"{args.out}: {args.format}, {manifest['family']} {manifest['resolution']}² "
+          f"({shapes}) -> images {manifest['output']['shape']} uint8; "
+          f"{size / 2**20:.1f} MiB in {time.perf_counter() - t0:.1f} s")
+    return 0

@@ -1,0 +1,69 @@
+"""The server's generator from an exported StableHLO artifact (`stylegan-jax export`): no
+Flax module is built and no network is read, only the artifact's program is compiled.
+
+The artifact takes one ψ and one noise seed per call, so a batch runs as one call per ψ
+it holds (one in the usual case), and in the random noise mode each image is its own call
+with noise_seed = its seed, which draws the noise `serve` draws for that seed. A
+StyleGAN3 artifact carries its input transform baked in: it cannot be moved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from stylegan_jax.export import artifact, stablehlo
+from stylegan_jax.serve.engine import BucketEngine
+from stylegan_jax.serve.render import Spec
+
+
+class ExportedEngine(BucketEngine):
+    def __init__(self, path: str | Path, max_batch: int = 32):
+        super().__init__(max_batch)
+        path = Path(path)
+        m = artifact.read_manifest(path, formats=("stablehlo",))
+        if m["input"] != "z":
+            raise ValueError(f"{path}: exported with --input {m['input']}; serve needs an "
+                             "artifact taking z (export with --input z)")
+        self.manifest = m
+        self.names = [t["name"] for t in m["inputs"]]
+        self.spec = Spec(m["family"], m["resolution"], m["channels"], m["z_dim"], m["c_dim"],
+                         truncates=m["truncation"], moves=False)
+        self.noise_mode = m["noise_mode"]
+        self._call = jax.jit(stablehlo.deserialize(path / m["payload"]).call)
+
+    def _arrays(self, z, c, psi, seed):
+        given = dict(z=z, c=c, psi=np.float32(psi), noise_seed=np.uint32(seed))
+        return [given[name] for name in self.names]
+
+    def _compile(self, b: int):
+        z, c, psis, seeds, _ = self._example(b)
+        return self._call.lower(*self._arrays(z, c, psis[0], seeds[0])).compile()
+
+    def _groups(self, psis, seeds) -> list[np.ndarray]:
+        """Indices that share one call: one ψ (and one seed in the random noise mode)."""
+        keys = list(zip(psis, seeds, strict=True)) if self.noise_mode == "random" else list(psis)
+        order: dict = {}
+        for i, k in enumerate(keys):
+            order.setdefault(k, []).append(i)
+        return [np.asarray(ix) for ix in order.values()]
+
+    def _run(self, b: int, args) -> np.ndarray:
+        z, c, psis, seeds, _ = args
+        out = np.empty((b, self.spec.resolution, self.spec.resolution, self.spec.channels),
+                       np.uint8)
+        for ix in self._groups(psis, seeds):
+            size = self.bucket(len(ix))  # every bucket was compiled by warm_up
+            pad = np.concatenate([ix, np.repeat(ix[:1], size - len(ix))])
+            images = self._compiled[size](*self._arrays(z[pad], c[pad], psis[ix[0]],
+                                                         seeds[ix[0]]))
+            out[ix] = np.asarray(images)[: len(ix)]
+        return out
+
+    def raw_call(self, b: int):
+        """A zero-argument call of bucket `b`'s program, for timing the bare generator."""
+        z, c, psis, seeds, _ = self._example(b)
+        args = jax.device_put(self._arrays(z, c, psis[0], seeds[0]))
+        return lambda: self._compiled[b](*args)

@@ -1,0 +1,229 @@
+"""`stylegan-jax export`: every family's exported program gives `generate`'s images, an
+artifact runs in a process that never imports this package or Flax, and bad input is one
+clear line with nothing half-written.
+
+References: `generate_images` / `images_from_ws` and the PNG files of `stylegan-jax
+generate` (the tools every user already trusts), never the export code's own output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylegan_jax import cli, pretrained
+from stylegan_jax.export import artifact, program, stablehlo
+from stylegan_jax.generate import generate_images, images_from_ws, ws_for_seeds
+from stylegan_jax.models import progan, stylegan, stylegan3
+from stylegan_jax.models.registry import Network, random_generator
+from stylegan_jax.models.sampling import labels_for, latents_for_seeds
+from stylegan_jax.serve.engine import Engine
+from stylegan_jax.serve.exported import ExportedEngine
+from stylegan_jax.store.networks import save_networks
+
+SEEDS = [3, 7, 11]
+
+
+def visible(net: Network) -> Network:
+    """w_avg and noise strengths off zero, so truncation and noise change the image."""
+    names = ("w_avg", "dlatent_avg", "noise_strength")
+    variables = jax.tree_util.tree_map_with_path(
+        lambda path, a: a + 0.3 if any(getattr(k, "key", None) in names for k in path) else a,
+        net.variables)
+    return Network(net.module, variables, net.lod)
+
+
+def _stylegan3():
+    G = stylegan3.Generator(z_dim=16, c_dim=2, w_dim=16, img_resolution=16, img_channels=3,
+                            channel_base=256, channel_max=16, num_layers=4, num_critical=1)
+    return visible(Network(G, jax.jit(G.init)(jax.random.key(0), jnp.zeros((1, 16)),
+                                              jnp.zeros((1, 2)))))
+
+
+def _stylegan_v1():
+    G = stylegan.Generator(num_channels=3, resolution=16, latent_size=16, dlatent_size=16,
+                           mapping_layers=2, mapping_fmaps=16, fmap_base=128, fmap_max=16)
+    rngs = {"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(0)}
+    return visible(Network(G, G.init(rngs, jnp.zeros((1, 16)), jnp.zeros((1, 0)))))
+
+
+def _progan():
+    G = progan.Generator(num_channels=3, resolution=16, latent_size=16, label_size=2,
+                         fmap_base=128, fmap_max=16)
+    v = G.init(jax.random.PRNGKey(0), jnp.zeros((1, 16)), jnp.zeros((1, 2)))
+    return Network(G, jax.tree_util.tree_map(lambda a: a + 0.05, v), lod=0.5)
+
+
+# family -> (network, noise mode, psi, class, most levels an image may differ by)
+CASES = {
+    "stylegan2": (lambda: visible(random_generator(8)), "const", 0.5, None, 0),
+    "stylegan2-random-noise": (lambda: visible(random_generator(8)), "random", 1.0, None, 0),
+    "stylegan3": (_stylegan3, "const", 0.7, 1, 0),
+    # StyleGAN v1's matmuls round differently at other batch sizes on XLA:CPU.
+    "stylegan": (_stylegan_v1, "const", 0.7, None, 1),
+    "progan": (_progan, "const", 1.0, 1, 0),
+}
+
+
+def _call(exported, prog: program.Program, net: Network, seeds, psi, class_idx, noise_seed):
+    G = net.module
+    given = dict(z=latents_for_seeds(seeds, G.z_dim),
+                 c=labels_for(class_idx, G.c_dim, len(seeds)),
+                 psi=np.float32(psi), noise_seed=np.uint32(noise_seed))
+    return np.asarray(exported.call(*(given[t.name] for t in prog.inputs)))
+
+
+@pytest.mark.parametrize("family", list(CASES))
+def test_stablehlo_images_are_generates_for_any_batch(family):
+    make, mode, psi, cls, levels = CASES[family]
+    net = make()
+    prog = program.build(net, "z", mode)
+    exported = jax.export.deserialize(bytearray(stablehlo.serialize(prog, ("cpu",))))
+    # One artifact, two batch sizes: the batch dimension is symbolic.
+    for seeds in (SEEDS, SEEDS[1:2]):
+        got = _call(exported, prog, net, seeds, psi, cls, noise_seed=seeds[0])
+        # generate draws a batch's noise from its first seed: the artifact's noise_seed.
+        want = generate_images(net, seeds, psi, class_idx=cls, noise_mode=mode,
+                               batch_size=len(seeds))
+        assert got.dtype == np.uint8 and got.shape == want.shape
+        assert np.abs(got.astype(int) - want).max() <= levels, family
+    names = [t.name for t in prog.inputs]
+    assert names == {"stylegan2": ["z", "psi"], "stylegan2-random-noise": ["z", "psi",
+                     "noise_seed"], "stylegan3": ["z", "c", "psi"], "stylegan": ["z", "psi"],
+                     "progan": ["z", "c"]}[family]
+
+
+def test_w_input_is_the_synthesis_network_alone():
+    net = visible(random_generator(8))
+    prog = program.build(net, "w", "random")
+    exported = jax.export.deserialize(bytearray(stablehlo.serialize(prog, ("cpu",))))
+    ws = ws_for_seeds(net, SEEDS, 0.6)
+    got = np.asarray(exported.call(ws, np.uint32(5)))
+    want = images_from_ws(net, ws, "random", batch_size=len(SEEDS), seed=5)
+    np.testing.assert_array_equal(got, want)
+    assert prog.describe()["inputs"] == [
+        {"name": "ws", "shape": ["batch", *ws.shape[1:]], "dtype": "float32"},
+        {"name": "noise_seed", "shape": [], "dtype": "uint32"}]
+
+
+PLAIN_PROCESS = textwrap.dedent("""
+    import json, sys
+    import jax, numpy as np
+    art = sys.argv[1]
+    m = json.load(open(art + "/export.json"))
+    f = jax.export.deserialize(bytearray(open(art + "/" + m["payload"], "rb").read()))
+    z = np.stack([np.random.RandomState(s).randn(m["z_dim"]) for s in range(8)])
+    images = np.asarray(f.call(z.astype(np.float32), np.float32(1)))
+    assert not [k for k in sys.modules if k.split(".")[0] in ("flax", "stylegan_jax")]
+    np.save(sys.argv[2], images)
+""")
+
+
+def test_shipped_generator_runs_in_a_process_without_the_package(tmp_path):
+    out = tmp_path / "faces"
+    assert cli.main(["export", "--format", "stablehlo", "--out", str(out)]) == 0
+    m = json.loads((out / "export.json").read_text())
+    assert m | {"format": "stablehlo", "calling_convention": 1, "family": "stylegan2",
+                "resolution": 32, "input": "z", "noise_mode": "const"} == m
+    assert m["output"] == {"name": "images", "shape": ["batch", 32, 32, m["channels"]],
+                           "dtype": "uint8"}
+    assert set(m["platforms"]) >= {"cpu", "cuda", "tpu"} and m["software"]["jax"]
+    script = tmp_path / "plain.py"
+    script.write_text(PLAIN_PROCESS)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "x.npy")],
+                   check=True, cwd=tmp_path, env=env)
+    got = np.load(tmp_path / "x.npy")
+    assert cli.main(["generate", "--seeds", "0-7", "--outdir", str(tmp_path / "gen"),
+                     "--no-grid"]) == 0
+    for s in range(8):
+        want = np.asarray(Image.open(tmp_path / "gen" / f"seed{s:04d}.png"))
+        np.testing.assert_array_equal(got[s].reshape(want.shape), want)
+
+
+def test_served_from_the_artifact_as_from_the_network(tmp_path):
+    """The exported engine groups a batch by ψ (and by seed with random noise) and gives
+    the normal engine's images, with no network built."""
+    net = visible(random_generator(8))
+    out = save_networks(tmp_path / "net", {"G_ema": net})
+    art = tmp_path / "art"
+    assert cli.main(["export", "--network", str(out), "--format", "stablehlo", "--out",
+                     str(art), "--noise-mode", "random"]) == 0
+    exported, normal = ExportedEngine(art, max_batch=4), Engine(net, "random", max_batch=4)
+    exported.warm_up()
+    normal.warm_up()
+    assert exported.spec == normal.spec and exported.noise_mode == "random"
+    seeds, psis = [7, 123, 8], [0.5, 1.0, 0.5]
+    np.testing.assert_array_equal(exported(seeds, psis, [None] * 3),
+                                  normal(seeds, psis, [None] * 3))
+
+
+# Bad input: one line each, nothing half-written.
+
+def _export(capsys, *args):
+    code = cli.main(["export", "--random-init", "--resolution", "8", *args])
+    return code, capsys.readouterr().err.strip()
+
+
+def _leftovers(path):
+    return sorted(p.name for p in path.iterdir() if p.name.startswith("."))
+
+
+def test_bad_requests_are_one_line_and_leave_nothing(tmp_path, capsys):
+    out = tmp_path / "a"
+    code, err = _export(capsys, "--format", "gif", "--out", str(out))
+    assert code == 2 and "--format 'gif': expected one of stablehlo" in err
+    code, err = _export(capsys, "--format", "stablehlo", "--out", str(out), "--input", "w",
+                        "--noise-mode", "random")
+    assert code == 0, err
+    before = (out / "generator.stablehlo").read_bytes()
+    code, err = _export(capsys, "--format", "stablehlo", "--out", str(out))
+    assert code == 2 and "already exists; pass --force" in err and len(err.splitlines()) == 1
+    assert (out / "generator.stablehlo").read_bytes() == before  # untouched
+    code, err = _export(capsys, "--format", "stablehlo", "--out", str(out), "--force")
+    assert code == 0 and json.loads((out / "export.json").read_text())["input"] == "z"
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, err = _export(capsys, "--format", "stablehlo", "--out", str(blocker / "x"))
+    assert code == 2 and "cannot write the stablehlo export to" in err
+    assert _leftovers(tmp_path) == []
+
+
+def test_options_a_family_cannot_carry_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="ProGAN maps z straight to images"):
+        program.build(_progan(), "w")
+    with pytest.raises(ValueError, match="--noise-mode random: a stylegan3 generator has no"):
+        program.build(_stylegan3(), "z", "random")
+    with pytest.raises(ValueError, match="--input 'x'"):
+        program.build(random_generator(8), "x")
+
+
+def test_damaged_artifacts_are_refused_naming_the_file(tmp_path, capsys):
+    art = tmp_path / "art"
+    assert cli.main(["export", "--random-init", "--resolution", "8", "--format", "stablehlo",
+                     "--out", str(art)]) == 0
+    payload = art / "generator.stablehlo"
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    payload.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="generator.stablehlo: its content does not match"):
+        artifact.read_manifest(art)
+    capsys.readouterr()
+    assert cli.main(["serve", "--exported", str(art), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not match the sha256" in err
+    (art / "export.json").write_text("{")
+    with pytest.raises(ValueError, match="export.json: damaged"):
+        ExportedEngine(art)
+    with pytest.raises(FileNotFoundError, match="no export.json"):
+        ExportedEngine(tmp_path)
+    assert pretrained.path().is_dir()  # nothing of the package was touched
