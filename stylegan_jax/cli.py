@@ -33,6 +33,8 @@ SUBCOMMANDS = {
     "bench-filtered-lrelu": ("stylegan_jax.benchmarks.filtered_lrelu",
                              "StyleGAN3's filtered leaky ReLU per (up, down, filter) case"),
     "soak": ("stylegan_jax.soak", "train through random SIGKILLs/SIGTERMs; check every resume"),
+    "bench-export": ("stylegan_jax.benchmarks.export",
+                     "img/s, latency, size and cold start of each exported format"),
     "bench-serve": ("stylegan_jax.benchmarks.serve",
                     "load benchmark of serve: concurrent clients, latency, ratio to the generator"),
     "parity": ("stylegan_jax.parity.command",
@@ -41,7 +43,7 @@ SUBCOMMANDS = {
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
 COMPILING = ("train", "generate", "serve", "export", "metrics", "bench", "bench-networks",
              "bench-metrics", "bench-augment", "style-mix", "video", "project", "bench-serve",
-             "bench-filtered-lrelu", "parity")
+             "bench-filtered-lrelu", "parity", "bench-export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from stylegan_jax import cli, pretrained
-from stylegan_jax.export import artifact, program, stablehlo
+from stylegan_jax.export import artifact, formats, program, savedmodel, stablehlo
 from stylegan_jax.generate import generate_images, images_from_ws, ws_for_seeds
 from stylegan_jax.models import progan, stylegan, stylegan3
 from stylegan_jax.models.registry import Network, random_generator
@@ -115,30 +115,59 @@ def test_w_input_is_the_synthesis_network_alone():
         {"name": "noise_seed", "shape": [], "dtype": "uint32"}]
 
 
-PLAIN_PROCESS = textwrap.dedent("""
-    import json, sys
-    import jax, numpy as np
-    art = sys.argv[1]
-    m = json.load(open(art + "/export.json"))
-    f = jax.export.deserialize(bytearray(open(art + "/" + m["payload"], "rb").read()))
-    z = np.stack([np.random.RandomState(s).randn(m["z_dim"]) for s in range(8)])
-    images = np.asarray(f.call(z.astype(np.float32), np.float32(1)))
-    assert not [k for k in sys.modules if k.split(".")[0] in ("flax", "stylegan_jax")]
-    np.save(sys.argv[2], images)
-""")
+@pytest.mark.parametrize("family", ["stylegan2-random-noise", "stylegan3", "progan"])
+def test_savedmodel_images_are_generates_for_any_batch(family, tmp_path):
+    make, mode, psi, cls, levels = CASES[family]
+    net = make()
+    prog = program.build(net, "z", mode)
+    artifact.write(tmp_path / "sm", "savedmodel", prog, savedmodel.write, "test")
+    m, call = formats.open_artifact(tmp_path / "sm")
+    assert m["signature"] == "serving_default"
+    for seeds in (SEEDS, SEEDS[:1]):
+        given = dict(z=latents_for_seeds(seeds, net.module.z_dim),
+                     c=labels_for(cls, net.module.c_dim, len(seeds)), psi=np.float32(psi),
+                     noise_seed=np.uint32(seeds[0]))
+        got = call(**{t["name"]: given[t["name"]] for t in m["inputs"]})
+        want = generate_images(net, seeds, psi, class_idx=cls, noise_mode=mode,
+                               batch_size=len(seeds))
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, want)
 
 
-def test_shipped_generator_runs_in_a_process_without_the_package(tmp_path):
+# What a user of each runtime writes, in a process that never imports this package or Flax.
+PLAIN = {
+    "stablehlo": """
+        import jax
+        f = jax.export.deserialize(bytearray(open(art + "/" + m["payload"], "rb").read()))
+        images = f.call(z, psi)
+    """,
+    "savedmodel": """
+        import tensorflow as tf
+        run = tf.saved_model.load(art).signatures["serving_default"]
+        images = run(z=tf.constant(z), psi=tf.constant(psi))["images"].numpy()
+    """,
+}
+
+
+@pytest.mark.parametrize("fmt", list(PLAIN))
+def test_shipped_generator_runs_in_a_process_without_the_package(fmt, tmp_path):
     out = tmp_path / "faces"
-    assert cli.main(["export", "--format", "stablehlo", "--out", str(out)]) == 0
+    assert cli.main(["export", "--format", fmt, "--out", str(out)]) == 0
     m = json.loads((out / "export.json").read_text())
-    assert m | {"format": "stablehlo", "calling_convention": 1, "family": "stylegan2",
+    assert m | {"format": fmt, "calling_convention": 1, "family": "stylegan2",
                 "resolution": 32, "input": "z", "noise_mode": "const"} == m
     assert m["output"] == {"name": "images", "shape": ["batch", 32, 32, m["channels"]],
                            "dtype": "uint8"}
     assert set(m["platforms"]) >= {"cpu", "cuda", "tpu"} and m["software"]["jax"]
     script = tmp_path / "plain.py"
-    script.write_text(PLAIN_PROCESS)
+    script.write_text("\n".join([
+        "import json, sys", "import numpy as np",
+        "art = sys.argv[1]", "m = json.load(open(art + '/export.json'))",
+        "z = np.stack([np.random.RandomState(s).randn(m['z_dim']) for s in range(8)])",
+        "z, psi = z.astype(np.float32), np.float32(1)",
+        textwrap.dedent(PLAIN[fmt]).strip(),
+        "assert not [k for k in sys.modules if k.split('.')[0] in ('flax', 'stylegan_jax')]",
+        "np.save(sys.argv[2], np.asarray(images))"]))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "x.npy")],
                    check=True, cwd=tmp_path, env=env)
@@ -150,13 +179,14 @@ def test_shipped_generator_runs_in_a_process_without_the_package(tmp_path):
         np.testing.assert_array_equal(got[s].reshape(want.shape), want)
 
 
-def test_served_from_the_artifact_as_from_the_network(tmp_path):
+@pytest.mark.parametrize("fmt", ["stablehlo", "savedmodel"])
+def test_served_from_the_artifact_as_from_the_network(fmt, tmp_path):
     """The exported engine groups a batch by ψ (and by seed with random noise) and gives
     the normal engine's images, with no network built."""
     net = visible(random_generator(8))
     out = save_networks(tmp_path / "net", {"G_ema": net})
     art = tmp_path / "art"
-    assert cli.main(["export", "--network", str(out), "--format", "stablehlo", "--out",
+    assert cli.main(["export", "--network", str(out), "--format", fmt, "--out",
                      str(art), "--noise-mode", "random"]) == 0
     exported, normal = ExportedEngine(art, max_batch=4), Engine(net, "random", max_batch=4)
     exported.warm_up()
@@ -227,3 +257,16 @@ def test_damaged_artifacts_are_refused_naming_the_file(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no export.json"):
         ExportedEngine(tmp_path)
     assert pretrained.path().is_dir()  # nothing of the package was touched
+
+
+def test_bench_export_prints_a_row_per_format(capsys):
+    assert cli.main(["bench-export", "--random-init", "--resolution", "8", "--batches", "1,2",
+                     "--min-seconds", "0.05", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    res = json.loads(out[-1])
+    assert [r["format"] for r in res["rows"]] == ["jax (this package)", "stablehlo",
+                                                  "savedmodel"]
+    for r in res["rows"][1:]:
+        assert r["mib"] > 0 and r["cold_s"] > 0 and r["export_s"] > 0
+        assert all(r["per_batch"][b] > 0 for b in ("1", "2"))
+    assert sum(line.startswith("| stablehlo |") for line in out) == 1

@@ -309,6 +309,18 @@ def test_sigterm_finishes_requests_in_flight(network_dir):
         srv.stop()
 
 
+def test_sigterm_right_after_the_url_line_stops_the_server(network_dir):
+    """A supervisor may stop the server the moment it says it serves, before uvicorn has
+    put in its own signal handlers: it must still stop, with status 0."""
+    srv = launch.start(["--network", str(network_dir), "--max-batch", "1"])
+    srv.process.send_signal(signal.SIGTERM)
+    try:
+        assert srv.process.wait(60) == 0
+    finally:
+        srv.stop()
+    assert "stopped (SIGTERM)" in srv.lines[-1]
+
+
 # In-process: every family through the engine and the app, against `generate_images`.
 
 def _stylegan_v1():

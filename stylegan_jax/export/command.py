@@ -4,43 +4,25 @@
   python -c "import jax; jax.export.deserialize(open('exported/x/generator.stablehlo','rb')
              .read()).call(z, psi)"
 
-Formats: stablehlo (jax.export, any batch, every platform); savedmodel, tflite,
-tflite-f16, onnx need `pip install 'stylegan-jax[export]'`. Every artifact is a
-directory with export.json (calling convention, shapes, dtypes, versions, sha256s).
+Formats: stablehlo (jax.export, any batch, every platform) and savedmodel (jax2tf, any
+batch, a serving_default signature for TF Serving). Every artifact is a directory with
+export.json (calling convention, shapes, dtypes, versions, sha256s).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 from pathlib import Path
 
-from stylegan_jax.export import artifact, program
+from stylegan_jax.export import artifact, formats, program
 from stylegan_jax.generate import add_network_arguments, named_network_from_args
 from stylegan_jax.nn.layers import NOISE_MODES
-
-# format -> the module that writes it (`write(program, directory) -> dict`). Imported only
-# when chosen: the heavy converters are optional extras.
-FORMATS = {
-    "stablehlo": "stylegan_jax.export.stablehlo",
-}
-EXTRA = "pip install 'stylegan-jax[export]'"
-
-
-def format_module(fmt: str):
-    if fmt not in FORMATS:
-        raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    try:
-        return importlib.import_module(FORMATS[fmt])
-    except ImportError as e:
-        raise ValueError(f"--format {fmt} needs {e.name or 'a converter'}, which is not "
-                         f"installed: {EXTRA}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_network_arguments(p)
-    p.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
+    p.add_argument("--format", required=True, help=f"one of {', '.join(formats.FORMATS)}")
     p.add_argument("--out", type=Path, required=True, help="the artifact's directory")
     p.add_argument("--input", choices=program.INPUTS, default="z",
                    help="z: latents (+ labels, ψ); w: ws into the synthesis network")
@@ -50,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    module = format_module(args.format)
+    module = formats.module(args.format)
     if args.out.exists() and not args.force:  # before the network is read
         raise FileExistsError(f"--out {args.out} already exists; pass --force to replace it")
     net, name = named_network_from_args(args)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import export as jax_export
 
 from stylegan_jax.export.program import BATCH, Program
@@ -45,3 +46,15 @@ def deserialize(path: Path) -> jax_export.Exported:
     except Exception as e:  # flatbuffer and version errors have no common type
         raise ValueError(f"{path}: not a readable StableHLO artifact ({type(e).__name__}: "
                          f"{e})") from None
+
+
+def load(directory: Path, manifest: dict):
+    """A call of the artifact: named numpy inputs -> uint8 images (compiled per batch size
+    on first use)."""
+    run = jax.jit(deserialize(directory / manifest["payload"]).call)
+    names = [t["name"] for t in manifest["inputs"]]
+
+    def call(**inputs):
+        return np.asarray(run(*(inputs[n] for n in names)))
+
+    return call

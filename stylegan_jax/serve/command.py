@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = add_network_arguments(p)
     src.add_argument("--workdir", type=Path, help="a training workdir: its newest checkpoint")
     src.add_argument("--exported", type=Path, metavar="ARTIFACT",
-                     help="a StableHLO artifact of `stylegan-jax export` (input z): serves its "
-                     "program, no network is built")
+                     help="a StableHLO or SavedModel artifact of `stylegan-jax export` (input "
+                     "z): serves its program, no network is built")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                    "loopback only; 0.0.0.0 serves the network)")
     p.add_argument("--port", type=int, default=8000, help="0: any free port")
@@ -82,16 +82,23 @@ def run(args: argparse.Namespace) -> int:
     url_host = f"[{host}]" if ":" in host else host
     print(f"{args.name or name}: {s.family} {s.resolution}x{s.resolution}, buckets "
           f"{','.join(map(str, engine.buckets))} warmed up in {seconds:.1f} s", flush=True)
-    print(f"serving on http://{url_host}:{port}/", flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30,
                             access_log=False)
+    server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT / SIGTERM, then re-raises the signal into
-    # the handler it found: this one notes it, so the command ends with status 0.
+    # the handler it found: this one notes it, so the command ends with status 0. It is in
+    # place before the URL is printed, and a signal that comes before uvicorn has put in
+    # its own handlers stops the server as soon as it has started.
     caught: list[int] = []
-    previous = {sig: signal.signal(sig, lambda s, _: caught.append(s))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def note(sig, _frame):
+        caught.append(sig)
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"serving on http://{url_host}:{port}/", flush=True)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

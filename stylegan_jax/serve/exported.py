@@ -1,5 +1,6 @@
-"""The server's generator from an exported StableHLO artifact (`stylegan-jax export`): no
-Flax module is built and no network is read, only the artifact's program is compiled.
+"""The server's generator from an exported artifact (`stylegan-jax export`, StableHLO or
+SavedModel): no Flax module is built and no network is read, only the artifact's program
+runs.
 
 The artifact takes one ψ and one noise seed per call, so a batch runs as one call per ψ
 it holds (one in the usual case), and in the random noise mode each image is its own call
@@ -11,19 +12,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from stylegan_jax.export import artifact, stablehlo
+from stylegan_jax.export import formats
 from stylegan_jax.serve.engine import BucketEngine
 from stylegan_jax.serve.render import Spec
+
+SERVABLE = ("stablehlo", "savedmodel")
 
 
 class ExportedEngine(BucketEngine):
     def __init__(self, path: str | Path, max_batch: int = 32):
         super().__init__(max_batch)
         path = Path(path)
-        m = artifact.read_manifest(path, formats=("stablehlo",))
+        m, self._call = formats.open_artifact(path, SERVABLE)
         if m["input"] != "z":
             raise ValueError(f"{path}: exported with --input {m['input']}; serve needs an "
                              "artifact taking z (export with --input z)")
@@ -32,15 +34,16 @@ class ExportedEngine(BucketEngine):
         self.spec = Spec(m["family"], m["resolution"], m["channels"], m["z_dim"], m["c_dim"],
                          truncates=m["truncation"], moves=False)
         self.noise_mode = m["noise_mode"]
-        self._call = jax.jit(stablehlo.deserialize(path / m["payload"]).call)
 
-    def _arrays(self, z, c, psi, seed):
+    def _kwargs(self, z, c, psi, seed) -> dict:
         given = dict(z=z, c=c, psi=np.float32(psi), noise_seed=np.uint32(seed))
-        return [given[name] for name in self.names]
+        return {name: given[name] for name in self.names}
 
     def _compile(self, b: int):
+        """The artifact's call, after one run at batch `b` (which compiles that shape)."""
         z, c, psis, seeds, _ = self._example(b)
-        return self._call.lower(*self._arrays(z, c, psis[0], seeds[0])).compile()
+        self._call(**self._kwargs(z, c, psis[0], seeds[0]))
+        return self._call
 
     def _groups(self, psis, seeds) -> list[np.ndarray]:
         """Indices that share one call: one ψ (and one seed in the random noise mode)."""
@@ -52,18 +55,18 @@ class ExportedEngine(BucketEngine):
 
     def _run(self, b: int, args) -> np.ndarray:
         z, c, psis, seeds, _ = args
-        out = np.empty((b, self.spec.resolution, self.spec.resolution, self.spec.channels),
-                       np.uint8)
+        s = self.spec
+        out = np.empty((b, s.resolution, s.resolution, s.channels), np.uint8)
         for ix in self._groups(psis, seeds):
-            size = self.bucket(len(ix))  # every bucket was compiled by warm_up
+            size = self.bucket(len(ix))  # every bucket ran once in warm_up
             pad = np.concatenate([ix, np.repeat(ix[:1], size - len(ix))])
-            images = self._compiled[size](*self._arrays(z[pad], c[pad], psis[ix[0]],
-                                                         seeds[ix[0]]))
-            out[ix] = np.asarray(images)[: len(ix)]
+            images = self._compiled[size](**self._kwargs(z[pad], c[pad], psis[ix[0]],
+                                                          seeds[ix[0]]))
+            out[ix] = images[: len(ix)]
         return out
 
     def raw_call(self, b: int):
         """A zero-argument call of bucket `b`'s program, for timing the bare generator."""
         z, c, psis, seeds, _ = self._example(b)
-        args = jax.device_put(self._arrays(z, c, psis[0], seeds[0]))
-        return lambda: self._compiled[b](*args)
+        kwargs = self._kwargs(z, c, psis[0], seeds[0])
+        return lambda: self._compiled[b](**kwargs)
