@@ -41,7 +41,20 @@ COLD = {
         run = tf.saved_model.load(art).signatures[m["signature"]]
         images = run(**{k: tf.constant(v) for k, v in inputs.items()})[m["output_key"]]
     """,
+    "tflite": """
+        from ai_edge_litert.interpreter import Interpreter
+        run = Interpreter(model_path=art + "/" + m["payload"]).get_signature_runner(
+            m["signature"])
+        images = run(**inputs)[m["output_key"]]
+    """,
+    "onnx": """
+        import onnxruntime
+        session = onnxruntime.InferenceSession(art + "/" + m["payload"],
+                                               providers=["CPUExecutionProvider"])
+        images = session.run([m["output_key"]], {k: np.asarray(v) for k, v in inputs.items()})
+    """,
 }
+COLD["tflite-f16"] = COLD["tflite"]
 COLD_HEAD = """
 import json, sys, time
 import numpy as np
@@ -110,13 +123,13 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in args.formats.split(","):
             try:
-                module = formats.module(fmt)
+                write = formats.writer(fmt)
             except ValueError as e:
                 print(f"{fmt}: skipped ({e})", file=sys.stderr)
                 continue
             path = Path(tmp) / fmt
             t0 = time.perf_counter()
-            artifact.write(path, fmt, prog, module.write, name)
+            artifact.write(path, fmt, prog, write, name)
             export_s = time.perf_counter() - t0
             mib = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
             manifest, call = formats.open_artifact(path)

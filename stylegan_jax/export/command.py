@@ -4,9 +4,11 @@
   python -c "import jax; jax.export.deserialize(open('exported/x/generator.stablehlo','rb')
              .read()).call(z, psi)"
 
-Formats: stablehlo (jax.export, any batch, every platform) and savedmodel (jax2tf, any
-batch, a serving_default signature for TF Serving). Every artifact is a directory with
-export.json (calling convention, shapes, dtypes, versions, sha256s).
+Formats: stablehlo (jax.export, any batch, every platform), savedmodel (jax2tf, any
+batch, a serving_default signature for TF Serving), tflite and tflite-f16 (LiteRT, float32
+or float16 weights) and onnx (onnxruntime); the last three need
+`pip install 'stylegan-jax[export]'`. Every artifact is a directory with export.json
+(calling convention, shapes, dtypes, versions, sha256s).
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    module = formats.module(args.format)
+    write = formats.writer(args.format)
     if args.out.exists() and not args.force:  # before the network is read
         raise FileExistsError(f"--out {args.out} already exists; pass --force to replace it")
     net, name = named_network_from_args(args)
     prog = program.build(net, args.input, args.noise_mode)
     source = str(args.network or getattr(args, "workdir", None) or name)
     t0 = time.perf_counter()
-    manifest = artifact.write(args.out, args.format, prog, module.write, source, args.force)
+    manifest = artifact.write(args.out, args.format, prog, write, source, args.force)
     size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
     shapes = ", ".join(f"{t['name']} {t['shape']} {t['dtype']}" for t in manifest["inputs"])
     print(f"{args.out}: {args.format}, {manifest['family']} {manifest['resolution']}² "

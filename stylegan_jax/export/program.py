@@ -16,8 +16,8 @@ in call order):
 The batch dimension is symbolic where the format allows it. Inputs of zero width (c of an
 unconditional generator) are left out because several runtimes cannot hold them. A
 progressively grown generator is exported at its own level of detail; a StyleGAN3
-generator with its own input transform, each image rendered as a batch of one (its styles
-are normalised over the batch, see `models.registry.Family.batch_styles`).
+generator with its own input transform, each image computed as if rendered alone (its
+styles are normalised per image, `models.registry.Family.each_image_alone`).
 """
 
 from __future__ import annotations
@@ -46,14 +46,27 @@ class Tensor:
     dtype: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: jax.jit takes its bound `fn`
 class Program:
-    """`fn(*arrays)` in the order of `inputs` -> `output`; `details` go into export.json."""
+    """`fn(*arrays)` in the order of `inputs` -> `output`; `details` go into export.json.
 
-    fn: Callable
+    The weights are constants of the program. With `barrier` they sit behind an
+    optimization barrier, so XLA computes with them as with arguments: the images round as
+    `generate`'s do and do not move with the batch size (folded constants round
+    differently per compiled shape). TFLite needs them foldable (its float16 weights are
+    the constants it finds), so its converter gets the program without.
+    """
+
+    apply: Callable  # (variables, *arrays) -> uint8 images
+    variables: Any
     inputs: tuple[Tensor, ...]
     output: Tensor
     details: dict[str, Any]
+    barrier: bool = True
+
+    def fn(self, *arrays):
+        v = jax.lax.optimization_barrier(self.variables) if self.barrier else self.variables
+        return self.apply(v, *arrays)
 
     def describe(self) -> dict[str, Any]:
         return dict(calling_convention=CONVENTION,
@@ -75,8 +88,8 @@ def _tensor_json(t: Tensor) -> dict[str, Any]:
 def build(net: Network, input: str = "z", noise_mode: str = "const") -> Program:
     """The program of `net`'s generator taking `input` ("z": latents, labels and ψ; "w":
     ws, the synthesis network alone) with noise mode `noise_mode`."""
-    G = net.module
-    family = family_of(G)
+    family = family_of(net.module)
+    G = family.each_image_alone(net.module)
     if input not in INPUTS:
         raise ValueError(f"--input {input!r}: expected one of {', '.join(INPUTS)}")
     if noise_mode not in NOISE_MODES:
@@ -97,7 +110,6 @@ def build(net: Network, input: str = "z", noise_mode: str = "const") -> Program:
         def render(variables, ws, seed):
             return synthesis(G, variables, ws, key_of(seed), lod, noise_mode)
 
-        per_image = ("ws",)
     else:
         inputs = [Tensor("z", (BATCH, G.z_dim), "float32")]
         if G.c_dim:
@@ -109,33 +121,19 @@ def build(net: Network, input: str = "z", noise_mode: str = "const") -> Program:
             return synthesize(G, variables, z, c, key_of(seed), lod, psi=psi,
                               noise_mode=noise_mode)
 
-        per_image = ("z", "c")
     if seeded:
         inputs.append(Tensor("noise_seed", (), "uint32"))
     names = [t.name for t in inputs]
 
-    def fn(*arrays):
-        # The weights are constants of the program; behind the barrier XLA computes with
-        # them as with arguments, so the images round as `generate`'s do and do not move
-        # with the batch size (folded constants round differently per compiled shape).
-        variables = jax.lax.optimization_barrier(net.variables)
+    def apply(variables, *arrays):
         given = dict(zip(names, arrays, strict=True))
         batch = given[names[0]].shape[0]
         if input == "z":
             given.setdefault("c", jnp.zeros((batch, 0), jnp.float32))
             given.setdefault("psi", jnp.float32(1))
         given.setdefault("noise_seed", jnp.uint32(0))
-        order = (*per_image, *(("psi",) if input == "z" else ()), "noise_seed")
-        args = [given[k] for k in order]
-        if family.batch_styles:
-            shared = args[len(per_image):]
-
-            def one(*rows):
-                return render(variables, *(r[None] for r in rows), *shared)[0]
-
-            x = jax.vmap(one)(*args[:len(per_image)])
-        else:
-            x = render(variables, *args)
+        order = ("ws",) if input == "w" else ("z", "c", "psi")
+        x = render(variables, *(given[k] for k in order), given["noise_seed"])
         return images.to_uint8(x, xp=jnp)
 
     details = dict(family=family.name, resolution=res, channels=channels, z_dim=int(G.z_dim),
@@ -143,5 +141,5 @@ def build(net: Network, input: str = "z", noise_mode: str = "const") -> Program:
                    truncation=family.truncation)
     if input == "w":
         details.update(num_ws=inputs[0].shape[1], w_dim=inputs[0].shape[2])
-    return Program(fn, tuple(inputs), Tensor("images", (BATCH, res, res, channels), "uint8"),
-                   details)
+    return Program(apply, net.variables, tuple(inputs),
+                   Tensor("images", (BATCH, res, res, channels), "uint8"), details)

@@ -27,11 +27,11 @@ def _poly(shape) -> str:
         ",)" if len(shape) == 1 else ")")
 
 
-def write(program: Program, directory: Path) -> dict:
+def write(program: Program, directory: Path, platforms=PLATFORMS) -> dict:
     converted = jax2tf.convert(program.fn, polymorphic_shapes=[_poly(t.shape)
                                                                for t in program.inputs],
                                with_gradient=False,
-                               native_serialization_platforms=PLATFORMS)
+                               native_serialization_platforms=tuple(platforms))
     spec = [tf.TensorSpec([None if d == BATCH else d for d in t.shape], t.dtype, name=t.name)
             for t in program.inputs]
     module = tf.Module()
@@ -39,7 +39,7 @@ def write(program: Program, directory: Path) -> dict:
                                   input_signature=spec, autograph=False)
     tf.saved_model.save(module, str(directory),
                         signatures={SIGNATURE: module.generate.get_concrete_function()})
-    return dict(signature=SIGNATURE, output_key=OUTPUT, platforms=list(PLATFORMS))
+    return dict(signature=SIGNATURE, output_key=OUTPUT, platforms=list(platforms))
 
 
 def load(directory: Path, manifest: dict):

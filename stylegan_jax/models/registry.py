@@ -43,6 +43,11 @@ class Family:
     input_transform: bool = False
     batch_styles: bool = False
 
+    def each_image_alone(self, G: nn.Module) -> nn.Module:
+        """G computing every image of a batch as if it were rendered alone (StyleGAN3:
+        styles normalised per image), in one batched program."""
+        return G.clone(per_image_styles=True) if self.batch_styles else G
+
     def resolution(self, G: nn.Module) -> int:
         return G.resolution if self.lod else G.img_resolution
 

@@ -140,6 +140,16 @@ def layer_specs(
     return inp, specs
 
 
+def _column(x: jax.Array, i: int, axis: int = 1) -> jax.Array:
+    """x[:, i] (on `axis`) as a static slice: under a symbolic batch (an exported
+    generator) indexing becomes a gather, which TFLite's converter refuses."""
+    return jax.lax.index_in_dim(x, i, axis=axis, keepdims=False)
+
+
+def _columns(x: jax.Array, start: int, stop: int, axis: int = 1) -> jax.Array:
+    return jax.lax.slice_in_dim(x, start, stop, axis=axis)
+
+
 def _fourier_freqs(key, channels: int, bandwidth: float) -> tuple[jax.Array, jax.Array]:
     """Random frequencies in the disc of radius `bandwidth` (the official draw: normal
     directions, radii squashed by exp(r^2)^(1/4)) and phases uniform in [-0.5, 0.5)."""
@@ -182,17 +192,20 @@ class SynthesisInput(nn.Module):
         weight = self.param("weight", nn.initializers.normal(1.0), (c, c))
 
         t = TransformAffine(name="affine")(w)
-        t = t / jnp.linalg.norm(t[:, :2], axis=1, keepdims=True)
-        rc, rs, tx, ty = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
-        one, zero = jnp.ones_like(rc), jnp.zeros_like(rc)
-        # Inverse rotation, then inverse translation, then the user's transform.
-        m_r = jnp.stack([jnp.stack([rc, -rs, zero], 1), jnp.stack([rs, rc, zero], 1),
-                         jnp.stack([zero, zero, one], 1)], 1)
-        m_t = jnp.stack([jnp.stack([one, zero, -tx], 1), jnp.stack([zero, one, -ty], 1),
-                         jnp.stack([zero, zero, one], 1)], 1)
-        transforms = m_r @ m_t @ user[None]
-        phases = phases[None] + (freqs[None] @ transforms[:, :2, 2:])[..., 0]  # [N, C]
-        freqs = freqs[None] @ transforms[:, :2, :2]  # [N, C, 2]
+        t = t / jnp.linalg.norm(_columns(t, 0, 2), axis=1, keepdims=True)
+        rc, rs, tx, ty = (_column(t, i) for i in range(4))
+        # Inverse rotation, then inverse translation, then the user's transform; rows 0-1
+        # of that matrix product, written out: the products are per image 3x3 and 2x2
+        # ones, which batched matmuls would turn into reshapes ONNX runtimes get wrong
+        # under a dynamic batch.
+        rt = [jnp.stack([rc, -rs, -rc * tx + rs * ty], 1),  # [N, 3] each
+              jnp.stack([rs, rc, -rs * tx - rc * ty], 1)]
+        m = [sum(_column(row, j)[:, None] * user[j] for j in range(3))
+             for row in rt]  # rows 0 and 1, [N, 3] each
+        phases = phases[None] + sum(freqs[None, :, k] * _column(m[k], 2)[:, None]
+                                    for k in range(2))  # [N, C]
+        freqs = sum(freqs[None, :, k, None] * _columns(m[k], 0, 2)[:, None, :]
+                    for k in range(2))  # [N, C, 2]
         # Fade out frequencies the user transform pushed beyond the band.
         amplitudes = jnp.clip(1 - (jnp.linalg.norm(freqs, axis=2) - self.bandwidth)
                               / (self.sampling_rate / 2 - self.bandwidth), 0, 1)
@@ -200,19 +213,27 @@ class SynthesisInput(nn.Module):
         coords = (np.arange(self.size) + 0.5 - self.size / 2) / self.sampling_rate
         gx, gy = np.meshgrid(coords, coords)  # [H, W]: x varies along W
         grid = jnp.asarray(np.stack([gx, gy], -1), jnp.float32)  # [H, W, 2]
-        x = jnp.einsum("hwk,nck->nhwc", grid, freqs) + phases[:, None, None, :]
+        x = sum(grid[None, :, :, k, None] * _column(freqs, k, axis=2)[:, None, None, :]
+                for k in range(2)) + phases[:, None, None, :]  # [N, H, W, C]
         x = jnp.sin(x * (2 * np.pi)) * amplitudes[:, None, None, :]
-        return x @ (weight * (1 / math.sqrt(c)))
+        # A 1x1 convolution: a matmul on NHWC would reshape through the batch, which ONNX
+        # runtimes get wrong under a dynamic batch.
+        w = (weight * (1 / math.sqrt(c)))[None, None]
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def modulated_conv(x, weight, styles, demodulate: bool, padding: int, input_gain):
+def modulated_conv(x, weight, styles, demodulate: bool, padding: int, input_gain,
+                   per_image_styles: bool = False):
     """StyleGAN3's modulated conv: with demodulation, weights and styles are first
-    normalised to unit RMS (styles over the whole batch, as the official code does);
+    normalised to unit RMS (styles over the whole batch, as the official code does, or
+    with `per_image_styles` over each image's own: every image as in a batch of one);
     the input gain scales the modulated weights after demodulation."""
     if demodulate:
         w32 = weight.astype(jnp.float32)
         weight = w32 * jax.lax.rsqrt(jnp.mean(jnp.square(w32), axis=(0, 1, 2), keepdims=True))
-        styles = styles * jax.lax.rsqrt(jnp.mean(jnp.square(styles)))
+        styles = styles * jax.lax.rsqrt(jnp.mean(jnp.square(styles), axis=-1 if
+                                                 per_image_styles else None, keepdims=True))
     x = ops.modulated_conv2d(x, weight, styles, demodulate=demodulate, padding=padding)
     return x * input_gain.astype(x.dtype)
 
@@ -226,6 +247,7 @@ class SynthesisLayer(nn.Module):
     magnitude_ema_beta: float = 0.999
     dtype: jnp.dtype = jnp.float32
     axis_name: str | None = None  # average the input magnitude over this device axis
+    per_image_styles: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array, update_emas: bool = False) -> jax.Array:
@@ -249,7 +271,7 @@ class SynthesisLayer(nn.Module):
                             (k, k, s.in_channels, s.out_channels))
         bias = self.param("bias", nn.initializers.zeros_init(), (s.out_channels,))
         x = modulated_conv(x.astype(self.dtype), weight, styles, not s.is_torgb, k - 1,
-                           input_gain)
+                           input_gain, self.per_image_styles)
         # Only the convolution runs in `dtype`: the filters in bfloat16 (8-bit taps) put
         # the 32 px reference images 4-9 % off instead of 2 %.
         x = filtered_lrelu(
@@ -278,6 +300,7 @@ class SynthesisNetwork(nn.Module):
     magnitude_ema_beta: float = 0.999
     num_bf16_res: int = 0
     axis_name: str | None = None
+    per_image_styles: bool = False
 
     @property
     def num_ws(self) -> int:
@@ -301,7 +324,7 @@ class SynthesisNetwork(nn.Module):
                              f"got {self.num_bf16_res!r}")
         ws = ws.astype(jnp.float32)
         inp, specs = self.specs()
-        x = SynthesisInput(*inp, name="input")(ws[:, 0])
+        x = SynthesisInput(*inp, name="input")(_column(ws, 0))
         for idx, spec in enumerate(specs):
             # The official fp16 rule, on sampling rates: the num_bf16_res highest.
             low = self.num_bf16_res == -1 or (
@@ -309,8 +332,9 @@ class SynthesisNetwork(nn.Module):
             x = SynthesisLayer(
                 spec, conv_clamp=self.conv_clamp, magnitude_ema_beta=self.magnitude_ema_beta,
                 dtype=jnp.bfloat16 if low and self.num_bf16_res != 0 else jnp.float32,
-                axis_name=self.axis_name, name=spec.name,
-            )(x, ws[:, idx + 1], update_emas)
+                axis_name=self.axis_name, per_image_styles=self.per_image_styles,
+                name=spec.name,
+            )(x, _column(ws, idx + 1), update_emas)
         if self.output_scale != 1:
             x = x * jnp.asarray(self.output_scale, x.dtype)
         return x.astype(jnp.float32)
@@ -341,6 +365,9 @@ class Generator(nn.Module):
     magnitude_ema_beta: float = 0.999
     num_bf16_res: int = 0
     axis_name: str | None = None
+    # Styles normalised per image instead of over the batch (the official rule): every image
+    # as if rendered alone, in one batched program (exported generators).
+    per_image_styles: bool = False
 
     def setup(self):
         check_resolution(self.img_resolution)
@@ -354,7 +381,7 @@ class Generator(nn.Module):
             output_scale=self.output_scale, conv_kernel=self.conv_kernel,
             use_radial_filters=self.use_radial_filters, conv_clamp=self.conv_clamp,
             magnitude_ema_beta=self.magnitude_ema_beta, num_bf16_res=self.num_bf16_res,
-            axis_name=self.axis_name,
+            axis_name=self.axis_name, per_image_styles=self.per_image_styles,
         )
         self.mapping = MappingNetwork(
             z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim, num_ws=self.num_ws,

@@ -66,6 +66,18 @@ def _pair(v, name: str) -> tuple[int, int]:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
 def _conv(x, w, strides: tuple, padding: Pairs, lhs_dil: tuple, rhs_dil: tuple, groups: int):
     def conv(x, w, padding=padding):
+        spans = [(k - 1) * r for k, r in zip(w.shape[:2], rhs_dil, strict=True)]
+        if lhs_dil != (1, 1) and any(p > s for pair, s in zip(padding, spans, strict=True)
+                                     for p in pair):
+            # A transposed convolution padded beyond the kernel's span: the outer rows and
+            # columns see only padding, so they are zeros, padded on afterwards. The same
+            # numbers; TFLite's converter only takes a transposed convolution this way.
+            inner = tuple((min(lo, s), min(hi, s)) for (lo, hi), s in zip(padding, spans,
+                                                                            strict=True))
+            y = conv(x, w, inner)
+            outer = [(0, 0)] + [(lo - a, hi - b) for (lo, hi), (a, b) in
+                                zip(padding, inner, strict=True)] + [(0, 0)]
+            return jnp.pad(y, outer)
         return jax.lax.conv_general_dilated(
             x, w, strides, padding, lhs_dilation=lhs_dil, rhs_dilation=rhs_dil,
             dimension_numbers=_DN, feature_group_count=groups)

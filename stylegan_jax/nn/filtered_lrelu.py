@@ -52,9 +52,13 @@ Pads = tuple[tuple[int, int], ...]  # (lo, hi) per axis; negative crops
 
 
 def _pad(x: jax.Array, axes: Sequence[int], pads: Pads) -> jax.Array:
+    """Zero padding; a negative pad crops, written as a slice (TFLite's converter aborts on
+    a negative pad under a symbolic batch)."""
     cfg = [(0, 0, 0)] * x.ndim
     for ax, (lo, hi) in zip(axes, pads, strict=True):
-        cfg[ax] = (lo, hi, 0)
+        if lo < 0 or hi < 0:
+            x = jax.lax.slice_in_dim(x, max(-lo, 0), x.shape[ax] - max(-hi, 0), axis=ax)
+        cfg[ax] = (max(lo, 0), max(hi, 0), 0)
     return jax.lax.pad(x, jnp.zeros((), x.dtype), cfg)
 
 

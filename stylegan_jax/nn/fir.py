@@ -53,9 +53,9 @@ def _taps_pass(x: jax.Array, taps: np.ndarray, axis: int, down: int) -> jax.Arra
     for i, tap in enumerate(taps):
         if tap == 0:
             continue
-        sl = [slice(None)] * x.ndim
-        sl[axis] = slice(i, i + down * (n_out - 1) + 1, down)
-        term = x[tuple(sl)] * jnp.asarray(tap, x.dtype)
+        # A static strided slice (indexing becomes a gather under a symbolic batch).
+        term = jax.lax.slice_in_dim(x, i, i + down * (n_out - 1) + 1, down, axis)
+        term = term * jnp.asarray(tap, x.dtype)
         out = term if out is None else out + term
     return out
 
