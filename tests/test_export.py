@@ -15,15 +15,14 @@ import sys
 import textwrap
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_generators import progan_conditional, stylegan3_conditional, stylegan_v1, visible
 
 from stylegan_jax import cli, pretrained
 from stylegan_jax.export import artifact, formats, program, savedmodel, stablehlo
 from stylegan_jax.generate import generate_images, images_from_ws, ws_for_seeds
-from stylegan_jax.models import progan, stylegan, stylegan3
 from stylegan_jax.models.registry import Network, random_generator
 from stylegan_jax.models.sampling import labels_for, latents_for_seeds
 from stylegan_jax.serve.engine import Engine
@@ -33,44 +32,14 @@ from stylegan_jax.store.networks import save_networks
 SEEDS = [3, 7, 11]
 
 
-def visible(net: Network) -> Network:
-    """w_avg and noise strengths off zero, so truncation and noise change the image."""
-    names = ("w_avg", "dlatent_avg", "noise_strength")
-    variables = jax.tree_util.tree_map_with_path(
-        lambda path, a: a + 0.3 if any(getattr(k, "key", None) in names for k in path) else a,
-        net.variables)
-    return Network(net.module, variables, net.lod)
-
-
-def _stylegan3():
-    G = stylegan3.Generator(z_dim=16, c_dim=2, w_dim=16, img_resolution=16, img_channels=3,
-                            channel_base=256, channel_max=16, num_layers=4, num_critical=1)
-    return visible(Network(G, jax.jit(G.init)(jax.random.key(0), jnp.zeros((1, 16)),
-                                              jnp.zeros((1, 2)))))
-
-
-def _stylegan_v1():
-    G = stylegan.Generator(num_channels=3, resolution=16, latent_size=16, dlatent_size=16,
-                           mapping_layers=2, mapping_fmaps=16, fmap_base=128, fmap_max=16)
-    rngs = {"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(0)}
-    return visible(Network(G, G.init(rngs, jnp.zeros((1, 16)), jnp.zeros((1, 0)))))
-
-
-def _progan():
-    G = progan.Generator(num_channels=3, resolution=16, latent_size=16, label_size=2,
-                         fmap_base=128, fmap_max=16)
-    v = G.init(jax.random.PRNGKey(0), jnp.zeros((1, 16)), jnp.zeros((1, 2)))
-    return Network(G, jax.tree_util.tree_map(lambda a: a + 0.05, v), lod=0.5)
-
-
 # family -> (network, noise mode, psi, class, most levels an image may differ by)
 CASES = {
     "stylegan2": (lambda: visible(random_generator(8)), "const", 0.5, None, 0),
     "stylegan2-random-noise": (lambda: visible(random_generator(8)), "random", 1.0, None, 0),
-    "stylegan3": (_stylegan3, "const", 0.7, 1, 0),
+    "stylegan3": (stylegan3_conditional, "const", 0.7, 1, 0),
     # StyleGAN v1's matmuls round differently at other batch sizes on XLA:CPU.
-    "stylegan": (_stylegan_v1, "const", 0.7, None, 1),
-    "progan": (_progan, "const", 1.0, 1, 0),
+    "stylegan": (stylegan_v1, "const", 0.7, None, 1),
+    "progan": (progan_conditional, "const", 1.0, 1, 0),
 }
 
 
@@ -166,7 +135,7 @@ def test_tflite_float16_weights_are_held_to_a_bound(tmp_path):
     assert np.abs(got.astype(int) - generate_images(net, SEEDS, 0.5, batch_size=3)).max() <= 1
     with pytest.raises(ValueError, match=r"float16 weights move this generator's images by up "
                        r"to \d+ levels"):
-        formats.writer("tflite-f16")(program.build(_stylegan_v1()), tmp_path)
+        formats.writer("tflite-f16")(program.build(stylegan_v1()), tmp_path)
     for fmt in ("tflite", "onnx"):
         with pytest.raises(ValueError, match=f"--format {fmt} --noise-mode random: TFLite "
                            "cannot carry"):
@@ -282,9 +251,9 @@ def test_bad_requests_are_one_line_and_leave_nothing(tmp_path, capsys):
 
 def test_options_a_family_cannot_carry_are_refused(tmp_path):
     with pytest.raises(ValueError, match="ProGAN maps z straight to images"):
-        program.build(_progan(), "w")
+        program.build(progan_conditional(), "w")
     with pytest.raises(ValueError, match="--noise-mode random: a stylegan3 generator has no"):
-        program.build(_stylegan3(), "z", "random")
+        program.build(stylegan3_conditional(), "z", "random")
     with pytest.raises(ValueError, match="--input 'x'"):
         program.build(random_generator(8), "x")
 

@@ -20,17 +20,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
+from tiny_generators import progan_conditional, stylegan3_conditional, stylegan_v1, visible
 
 from stylegan_jax import cli
 from stylegan_jax.generate import generate_images
-from stylegan_jax.models import progan, stylegan, stylegan3
-from stylegan_jax.models.registry import Network, random_generator
+from stylegan_jax.models.registry import random_generator
 from stylegan_jax.serve import command, launch
 from stylegan_jax.serve.app import create_app
 from stylegan_jax.serve.batcher import Batcher, Overloaded
@@ -38,16 +36,6 @@ from stylegan_jax.serve.engine import Engine, default_buckets
 from stylegan_jax.store.networks import save_networks
 
 RES = 32
-
-
-def visible(net: Network) -> Network:
-    """Moves w_avg and the noise strengths off zero, where a fresh network has them, so
-    that truncation and noise change the image."""
-    names = ("w_avg", "dlatent_avg", "noise_strength")
-    variables = jax.tree_util.tree_map_with_path(
-        lambda path, a: a + 0.3 if any(getattr(k, "key", None) in names for k in path) else a,
-        net.variables)
-    return Network(net.module, variables, net.lod)
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -241,7 +229,7 @@ class GatedEngine:
 def test_flood_beyond_the_queue_gets_503_with_retry_after():
     """One request blocks in the generator, 8 fill the queue; the next 4 are refused at
     once with Retry-After, and the 9 held ones are answered once the generator frees."""
-    engine = Engine(_progan_conditional(), max_batch=2)
+    engine = Engine(progan_conditional(), max_batch=2)
     engine.warm_up()
     gated = GatedEngine(engine)
     with serve_in_thread(create_app(gated, "gated", window_s=0, queue_limit=8)) as c:
@@ -323,20 +311,6 @@ def test_sigterm_right_after_the_url_line_stops_the_server(network_dir):
 
 # In-process: every family through the engine and the app, against `generate_images`.
 
-def _stylegan_v1():
-    G = stylegan.Generator(num_channels=3, resolution=16, latent_size=16, dlatent_size=16,
-                           mapping_layers=2, mapping_fmaps=16, fmap_base=128, fmap_max=16)
-    rngs = {"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(0)}
-    return visible(Network(G, G.init(rngs, jnp.zeros((1, 16)), jnp.zeros((1, 0)))))
-
-
-def _progan_conditional():
-    G = progan.Generator(num_channels=3, resolution=16, latent_size=16, label_size=2,
-                         fmap_base=128, fmap_max=16)
-    v = G.init(jax.random.PRNGKey(0), jnp.zeros((1, 16)), jnp.zeros((1, 2)))
-    return Network(G, jax.tree_util.tree_map(lambda a: a + 0.05, v), lod=0.5)
-
-
 @pytest.mark.parametrize("family", ["stylegan2-random-noise", "stylegan", "progan"])
 def test_every_family_renders_what_generate_renders(family):
     """Seeds 7 and 123 share a batch; each must equal a lone `generate` of it, in
@@ -346,8 +320,8 @@ def test_every_family_renders_what_generate_renders(family):
     net, mode, psis, classes = {
         "stylegan2-random-noise": (visible(random_generator(8)), "random", [0.5, 1.0],
                                    [None, None]),
-        "stylegan": (_stylegan_v1(), "const", [0.7, 1.0], [None, None]),
-        "progan": (_progan_conditional(), "const", [1.0, 1.0], [1, 0]),
+        "stylegan": (stylegan_v1(), "const", [0.7, 1.0], [None, None]),
+        "progan": (progan_conditional(), "const", [1.0, 1.0], [1, 0]),
     }[family]
     engine = Engine(net, mode, max_batch=2)
     engine.warm_up()
@@ -386,7 +360,7 @@ def serve_in_thread(app):
 
 
 def test_progan_and_labels_through_the_app():
-    engine = Engine(_progan_conditional(), max_batch=2)
+    engine = Engine(progan_conditional(), max_batch=2)
     engine.warm_up()
     with serve_in_thread(create_app(engine, "progan-tiny")) as c:
         info = c.get("/api/info").json()
@@ -398,14 +372,14 @@ def test_progan_and_labels_through_the_app():
             assert r.status_code == 400 and r.json()["parameter"] == name, r.text
         r = c.get("/api/image", params={"seed": 7, "class": 1})
         assert r.status_code == 200 and r.headers["x-class"] == "1"
-        want = generate_images(_progan_conditional(), [7], class_idx=1)[0]
+        want = generate_images(progan_conditional(), [7], class_idx=1)[0]
         np.testing.assert_array_equal(decode(r.content), want)
         page = c.get("/", params={"seed": 7, "class": 1}).text
         assert 'src="/api/image?seed=7&amp;class=1"' in page  # no psi: ProGAN has none
 
 
 def test_bad_server_defaults_name_the_flag():
-    engine = Engine(_progan_conditional(), max_batch=1)
+    engine = Engine(progan_conditional(), max_batch=1)
     from stylegan_jax.serve.params import BadParameter, Defaults
 
     with pytest.raises(BadParameter, match="--trunc"):
@@ -473,12 +447,8 @@ SG3_RES = 16
 
 @pytest.fixture(scope="module")
 def stylegan3_dir(tmp_path_factory):
-    G = stylegan3.Generator(z_dim=16, c_dim=2, w_dim=16, img_resolution=SG3_RES,
-                            img_channels=3, channel_base=256, channel_max=16, num_layers=4,
-                            num_critical=1)
-    v = jax.jit(G.init)(jax.random.key(0), jnp.zeros((1, 16)), jnp.zeros((1, 2)))
     return save_networks(tmp_path_factory.mktemp("serve3") / "tiny3",
-                         {"G_ema": visible(Network(G, v))})
+                         {"G_ema": stylegan3_conditional(SG3_RES)})
 
 
 @pytest.fixture(scope="module")
