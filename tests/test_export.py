@@ -291,3 +291,26 @@ def test_bench_export_prints_a_row_per_format(capsys):
         assert r["mib"] > 0 and r["cold_s"] > 0 and r["export_s"] > 0
         assert all(r["per_batch"][b] > 0 for b in ("1", "2"))
     assert sum(line.startswith("| stablehlo |") for line in out) == 1
+
+
+@pytest.mark.slow  # a full-size official StyleGAN3 synthesis network through two converters
+def test_official_stylegan3_pickle_exports_to_onnx_with_nvidias_images(tmp_path):
+    """An official-layout StyleGAN3 pickle -> `export --format onnx --input w` -> onnxruntime
+    on the reference ws: NVIDIA's images within one 8-bit level."""
+    from official_fixtures import nchw_to_nhwc, subdict
+    from official_pickle import dump, records_from_state_dict
+    from test_stylegan3_official import FILES, official_generator, official_kwargs
+
+    path = next(f for f in FILES if not official_generator(f)[0].get("transform"))
+    meta, arrays, _, _ = official_generator(path)
+    rec = records_from_state_dict("Generator", official_kwargs(meta), subdict(arrays, "G/"))
+    rec.module_src = "class SynthesisInput(torch.nn.Module): pass\n"
+    dump({"G": rec, "G_ema": rec, "D": None, "training_set_kwargs": {}}, tmp_path / "n.pkl")
+    out = tmp_path / "sg3-onnx"
+    assert cli.main(["export", "--network", str(tmp_path / "n.pkl"), "--format", "onnx",
+                     "--input", "w", "--out", str(out)]) == 0
+    m, call = formats.open_artifact(out)
+    assert (m["family"], m["input"], m["opset"]) == ("stylegan3", "w", 18)
+    got = call(ws=np.asarray(arrays["io/ws_notrunc"], np.float32)).astype(np.float32)
+    want = np.clip(np.asarray(nchw_to_nhwc(arrays["io/img_notrunc"])) * 127.5 + 128, 0, 255)
+    assert np.abs(got - want.reshape(got.shape)).max() <= 1.0
