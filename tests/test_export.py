@@ -27,6 +27,7 @@ from stylegan_jax.models.registry import Network, random_generator
 from stylegan_jax.models.sampling import labels_for, latents_for_seeds
 from stylegan_jax.serve.engine import Engine
 from stylegan_jax.serve.exported import ExportedEngine
+from stylegan_jax.store.load import load_generator
 from stylegan_jax.store.networks import save_networks
 
 SEEDS = [3, 7, 11]
@@ -314,3 +315,28 @@ def test_official_stylegan3_pickle_exports_to_onnx_with_nvidias_images(tmp_path)
     got = call(ws=np.asarray(arrays["io/ws_notrunc"], np.float32)).astype(np.float32)
     want = np.clip(np.asarray(nchw_to_nhwc(arrays["io/img_notrunc"])) * 127.5 + 128, 0, 255)
     assert np.abs(got - want.reshape(got.shape)).max() <= 1.0
+
+
+def test_a_missing_converter_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "stylegan_jax.export.onnx", raising=False)
+    code, err = _export(capsys, "--format", "onnx", "--out", str(tmp_path / "x"))
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--format onnx needs onnxruntime" in err and "stylegan-jax[export]" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_training_run_exports_its_newest_checkpoint(tiny_run, tmp_path):
+    workdir, _, _ = tiny_run
+    out = tmp_path / "run-export"
+    assert cli.main(["export", "--network", str(workdir), "--format", "stablehlo", "--out",
+                     str(out)]) == 0
+    m, call = formats.open_artifact(out)
+    assert m["source"] == str(workdir)
+    net = load_generator(workdir)
+    given = dict(z=latents_for_seeds(SEEDS, m["z_dim"]), psi=np.float32(0.5),
+                 c=labels_for(0 if m["c_dim"] else None, m["c_dim"], len(SEEDS)))
+    got = call(**{t["name"]: given[t["name"]] for t in m["inputs"]})
+    want = generate_images(net, SEEDS, 0.5, class_idx=0 if m["c_dim"] else None,
+                           batch_size=len(SEEDS))
+    np.testing.assert_array_equal(got, want)
