@@ -73,11 +73,6 @@ class Program:
                     inputs=[_tensor_json(t) for t in self.inputs],
                     output=_tensor_json(self.output), **self.details)
 
-    def example_args(self, batch: int) -> list[jax.ShapeDtypeStruct]:
-        """Concrete argument shapes for `batch` (for runtimes that need a fixed batch)."""
-        return [jax.ShapeDtypeStruct(tuple(batch if d == BATCH else d for d in t.shape),
-                                     jnp.dtype(t.dtype)) for t in self.inputs]
-
 
 def _tensor_json(t: Tensor) -> dict[str, Any]:
     d = asdict(t)
