@@ -85,7 +85,8 @@ def test_w_input_is_the_synthesis_network_alone():
         {"name": "noise_seed", "shape": [], "dtype": "uint32"}]
 
 
-@pytest.mark.parametrize("family", ["stylegan2-random-noise", "stylegan3", "progan"])
+@pytest.mark.parametrize("family", ["stylegan2-random-noise", "stylegan3", "stylegan",
+                                    "progan"])
 def test_savedmodel_images_are_generates_for_any_batch(family, tmp_path):
     make, mode, psi, cls, levels = CASES[family]
     net = make()
@@ -100,8 +101,8 @@ def test_savedmodel_images_are_generates_for_any_batch(family, tmp_path):
         got = call(**{t["name"]: given[t["name"]] for t in m["inputs"]})
         want = generate_images(net, seeds, psi, class_idx=cls, noise_mode=mode,
                                batch_size=len(seeds))
-        assert got.dtype == np.uint8
-        np.testing.assert_array_equal(got, want)
+        assert got.dtype == np.uint8 and got.shape == want.shape
+        assert np.abs(got.astype(int) - want).max() <= levels, family
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
