@@ -81,9 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _inputs(manifest: dict, batch: int) -> dict:
     z = latents_for_seeds(list(range(batch)), manifest["z_dim"])
     c = np.zeros((batch, manifest["c_dim"]), np.float32)
-    c[:, :1] = 1
-    given = dict(z=z, c=c, psi=np.float32(1), noise_seed=np.uint32(0))
-    return {t["name"]: given[t["name"]] for t in manifest["inputs"]}
+    c[:, :1] = 1  # class 0 where there are classes
+    return program.arguments(manifest["inputs"], z, c)
 
 
 def _time(call, min_seconds: float) -> tuple[float, int]:
@@ -140,14 +139,13 @@ def run(args: argparse.Namespace) -> int:
                                      args.min_seconds)[0]
             rows.append(dict(format=fmt, export_s=export_s, mib=mib,
                              cold_s=cold_start(fmt, path), per_batch=per_batch))
-    _print(rows, batches, name, net)
+    _print(rows, batches, name, prog.describe())
     if args.json:
         print(json.dumps(dict(network=name, batches=batches, rows=rows)))
     return 0
 
 
-def _print(rows: list[dict], batches: list[int], name: str, net) -> None:
-    m = program.build(net).describe()
+def _print(rows: list[dict], batches: list[int], name: str, m: dict) -> None:
     print(f"{name}: {m['family']} {m['resolution']}², {jax.devices()[0].device_kind}, "
           f"jax {jax.__version__}")
     head = "| format | export s | MiB | cold start s | " + " | ".join(

@@ -8,24 +8,15 @@ of producing wrong images.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from stylegan_jax.atomic import new_directory, write_error
 from stylegan_jax.export.program import CONVENTION, Program
-from stylegan_jax.metrics.provenance import software
+from stylegan_jax.metrics.provenance import sha256_of, software
 
 MANIFEST = "export.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write(dest: str | Path, fmt: str, program: Program, write_payload, source: str,
@@ -38,7 +29,7 @@ def write(dest: str | Path, fmt: str, program: Program, write_payload, source: s
     try:
         with new_directory(dest, replace=True) as tmp:
             about = write_payload(program, tmp)
-            files = {p.relative_to(tmp).as_posix(): _sha256(p)
+            files = {p.relative_to(tmp).as_posix(): sha256_of(p)
                      for p in sorted(tmp.rglob("*")) if p.is_file()}
             manifest = dict(format=fmt, **program.describe(), **about, source=source,
                             software=software(), files=files)
@@ -72,7 +63,7 @@ def read_manifest(path: str | Path, formats: tuple[str, ...] | None = None) -> d
         if not f.is_file():
             raise ValueError(f"{path}: {name} is missing (listed in {MANIFEST}); the artifact "
                              "is incomplete")
-        if _sha256(f) != digest:
+        if sha256_of(f) != digest:
             raise ValueError(f"{f}: its content does not match the sha256 in {MANIFEST} "
                              "(damaged or edited); export the generator again")
     return manifest

@@ -28,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from stylegan_jax import images
 from stylegan_jax.models.registry import Network, family_of
@@ -72,6 +73,14 @@ class Program:
         return dict(calling_convention=CONVENTION,
                     inputs=[_tensor_json(t) for t in self.inputs],
                     output=_tensor_json(self.output), **self.details)
+
+
+def arguments(inputs, z, c=None, psi=1.0, noise_seed=0) -> dict[str, Any]:
+    """The named arguments of a call with this convention: of z, c, psi and noise_seed,
+    those that `inputs` (Tensors, or export.json's input records) name."""
+    given = dict(z=z, c=c, psi=np.float32(psi), noise_seed=np.uint32(noise_seed))
+    names = [t.name if isinstance(t, Tensor) else t["name"] for t in inputs]
+    return {name: given[name] for name in names}
 
 
 def _tensor_json(t: Tensor) -> dict[str, Any]:

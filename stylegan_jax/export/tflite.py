@@ -10,15 +10,17 @@ is refused; const and none export. Running one needs only `ai-edge-litert` (in t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from stylegan_jax.export import savedmodel
-from stylegan_jax.export.program import Program
+from stylegan_jax.export.program import Program, arguments
 
 tf = savedmodel.tf
 PAYLOAD = "generator.tflite"
@@ -41,20 +43,32 @@ def first_error(text: str) -> str:
     return lines[-1] if lines else "(no message)"
 
 
-def convert(program: Program, float16: bool = False) -> bytes:
-    """The .tflite bytes of `program`."""
+@contextlib.contextmanager
+def _saved_model(program: Program) -> Iterator[str]:
+    """The program as a CPU SavedModel in a temporary directory, without the optimization
+    barrier (TFLite folds the weights into its constants)."""
     with tempfile.TemporaryDirectory() as tmp:
         savedmodel.write(dataclasses.replace(program, barrier=False), Path(tmp),
                          platforms=("cpu",))
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        if float16:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        try:
-            return converter.convert()
-        except Exception as e:  # the converter's errors have no common type
-            raise ValueError(f"the TFLite converter (tensorflow {tf.__version__}) refused "
-                             f"this generator: {first_error(str(e))}") from None
+        yield tmp
+
+
+def _tflite(saved_model: str, float16: bool) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    if float16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    try:
+        return converter.convert()
+    except Exception as e:  # the converter's errors have no common type
+        raise ValueError(f"the TFLite converter (tensorflow {tf.__version__}) refused "
+                         f"this generator: {first_error(str(e))}") from None
+
+
+def convert(program: Program) -> bytes:
+    """The float32 .tflite bytes of `program`."""
+    with _saved_model(program) as saved:
+        return _tflite(saved, float16=False)
 
 
 def _run(data: bytes, inputs: dict):
@@ -62,15 +76,15 @@ def _run(data: bytes, inputs: dict):
     return interpreter.get_signature_runner(savedmodel.SIGNATURE)(**inputs)[savedmodel.OUTPUT]
 
 
-def check_float16(program: Program, data16: bytes) -> int:
+def check_float16(program: Program, data16: bytes, data32: bytes) -> int:
     """Levels by which float16 weights move images of 4 latents against float32 weights;
     refused above F16_LEVELS (a constant that float16 cannot hold, e.g. an epsilon of
     1e-8 that becomes 0, turns an image into NaNs)."""
-    c_dim = program.details["c_dim"]
-    given = dict(z=np.random.RandomState(0).randn(4, program.details["z_dim"]).astype(
-        np.float32), c=np.eye(4, c_dim, dtype=np.float32), psi=np.float32(1))
-    inputs = {t.name: given[t.name] for t in program.inputs}
-    diff = np.abs(_run(data16, inputs).astype(int) - _run(convert(program), inputs)).max()
+    d = program.details
+    inputs = arguments(program.inputs,
+                       np.random.RandomState(0).randn(4, d["z_dim"]).astype(np.float32),
+                       np.eye(4, d["c_dim"], dtype=np.float32))
+    diff = np.abs(_run(data16, inputs).astype(int) - _run(data32, inputs)).max()
     if diff > F16_LEVELS:
         raise ValueError(f"--format tflite-f16: float16 weights move this generator's images "
                          f"by up to {diff} levels against float32 ones (allowed: "
@@ -80,10 +94,11 @@ def check_float16(program: Program, data16: bytes) -> int:
 
 def write(program: Program, directory: Path, float16: bool = False) -> dict:
     check_carries(program, "tflite-f16" if float16 else "tflite")
-    data = convert(program, float16)
     about = {}
-    if float16:
-        about["float16_levels"] = check_float16(program, data)
+    with _saved_model(program) as saved:  # one SavedModel for both precisions
+        data = _tflite(saved, float16)
+        if float16:
+            about["float16_levels"] = check_float16(program, data, _tflite(saved, False))
     (directory / PAYLOAD).write_bytes(data)
     return dict(payload=PAYLOAD, signature=savedmodel.SIGNATURE,
                 output_key=savedmodel.OUTPUT, weights="float16" if float16 else "float32",

@@ -148,11 +148,9 @@ class SynthesisLayer(nn.Module):
         if self.use_instance_norm:
             x = ops.instance_norm(x)
         style = self.style(dlatent)
-        # Static slices: indexing becomes a gather under a symbolic batch (an exported
-        # generator), which TFLite's converter refuses.
-        style = style[:, None, None, :]
-        scale = jax.lax.slice_in_dim(style, 0, self.features, axis=3)
-        shift = jax.lax.slice_in_dim(style, self.features, 2 * self.features, axis=3)
+        style = style[:, None, None, :]  # static slices (exportable), not indexing
+        scale = ops.columns(style, 0, self.features, axis=3)
+        shift = ops.columns(style, self.features, 2 * self.features, axis=3)
         return x * (scale + 1) + shift
 
 
@@ -184,8 +182,8 @@ class SynthesisBlock(nn.Module):
 
     def __call__(self, x, dlatents, noise):
         """dlatents: [N, 2, w], this block's two; noise: two [N|1, H, W, 1] or None."""
-        x = self.first(x, jax.lax.index_in_dim(dlatents, 0, 1, keepdims=False), noise[0])
-        return self.second(x, jax.lax.index_in_dim(dlatents, 1, 1, keepdims=False), noise[1])
+        x = self.first(x, ops.column(dlatents, 0), noise[0])
+        return self.second(x, ops.column(dlatents, 1), noise[1])
 
 
 class SynthesisNetwork(nn.Module):
@@ -247,8 +245,7 @@ class SynthesisNetwork(nn.Module):
         def block(m, res, x):
             idx = (2 * res - 4, 2 * res - 3)
             noise = [m._noise(i, dlatents.shape[0], noise_mode) for i in idx]
-            mine = jax.lax.slice_in_dim(dlatents, idx[0], idx[1] + 1, axis=1)
-            return m.blocks[scope(res)](x, mine, noise)
+            return m.blocks[scope(res)](x, ops.columns(dlatents, idx[0], idx[1] + 1), noise)
 
         x = block(self, 2, None)
         return grow_images(self, x, lod, 3, max_lod - 1, block, _torgb)

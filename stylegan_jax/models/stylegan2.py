@@ -189,12 +189,6 @@ class ToRGB(nn.Module):
         return ops.bias_act(x, bias, "linear", clamp=self.conv_clamp)
 
 
-def _w(ws: jax.Array, i: int) -> jax.Array:
-    """ws[:, i] as a static slice: under a symbolic batch (an exported generator) indexing
-    becomes a gather, which TFLite's converter refuses."""
-    return jax.lax.index_in_dim(ws, i, axis=1, keepdims=False)
-
-
 class SynthesisBlock(nn.Module):
     """One resolution of the synthesis network: (const | up-conv) + conv + ToRGB."""
 
@@ -233,7 +227,7 @@ class SynthesisBlock(nn.Module):
             )
             x = jnp.broadcast_to(const.astype(self.dtype), (ws.shape[0], *const.shape))
             x = SynthesisLayer(self.out_channels, name="conv1", **layer)(
-                x, _w(ws, 0), noise_mode
+                x, ops.column(ws, 0), noise_mode
             )
         else:
             x = x.astype(self.dtype)
@@ -244,11 +238,11 @@ class SynthesisBlock(nn.Module):
                     self.out_channels, 1, use_bias=False, up=2,
                     resample_filter=self.resample_filter, name="skip",
                 )(x, gain=math.sqrt(0.5))
-                x = conv0(x, _w(ws, 0), noise_mode)
-                x = y + conv1(x, _w(ws, 1), noise_mode, gain=math.sqrt(0.5))
+                x = conv0(x, ops.column(ws, 0), noise_mode)
+                x = y + conv1(x, ops.column(ws, 1), noise_mode, gain=math.sqrt(0.5))
             else:
-                x = conv0(x, _w(ws, 0), noise_mode)
-                x = conv1(x, _w(ws, 1), noise_mode)
+                x = conv0(x, ops.column(ws, 0), noise_mode)
+                x = conv1(x, ops.column(ws, 1), noise_mode)
 
         if img is not None:
             img = ops.upsample2d(img, f)
@@ -256,7 +250,7 @@ class SynthesisBlock(nn.Module):
             y = ToRGB(
                 self.img_channels, conv_clamp=self.conv_clamp,
                 fused_modconv=self.fused_modconv, name="torgb",
-            )(x, _w(ws, self.num_conv)).astype(jnp.float32)
+            )(x, ops.column(ws, self.num_conv)).astype(jnp.float32)
             img = y if img is None else img + y
         return x, img
 
@@ -317,7 +311,7 @@ class SynthesisNetwork(nn.Module):
                 name=f"b{res}",
             )
             n = block.num_conv + block.num_torgb
-            x, img = block(x, img, jax.lax.slice_in_dim(ws, w_idx, w_idx + n, axis=1), noise_mode)
+            x, img = block(x, img, ops.columns(ws, w_idx, w_idx + n), noise_mode)
             w_idx += block.num_conv
         return img
 

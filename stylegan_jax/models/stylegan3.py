@@ -140,16 +140,6 @@ def layer_specs(
     return inp, specs
 
 
-def _column(x: jax.Array, i: int, axis: int = 1) -> jax.Array:
-    """x[:, i] (on `axis`) as a static slice: under a symbolic batch (an exported
-    generator) indexing becomes a gather, which TFLite's converter refuses."""
-    return jax.lax.index_in_dim(x, i, axis=axis, keepdims=False)
-
-
-def _columns(x: jax.Array, start: int, stop: int, axis: int = 1) -> jax.Array:
-    return jax.lax.slice_in_dim(x, start, stop, axis=axis)
-
-
 def _fourier_freqs(key, channels: int, bandwidth: float) -> tuple[jax.Array, jax.Array]:
     """Random frequencies in the disc of radius `bandwidth` (the official draw: normal
     directions, radii squashed by exp(r^2)^(1/4)) and phases uniform in [-0.5, 0.5)."""
@@ -192,19 +182,19 @@ class SynthesisInput(nn.Module):
         weight = self.param("weight", nn.initializers.normal(1.0), (c, c))
 
         t = TransformAffine(name="affine")(w)
-        t = t / jnp.linalg.norm(_columns(t, 0, 2), axis=1, keepdims=True)
-        rc, rs, tx, ty = (_column(t, i) for i in range(4))
+        t = t / jnp.linalg.norm(ops.columns(t, 0, 2), axis=1, keepdims=True)
+        rc, rs, tx, ty = (ops.column(t, i) for i in range(4))
         # Inverse rotation, then inverse translation, then the user's transform; rows 0-1
         # of that matrix product, written out: the products are per image 3x3 and 2x2
         # ones, which batched matmuls would turn into reshapes ONNX runtimes get wrong
         # under a dynamic batch.
         rt = [jnp.stack([rc, -rs, -rc * tx + rs * ty], 1),  # [N, 3] each
               jnp.stack([rs, rc, -rs * tx - rc * ty], 1)]
-        m = [sum(_column(row, j)[:, None] * user[j] for j in range(3))
+        m = [sum(ops.column(row, j)[:, None] * user[j] for j in range(3))
              for row in rt]  # rows 0 and 1, [N, 3] each
-        phases = phases[None] + sum(freqs[None, :, k] * _column(m[k], 2)[:, None]
+        phases = phases[None] + sum(freqs[None, :, k] * ops.column(m[k], 2)[:, None]
                                     for k in range(2))  # [N, C]
-        freqs = sum(freqs[None, :, k, None] * _columns(m[k], 0, 2)[:, None, :]
+        freqs = sum(freqs[None, :, k, None] * ops.columns(m[k], 0, 2)[:, None, :]
                     for k in range(2))  # [N, C, 2]
         # Fade out frequencies the user transform pushed beyond the band.
         amplitudes = jnp.clip(1 - (jnp.linalg.norm(freqs, axis=2) - self.bandwidth)
@@ -213,7 +203,7 @@ class SynthesisInput(nn.Module):
         coords = (np.arange(self.size) + 0.5 - self.size / 2) / self.sampling_rate
         gx, gy = np.meshgrid(coords, coords)  # [H, W]: x varies along W
         grid = jnp.asarray(np.stack([gx, gy], -1), jnp.float32)  # [H, W, 2]
-        x = sum(grid[None, :, :, k, None] * _column(freqs, k, axis=2)[:, None, None, :]
+        x = sum(grid[None, :, :, k, None] * ops.column(freqs, k, axis=2)[:, None, None, :]
                 for k in range(2)) + phases[:, None, None, :]  # [N, H, W, C]
         x = jnp.sin(x * (2 * np.pi)) * amplitudes[:, None, None, :]
         # A 1x1 convolution: a matmul on NHWC would reshape through the batch, which ONNX
@@ -324,7 +314,7 @@ class SynthesisNetwork(nn.Module):
                              f"got {self.num_bf16_res!r}")
         ws = ws.astype(jnp.float32)
         inp, specs = self.specs()
-        x = SynthesisInput(*inp, name="input")(_column(ws, 0))
+        x = SynthesisInput(*inp, name="input")(ops.column(ws, 0))
         for idx, spec in enumerate(specs):
             # The official fp16 rule, on sampling rates: the num_bf16_res highest.
             low = self.num_bf16_res == -1 or (
@@ -334,7 +324,7 @@ class SynthesisNetwork(nn.Module):
                 dtype=jnp.bfloat16 if low and self.num_bf16_res != 0 else jnp.float32,
                 axis_name=self.axis_name, per_image_styles=self.per_image_styles,
                 name=spec.name,
-            )(x, _column(ws, idx + 1), update_emas)
+            )(x, ops.column(ws, idx + 1), update_emas)
         if self.output_scale != 1:
             x = x * jnp.asarray(self.output_scale, x.dtype)
         return x.astype(jnp.float32)

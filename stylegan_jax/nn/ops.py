@@ -235,6 +235,17 @@ def downscale2d_box(x: jax.Array, factor: int = 2) -> jax.Array:
     return jnp.mean(x.reshape(n, h // factor, factor, w // factor, factor, c), axis=(2, 4))
 
 
+def column(x: jax.Array, i: int, axis: int = 1) -> jax.Array:
+    """x[:, i] (on `axis`) as a static slice: under a symbolic batch (an exported generator)
+    indexing lowers to a gather, which TFLite's converter refuses."""
+    return jax.lax.index_in_dim(x, i, axis=axis, keepdims=False)
+
+
+def columns(x: jax.Array, start: int, stop: int, axis: int = 1) -> jax.Array:
+    """x[:, start:stop] (on `axis`) as a static slice, as `column`."""
+    return jax.lax.slice_in_dim(x, start, stop, axis=axis)
+
+
 def untruncated(psi) -> bool:
     """ψ is the number 1: truncation is skipped at trace time. A traced ψ (an exported
     generator's input) goes through the formula, and the families select the untouched ws

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylegan_jax.export import formats
+from stylegan_jax.export import formats, program
 from stylegan_jax.serve.engine import BucketEngine
 from stylegan_jax.serve.render import Spec
 
@@ -30,14 +30,12 @@ class ExportedEngine(BucketEngine):
             raise ValueError(f"{path}: exported with --input {m['input']}; serve needs an "
                              "artifact taking z (export with --input z)")
         self.manifest = m
-        self.names = [t["name"] for t in m["inputs"]]
         self.spec = Spec(m["family"], m["resolution"], m["channels"], m["z_dim"], m["c_dim"],
                          truncates=m["truncation"], moves=False)
         self.noise_mode = m["noise_mode"]
 
     def _kwargs(self, z, c, psi, seed) -> dict:
-        given = dict(z=z, c=c, psi=np.float32(psi), noise_seed=np.uint32(seed))
-        return {name: given[name] for name in self.names}
+        return program.arguments(self.manifest["inputs"], z, c, psi, seed)
 
     def _compile(self, b: int):
         """The artifact's call, after one run at batch `b` (which compiles that shape)."""

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from stylegan_jax.models import stylegan, stylegan2
+from stylegan_jax.models import stylegan2
 from stylegan_jax.models.registry import Network, family_of
-from stylegan_jax.models.sampling import synthesis, with_input_transform
-from stylegan_jax.nn import ops
+from stylegan_jax.models.sampling import mapping, synthesis, with_input_transform
 
 
 @dataclass(frozen=True)
@@ -52,25 +51,12 @@ def spec(net: Network) -> Spec:
                 family.truncation, family.input_transform)
 
 
-def _truncate_w(G, variables, z, c, psi):
-    ws = G.apply(variables, z, c, method=type(G).mapping_fn)
-    avg = variables["buffers"]["mapping"]["w_avg"]
-    return jnp.where(psi == 1, ws, avg + psi * (ws - avg))  # MappingNetwork's formula
-
-
-def _truncate_stylegan(G, variables, z, c, psi):
-    dlatents = G.apply(variables, z, c, method=stylegan.Generator.mapping_fn)
-    truncated = ops.lerp(variables["buffers"]["dlatent_avg"], dlatents, psi)  # truncate_fn's
-    return jnp.where(psi == 1, dlatents, truncated)
-
-
 def _render_batch(net: Network, noise_mode: str, variables, z, c, psi, key):
     G, psi = net.module, psi[:, None, None]
     family = family_of(G)
     if not family.w_space:  # ProGAN: z straight to images
         return G.apply(variables, z, c, jnp.float32(net.lod))
-    truncate = _truncate_stylegan if family.lod else _truncate_w
-    ws = truncate(G, variables, z, c, psi)
+    ws = mapping(G, variables, z, c, psi)  # ψ per sample, through the family's formula
     return synthesis(G, variables, ws, key, net.lod, noise_mode)
 
 
