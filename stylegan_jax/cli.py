@@ -39,6 +39,8 @@ SUBCOMMANDS = {
                     "load benchmark of serve: concurrent clients, latency, ratio to the generator"),
     "parity": ("stylegan_jax.parity.command",
                "train NVIDIA's StyleGAN2-ADA and this project side by side and compare"),
+    "report": ("stylegan_jax.tools.run_report",
+               "a training run as one picture: losses, p, metrics, speed, rollbacks, grid"),
 }
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
 COMPILING = ("train", "generate", "serve", "export", "metrics", "bench", "bench-networks",
