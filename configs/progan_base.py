@@ -11,6 +11,7 @@ cannot hold integer keys; on the command line:
 import ml_collections
 
 from stylegan_jax.configs.metrics_base import metrics_section
+from stylegan_jax.configs.watchdog_base import watchdog_section
 
 # Official "preset-v2" schedules by GPU count (ProGAN config.py, and the StyleGAN train.py
 # presets taken from it): (minibatch_base, minibatch_dict, G/D lrate dict).
@@ -77,6 +78,7 @@ def train_section() -> ml_collections.ConfigDict:
     t.ema_beta = 0.999
     t.ema_kimg = 0.0
     t.backend = "pmap"  # pmap | shard_map
+    t.watchdog = watchdog_section()
     return t
 
 

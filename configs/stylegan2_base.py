@@ -7,6 +7,7 @@ Each preset file imports `base()` and overrides a few fields, as the official
 import ml_collections
 
 from stylegan_jax.configs.metrics_base import metrics_section
+from stylegan_jax.configs.watchdog_base import watchdog_section
 
 
 def base() -> ml_collections.ConfigDict:
@@ -72,6 +73,7 @@ def base() -> ml_collections.ConfigDict:
     # rampup, as officially); the first N discriminator layers frozen.
     c.train.resume = ""
     c.train.freeze_d = 0
+    c.train.watchdog = watchdog_section()
 
     c.log = ml_collections.ConfigDict()
     c.log.tick_kimg = 4.0  # official kimg_per_tick

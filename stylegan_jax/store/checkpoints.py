@@ -320,14 +320,25 @@ class Checkpoints:
                 + "; ".join(str(e) for _, e in damaged))
         return None
 
-    def _set_aside(self, step: int) -> Path | None:
-        """Renames a damaged checkpoint out of Orbax's way (process 0; the others see it)."""
+    def set_aside_after(self, step: int | None, label: str) -> list[Path]:
+        """Renames every checkpoint newer than `step` (all: None) to `<step>.<label>`: a
+        rollback abandons them, and a trainer will save those steps again. Kept for a
+        post-mortem, never deleted; every process must call it."""
+        self.wait()
+        moved = [self._set_aside(s, label) for s in sorted(self.manager.all_steps())
+                 if step is None or s > step]
+        distributed.barrier(f"checkpoints-{label}-{step}", 600)
+        self.manager.reload()
+        return moved
+
+    def _set_aside(self, step: int, label: str = "damaged") -> Path | None:
+        """Renames a checkpoint out of Orbax's way (process 0; the others see it)."""
         source = self.directory / str(step)
-        dest = self.directory / f"{step}.damaged"
+        dest = self.directory / f"{step}.{label}"
         n = 1
         while dest.exists():
             n += 1
-            dest = self.directory / f"{step}.damaged{n}"
+            dest = self.directory / f"{step}.{label}{n}"
         if jax.process_index() == 0:
             source.rename(dest)
         return dest

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = loop.train(config, workdir, stop_at_step=args.stop_at_step,
                         compile_timeout_s=args.compile_timeout)
-    except loop.NonFiniteError as e:
+    except loop.TrainingDiverged as e:
         print(f"stylegan-jax train: {e}", file=sys.stderr)
         return 3
     if jax.process_index() == 0:

@@ -13,10 +13,12 @@ import ml_collections
 
 import stylegan_jax.configs
 from stylegan_jax.metrics import registry
-from stylegan_jax.store.checkpoints import BestBy
+from stylegan_jax.store.checkpoints import BestBy, higher_is_better
 from stylegan_jax.store.runs import best_rule
 from stylegan_jax.train.backends import BACKENDS
 from stylegan_jax.train.families import trainer_class
+from stylegan_jax.train.watchdog import WatchdogConfig
+from stylegan_jax.train.watchdog import validate as validate_watchdog
 
 # The repository's configs/, installed as the package `stylegan_jax.configs`.
 CONFIG_DIR = Path(stylegan_jax.configs.__file__).resolve().parent
@@ -109,6 +111,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if lg.keep_every_kimg < 0:
         fail("log.keep_every_kimg", "expected >= 0 (0 = none)")
     _validate_metrics(config, fail)
+    validate_watchdog(config, fail)
     family.validate(config, num_devices, fail)
 
 
@@ -121,8 +124,17 @@ def metric_specs(config: ml_collections.ConfigDict) -> list:
 
 
 def best_by(config: ml_collections.ConfigDict) -> BestBy | None:
-    """The best-checkpoint rule of `metrics.best` (None: not kept)."""
-    return best_rule(config) if metric_specs(config) else None
+    """The best-checkpoint rule: `metrics.best`, else with the watchdog on the first result
+    of the evaluated metrics (the watchdog follows it, and its metric rollbacks return to
+    that best checkpoint); None: no metrics."""
+    specs = metric_specs(config)
+    if not specs:
+        return None
+    rule = best_rule(config)
+    if rule is None and WatchdogConfig.from_config(config).enabled:
+        key = specs[0].result_keys[0]
+        rule = BestBy(key, higher_is_better(key))
+    return rule
 
 
 def _validate_metrics(config, fail) -> None:

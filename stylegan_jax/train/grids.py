@@ -28,9 +28,9 @@ class Grids:
         self.c = jnp.asarray(one_hot(np.arange(self.n) % max(c_dim, 1), c_dim))
 
     def fakes(self, G) -> np.ndarray:
-        """G's (a registry.Network) images for the fixed seeds, as one uint8 grid."""
+        """G's (a registry.Network) images for the fixed seeds, uint8 NHWC."""
         fakes = _grid_program(G.module)(G.variables, self.z, self.c, G.lod)
-        return images.make_grid(images.to_uint8(np.asarray(fakes)))
+        return images.to_uint8(np.asarray(fakes))
 
     def save(self, grid: np.ndarray, name: str) -> None:
         path = self.samples / name

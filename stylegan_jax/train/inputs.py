@@ -32,12 +32,17 @@ def open_source(config: ml_collections.ConfigDict) -> tuple[dict, int]:
     return source, num_classes if config.data.use_labels else 0
 
 
+# Seeds apart per rollback: after one, the data comes in an order no stage used before.
+_RESEED = 1_000_003
+
+
 def open_stage(config: ml_collections.ConfigDict, source: dict, stage: Stage,
-               position: dict | None = None) -> Pipeline:
+               position: dict | None = None, rollbacks: int = 0) -> Pipeline:
     """This process's share of the data at a stage's resolution and batch (from `position`
-    when resuming within the stage)."""
+    when resuming within the stage); each watchdog rollback draws a new order."""
     threads = config.data.get("threads", 0) or None  # None: one reader per core, at most 8
-    return make_pipeline(source, stage.batch_size, seed=config.seed + stage.index,
+    return make_pipeline(source, stage.batch_size,
+                         seed=config.seed + stage.index + _RESEED * rollbacks,
                          xflip=config.data.xflip, resolution=stage.resolution,
                          position=position, threads=threads)
 

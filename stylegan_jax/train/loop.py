@@ -3,7 +3,8 @@
 Reads top to bottom: set the run up (train/run.py: config and devices, data, trainer and
 state, fresh or the newest checkpoint) -> iterate over stages until a stop condition
 (train/stopping.py), ending ticks (train/ticks.py) and doing the periodic maintenance
-(train/maintenance.py) on the way. Every process runs this; only process 0 prints,
+(train/maintenance.py) on the way; a check that finds the run broken rolls it back
+(train/watchdog.py, train/rollback.py). Every process runs this; only process 0 prints,
 writes grids, stats and TensorBoard; all take part in checkpoints and evaluations.
 """
 
@@ -14,14 +15,20 @@ from typing import Any
 
 import ml_collections
 
-from stylegan_jax.train import maintenance
+from stylegan_jax.train import maintenance, rollback
 from stylegan_jax.train.inputs import device_batch, open_stage
 from stylegan_jax.train.programs import StagePrograms, compile_stage
 from stylegan_jax.train.run import Run, open_run
-from stylegan_jax.train.stopping import NonFiniteError, StopRequest, stop_reason
+from stylegan_jax.train.stopping import (
+    Divergence,
+    NonFiniteError,
+    StopRequest,
+    TrainingDiverged,
+    stop_reason,
+)
 from stylegan_jax.train.ticks import TickClock, report_tick, tick_due
 
-__all__ = ["NonFiniteError", "train"]
+__all__ = ["NonFiniteError", "TrainingDiverged", "train"]
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=None,
@@ -42,7 +49,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
         clock.maintenance(maintenance.at_start, run)
         with StopRequest() as stop:
             reason = _iterate(run, clock, stop, stop_at_step, compile_timeout_s)
-            maintenance.at_end(run, reason, stop)
             best = run.ckpts.best_step()
     finally:
         run.close()
@@ -56,32 +62,48 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, devices=Non
 def _iterate(run: Run, clock: TickClock, stop: StopRequest, stop_at_step: int | None,
              compile_timeout_s: float) -> str:
     """Training iterations, each followed by the tick's end when due and the maintenance,
-    until a stop condition; returns why it stopped."""
-    programs, last_stats = None, {}
-    while not (reason := stop_reason(run.nimg, run.total_nimg, run.step, stop_at_step,
-                                     stop.signal)):
-        if run.stage.end_nimg is not None and run.nimg >= run.stage.end_nimg:
-            _next_stage(run)
-        batch = device_batch(run.backend, next(run.pipe), run.c_dim)
-        if programs is None or programs.stage_index != run.stage.index:
-            programs = _compile(run, batch, compile_timeout_s)
-            clock.leave_out(programs.compile_s + programs.wait_s)
-        run.state, stats = programs[run.trainer.program_key(run.stage, run.step)](
-            run.state, *batch, run.label_table)
-        run.step += 1
-        run.nimg += run.stage.batch_size
-        last_stats.update(stats)  # the newest value of each (phase) statistic
-        if tick_due(run, clock):
-            report_tick(run, clock, last_stats)
-        clock.maintenance(maintenance.maintain, run, stop)
-    return reason
+    until a stop condition, then the last evaluation and checkpoint; returns why it
+    stopped. A check that finds the run broken (Divergence) rolls it back and the
+    iterations go on from there."""
+    programs = None
+    while True:
+        try:
+            if reason := stop_reason(run.nimg, run.total_nimg, run.step, stop_at_step,
+                                     stop.signal):
+                maintenance.at_end(run, reason, stop)
+                return reason
+            programs = _iteration(run, clock, stop, programs, compile_timeout_s)
+        except Divergence as why:
+            rollback.roll_back(run, why)
+            clock.restart(run.nimg)
+
+
+def _iteration(run: Run, clock: TickClock, stop: StopRequest, programs: StagePrograms | None,
+               compile_timeout_s: float) -> StagePrograms:
+    """One iteration, the tick's end when due and the maintenance; returns the programs."""
+    if run.stage.end_nimg is not None and run.nimg >= run.stage.end_nimg:
+        _next_stage(run)
+    batch = device_batch(run.backend, next(run.pipe), run.c_dim)
+    if (rollback.follow_lr_factor(run) or programs is None
+            or (programs.stage_index, programs.owner) != (run.stage.index, run.trainer)):
+        programs = _compile(run, batch, compile_timeout_s)
+        clock.leave_out(programs.compile_s + programs.wait_s)
+    run.state, stats = programs[run.trainer.program_key(run.stage, run.step)](
+        run.state, *batch, run.label_table)
+    run.step += 1
+    run.nimg += run.stage.batch_size
+    run.last_stats.update(stats)  # the newest value of each (phase) statistic
+    if tick_due(run, clock):
+        report_tick(run, clock)
+    clock.maintenance(maintenance.maintain, run, stop)
+    return programs
 
 
 def _next_stage(run: Run) -> None:
     """Progressive growing: the data at the next stage's resolution and batch."""
     run.pipe.close()
     run.stage = run.trainer.stage_at(run.nimg)
-    run.pipe = open_stage(run.config, run.source, run.stage)
+    run.pipe = open_stage(run.config, run.source, run.stage, rollbacks=run.watch.rollbacks)
 
 
 def _compile(run: Run, batch: tuple, compile_timeout_s: float) -> StagePrograms:
@@ -89,5 +111,6 @@ def _compile(run: Run, batch: tuple, compile_timeout_s: float) -> StagePrograms:
     programs = compile_stage(run.trainer.programs(run.backend, run.stage),
                              (run.state, *batch, run.label_table), run.stage.index,
                              compile_timeout_s)
+    programs.owner = run.trainer  # a new trainer (learning rates) compiles anew
     run.log(programs.summary())
     return programs

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from stylegan_jax import images
 from stylegan_jax.metrics.runner import MetricResult, report_metric, scalars
+from stylegan_jax.train import leak_probe, watchdog
 from stylegan_jax.train.inputs import first_images
 from stylegan_jax.train.run import Run, next_due
-from stylegan_jax.train.stopping import StopRequest, check_state
+from stylegan_jax.train.stopping import Divergence, StopRequest, check_state
 
 
 def at_start(run: Run) -> None:
@@ -25,8 +26,10 @@ def at_start(run: Run) -> None:
         reals = first_images(config, run.source, run.grids.n)
         run.grids.save(images.make_grid(reals), "reals.png")
     if run.fresh:
-        run.grids.save(run.grids.fakes(_G_ema(run, run.backend.host_state(run.state))),
-                       "fakes_init.png")
+        run.grids.save(images.make_grid(
+            run.grids.fakes(_G_ema(run, run.backend.host_state(run.state)))), "fakes_init.png")
+    if config.train.get("aug", "noaug") != "noaug":  # what the ADA leak probe compares with
+        run.probe_reals = first_images(config, run.source, 64)
     run.log(f"Training {config.family} {config.data.resolution}x{config.data.resolution}x"
             f"{config.data.channels} c_dim={run.c_dim} on {run.backend.num_devices} device(s) "
             f"({run.backend.kind}), batch {t.batch_size}, to {t.total_kimg} kimg; "
@@ -45,6 +48,7 @@ def maintain(run: Run, stop: StopRequest) -> None:
     if run.evaluator is not None and not stop.signal and (run.nimg >= s.next_eval or done):
         metrics = evaluate(run)
         s.next_eval = next_due(run.nimg, s.eval_every)
+        _watch_metric(run, metrics)
     if run.nimg >= s.next_ckpt or metrics is not None:
         save_checkpoint(run, metrics)
         s.next_ckpt = next_due(run.nimg, s.ckpt_every)
@@ -62,17 +66,36 @@ def at_end(run: Run, reason: str, stop: StopRequest) -> None:
 
 
 def snapshot(run: Run) -> None:
-    """samples/fakesNNNNNN.png (kimg) and TensorBoard's image: G EMA for the fixed seeds."""
-    grid = run.grids.fakes(_G_ema(run, run.backend.host_state(run.state)))
+    """samples/fakesNNNNNN.png (kimg) and TensorBoard's image: G EMA for the fixed seeds;
+    while augmenting, the ADA leak probe of those images (train/leak_probe.py)."""
+    fakes = run.grids.fakes(_G_ema(run, run.backend.host_state(run.state)))
+    grid = images.make_grid(fakes)
     run.grids.save(grid, f"fakes{run.nimg // 1000:06d}.png")
     run.writer.image("fakes", run.nimg / 1000, grid)
+    if run.probe_reals is not None:
+        run.leak = leak_probe.probe(fakes, run.probe_reals)
+
+
+def _watch_metric(run: Run, metrics: dict[str, MetricResult]) -> None:
+    """The watchdog's look at an evaluation (the best-checkpoint rule's result): raises
+    Divergence, before this state is saved, when it stayed too far from the best."""
+    rule, cfg = run.ckpts.best, run.watch_cfg
+    value = scalars(metrics).get(rule.key) if rule is not None else None
+    if value is None:
+        return
+    best = run.watch.best
+    if watchdog.after_evaluation(run.watch, value, rule.higher_is_better, cfg):
+        raise Divergence("metric", f"{rule.key}={value:.4g}, worse than the best {best:.4g} "
+                         f"by more than train.watchdog.metric_factor={cfg.metric_factor:g} "
+                         f"for {cfg.metric_patience} evaluations")
 
 
 def save_checkpoint(run: Run, metrics: dict[str, MetricResult] | None = None) -> None:
     """Hands the state, data position and counters to Orbax (written in the background);
     the metrics evaluated on this state go into its record with how they were made."""
     meta = {"tick": run.tick, "kimg": run.nimg / 1000, "step": run.step,
-            "c_dim": run.c_dim, "next_eval": run.schedule.next_eval}
+            "c_dim": run.c_dim, "next_eval": run.schedule.next_eval,
+            "watchdog": run.watch.to_meta()}
     if metrics:
         meta["metrics"] = {name: dict(results=r.results, provenance=r.provenance)
                            for name, r in metrics.items()}
@@ -94,8 +117,14 @@ def evaluate(run: Run) -> dict[str, MetricResult]:
 
 
 def _finite_host_state(run: Run):
+    """The state on the host, for a checkpoint or an evaluation: only a healthy one (the
+    newest losses within the watchdog's rules, every value finite), so that a rollback
+    never returns to a state that had already broken between two ticks."""
+    problem = watchdog.tick_problem(run.stat_values(), run.watch_cfg)
+    if problem is not None:
+        raise Divergence(*problem)
     host = run.backend.host_state(run.state)
-    check_state(host, run.nimg, run.ckpts.latest_step())
+    check_state(host)
     return host
 
 

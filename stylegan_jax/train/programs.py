@@ -36,6 +36,7 @@ class StagePrograms:
     wait_s: float  # this process, at the barrier: how long the slowest peer kept it waiting
     cache_hits: int  # programs loaded from the persistent compilation cache
     cache_misses: int
+    owner: Any = None  # what they were compiled for (the loop: its trainer)
 
     def __getitem__(self, key: Hashable) -> Callable:
         return self.compiled[key]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import time
 from pathlib import Path
 
@@ -20,6 +22,15 @@ def device_memory_gib() -> tuple[float | None, float | None]:
     return (None if in_use is None else in_use / 2**30, None if peak is None else peak / 2**30)
 
 
+def host_rss_gib() -> float:
+    """This process's resident memory (GiB): /proc where there is one, else its peak."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30
+
+
 def _fmt_seconds(s: float) -> str:
     s = int(s)
     if s < 60:
@@ -32,10 +43,11 @@ def _fmt_seconds(s: float) -> str:
 
 
 def tick_line(tick: int, kimg: float, total_kimg: float, tick_s: float, tick_kimg: float,
-              maintenance_s: float, elapsed_s: float, stats: dict[str, float]) -> str:
+              maintenance_s: float, elapsed_s: float, stats: dict[str, float],
+              alarm: bool = False) -> str:
     """The official tick line: tick, kimg, time, sec/tick, sec/kimg, img/s, maintenance,
     losses, memory, ETA. `tick_s` is the whole tick, `maintenance_s` of it spent on grids,
-    checkpoints and metrics."""
+    checkpoints and metrics; `alarm`: the ADA leak alarm is raised (after p)."""
     sec_per_kimg = tick_s / max(tick_kimg, 1e-8)
     img_s = tick_kimg * 1000 / max(tick_s, 1e-8)
     eta = (total_kimg - kimg) * sec_per_kimg
@@ -50,6 +62,8 @@ def tick_line(tick: int, kimg: float, total_kimg: float, tick_s: float, tick_kim
             parts.append(f"{name} {stats[name]:<7.3f}")
     if "augment" in stats:  # the ADA strength p, as the official tick line
         parts.append(f"augment {stats['augment']:.3f}")
+    if alarm:
+        parts.append("LEAK-ALARM")
     in_use, peak = device_memory_gib()
     if peak is not None:
         parts.append(f"gpumem {in_use:<5.2f} peak {peak:<5.2f}")

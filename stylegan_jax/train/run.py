@@ -14,12 +14,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from stylegan_jax.atomic import write_error
 from stylegan_jax.data.pipeline import Pipeline
 from stylegan_jax.store.checkpoints import Checkpoints
 from stylegan_jax.train import config as config_lib
-from stylegan_jax.train import inputs
+from stylegan_jax.train import inputs, watchdog
 from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.evaluation import Evaluator
 from stylegan_jax.train.families import trainer_class
@@ -81,10 +82,24 @@ class Run:
     stage: Stage
     pipe: Pipeline
     schedule: Schedule
+    watch: watchdog.WatchState  # saved in checkpoints' meta
+    lr_factor: float  # the trainer's learning rates are the config's times this
+    leak: dict[str, float] | None = None  # the newest leak probe (snapshot time)
+    alarm: str | None = None  # the ADA leak alarm's reason while it is raised
+    probe_reals: np.ndarray | None = None  # the reals the leak probe compares with
+    last_stats: dict = dataclasses.field(default_factory=dict)  # newest value of each
+
+    def stat_values(self) -> dict[str, float]:
+        """The newest value of each (phase) statistic, on the host (one device sync)."""
+        return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in self.last_stats.items()}
 
     @property
     def main_process(self) -> bool:
         return jax.process_index() == 0
+
+    @property
+    def watch_cfg(self) -> watchdog.WatchdogConfig:
+        return watchdog.WatchdogConfig.from_config(self.config)
 
     @property
     def total_nimg(self) -> int:
@@ -116,9 +131,15 @@ def open_run(config: ml_collections.ConfigDict, workdir: str | Path, devices, lo
                         best=config_lib.best_by(config))
     fresh, (host_state, data_state, meta) = _restore_or_init(config, trainer, ckpts, say)
     nimg = int(host_state.nimg)
+    watch = watchdog.WatchState.from_meta(meta.get("watchdog"))
+    factor = watchdog.lr_factor(watchdog.WatchdogConfig.from_config(config), watch, nimg)
+    if factor != 1:  # a run after a rollback (lr_scale) or in its injected fault
+        trainer = trainer_class(config.family)(
+            watchdog.scaled_learning_rates(config, factor), c_dim)
     stage = trainer.stage_at(nimg)
     pipe = inputs.open_stage(config, source, stage, data_state.get("position")
-                             if data_state.get("stage") == stage.index else None)
+                             if data_state.get("stage") == stage.index else None,
+                             watch.rollbacks)
     return Run(
         config=config, workdir=workdir, log=say, backend=backend, trainer=trainer,
         ckpts=ckpts, evaluator=evaluator,
@@ -127,7 +148,8 @@ def open_run(config: ml_collections.ConfigDict, workdir: str | Path, devices, lo
         source=source, c_dim=c_dim, label_table=inputs.fake_label_table(backend, source, c_dim),
         fresh=fresh, state=backend.put_state(host_state), step=int(host_state.step), nimg=nimg,
         tick=int(meta.get("tick", 0)), stage=stage, pipe=pipe,
-        schedule=Schedule.at(config, nimg, meta.get("next_eval"), evaluator is not None))
+        schedule=Schedule.at(config, nimg, meta.get("next_eval"), evaluator is not None),
+        watch=watch, lr_factor=factor)
 
 
 def _restore_or_init(config, trainer, ckpts: Checkpoints, say) -> tuple[bool, tuple]:
@@ -141,11 +163,16 @@ def _restore_or_init(config, trainer, ckpts: Checkpoints, say) -> tuple[bool, tu
         latest, (host_state, data_state, meta) = found
         say(f"Resuming from {ckpts.directory}/{latest} (kimg {latest / 1000:.1f})")
         return False, (jax.tree_util.tree_map(jnp.asarray, host_state), data_state, meta)
+    return True, (initial_state(config, trainer, say), {}, {})
+
+
+def initial_state(config: ml_collections.ConfigDict, trainer: Trainer, say):
+    """A new run's state: fresh networks, or those of `train.resume` (transfer learning)."""
     # One compiled program (cached across restarts), not hundreds of eager ops.
     host_state = jax.jit(trainer.init_state, static_argnums=0)(config.seed)
-    if config.train.get("resume", ""):  # a new run from trained networks (transfer learning)
+    if config.train.get("resume", ""):
         host_state = trainer.start_from(host_state, config.train.resume, log=say)
-    return True, (host_state, {}, {})
+    return host_state
 
 
 def prepare_workdir(workdir: str | Path, config: ml_collections.ConfigDict) -> Path:

@@ -1,17 +1,30 @@
-"""Why a run stops: total_kimg reached, `stop_at_step`, SIGTERM / SIGINT, or a non-finite
-state or loss (which keeps the last good checkpoint)."""
+"""Why a run stops: total_kimg reached, `stop_at_step`, SIGTERM / SIGINT, or a broken run
+that the watchdog could not roll back (which keeps the last good checkpoint)."""
 
 from __future__ import annotations
 
-import math
 import signal
 
 import jax
 import numpy as np
 
 
-class NonFiniteError(RuntimeError):
-    """The losses or the state became NaN/Inf; the last good checkpoint is kept."""
+class TrainingDiverged(RuntimeError):
+    """The run broke and the watchdog could not (or was told not to) roll it back; the last
+    good checkpoint is kept."""
+
+
+class NonFiniteError(TrainingDiverged):
+    """The losses or the state became NaN/Inf with the watchdog off."""
+
+
+class Divergence(Exception):  # noqa: N818 - a signal to the loop, not an error to a user
+    """Raised inside the loop when a check finds the run broken; the loop rolls back
+    (train/rollback.py) or, with the watchdog off, stops with NonFiniteError."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind, self.reason = kind, reason  # kind: non-finite | loss-bound | metric
 
 
 class StopRequest:
@@ -45,20 +58,10 @@ def stop_reason(nimg: int, total_nimg: int, step: int, stop_at_step: int | None,
     return signal_name
 
 
-def check_losses(values: dict[str, float], nimg: int, last_good: int | None) -> None:
-    """Raises NonFiniteError if a tick's statistics hold a NaN / Inf."""
-    if not all(math.isfinite(v) for v in values.values()):
-        raise NonFiniteError(
-            f"non-finite loss at kimg {nimg / 1000:.1f}: {values}; the last "
-            f"good checkpoint ({last_good}) is kept")
-
-
-def check_state(host_state, nimg: int, last_good: int | None) -> None:
-    """Raises NonFiniteError if a float leaf of the state holds a NaN / Inf (checked before
-    a checkpoint or an evaluation uses it)."""
+def check_state(host_state) -> None:
+    """Raises Divergence if a float leaf of the state holds a NaN / Inf (checked before a
+    checkpoint or an evaluation uses it)."""
     if not all(bool(np.all(np.isfinite(np.asarray(x))))
                for x in jax.tree_util.tree_leaves(host_state)
                if np.issubdtype(np.asarray(x).dtype, np.floating)):
-        raise NonFiniteError(
-            f"the training state became non-finite at kimg {nimg / 1000:.1f}; "
-            f"the last good checkpoint ({last_good}) is kept")
+        raise Divergence("non-finite", "the training state became non-finite")
