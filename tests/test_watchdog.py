@@ -149,11 +149,12 @@ def test_probe_saturation_in_colour():
 
 def fault_config(**watch):
     """10 iterations; from 64 images the learning rates are infinite (NaN at the next tick,
-    96 images) until the first rollback."""
+    96 images) until the first rollback, then half the config's."""
     c = tiny_config(r1_gamma=0.0, pl_weight=0.0)  # one program per learning rate
     c.train.total_kimg = 0.16
     c.train.watchdog.fault_kimg = 0.064
     c.train.watchdog.fault_lr_scale = float("inf")
+    c.train.watchdog.lr_scale = 0.5
     for k, v in watch.items():
         c.train.watchdog[k] = v
     return c
@@ -179,6 +180,8 @@ def test_injected_divergence_is_rolled_back_and_the_run_finishes(fault_run):
         ("non-finite", 0.096, 0.064, 64)
     assert "Loss/" not in record["reason"] and "G/loss=nan" in record["reason"]
     assert any(line.startswith("Rollback 1 of 3: non-finite") for line in lines)
+    assert record["lr_scale"] == 0.5 and "Learning rates now 0.5 x the config's (kimg 0.1)" \
+        in lines
     state = summary["state"]
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state)
                if np.issubdtype(np.asarray(x).dtype, np.floating))
