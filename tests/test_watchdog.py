@@ -134,6 +134,15 @@ def test_probe_sees_turned_and_recoloured_images(faces):
     assert expect > 1.5
 
 
+def test_probe_finds_no_evidence_in_images_unlike_the_data(faces):
+    a, b = faces
+    noise = np.random.default_rng(0).integers(0, 256, a.shape).astype(np.uint8)
+    result = leak_probe.probe(noise, b)  # an untrained G: unlike the data in every way
+    assert result["leak_likeness"] < 0.75
+    assert result["leak_rotation"] == result["leak_colour"] == 0.0
+    assert leak_probe.probe(255 - a, b)["leak_likeness"] >= 0.75  # inverted faces are faces
+
+
 def test_probe_saturation_in_colour():
     rng = np.random.default_rng(0)
     grey = np.repeat(rng.integers(60, 200, (40, 16, 16, 1)), 3, axis=-1).astype(np.uint8)
