@@ -65,7 +65,7 @@ def report_tick(run: Run, clock: TickClock) -> None:
         run.log(tick_line(run.tick, run.nimg / 1000, run.config.train.total_kimg, tick_s,
                           tick_kimg, clock.maintenance_s, now - clock.run_start, values,
                           alarm=run.alarm is not None))
-        device_in_use, device_peak = device_memory_gib()
+        _, device_peak = device_memory_gib()
         run.writer.scalars(run.nimg / 1000, {
             **{f"Loss/{k}": v for k, v in values.items() if k != "augment"},
             **({"Progress/augment": values["augment"]} if "augment" in values else {}),
