@@ -9,9 +9,14 @@ what is tested): the bundled ones and those under $SGJ_REFERENCE_DIR. The record
 the project's per-device iteration (one device) and each phase's gradients, the
 parameters, buffers and G_ema after each iteration, pl_mean, the EMA beta and the
 augmentation strength p are compared with the tolerances stated in the fixture README.
-The float64-truth references (ADA, StyleGAN3: files with `f32err/<key>`) take the
-reference README's rule: each tensor's bound grows by four times the official float32
-code's own error on it plus 1e-6 of the largest tensor of its phase (or network).
+A file recorded with style mixing (`meta.style_mixing_prob` > 0, written by
+tests/record_train_step_mixing.py: `stylegan2_ada_train_step_mix_16`) also carries each
+generator call's mixing draws (`it{i}/mix_z`, `mix_cutoff`, and the raw cutoff and
+probability draws), replayed as PhaseDraws.mix_z / mix_cutoff; the file must contain a call
+that mixes and one that does not. The float64-truth references (ADA, StyleGAN3: files with
+`f32err/<key>`) take the reference README's rule: each tensor's bound grows by four times
+the official float32 code's own error on it plus 1e-6 of the largest tensor of its phase
+(or network).
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ AUG_SLOTS = {("Gmain", 0): "g_main", ("Dmain", 0): "d_fake", ("Dmain", 1): "d_re
 
 def test_fixtures_present():
     bundled = [f.name for f in FILES if f.parent == DATA / "train_step"]
-    assert bundled == ["stylegan2_ada_train_step_16.npz", "stylegan2_ada_train_step_ada_32.npz",
+    assert bundled == ["stylegan2_ada_train_step_16.npz", "stylegan2_ada_train_step_mix_16.npz",
+                       "stylegan2_ada_train_step_ada_32.npz",
                        "stylegan3_r_train_step_16_cond.npz", "stylegan3_t_train_step_16.npz"]
 
 
@@ -126,14 +132,80 @@ def initial_state(nets, cfg, meta, arrays):
         rng=jax.random.PRNGKey(0))
 
 
+RUNS_G = ("Gmain", "Greg", "Dmain")  # the phases whose loss calls the official run_G
+
+
+def mixing_draws(arrays, it, num_ws, meta):
+    """(mix_z [4, batch, z], cutoff [4]) of iteration `it`, rows as gen_z; none recorded
+    (style mixing off): zeros and num_ws. Checks the recorded cutoffs against the raw draws
+    as the official run_G turns them into one (float32 comparison, as torch's)."""
+    z = arrays[f"it{it}/gen_z"]
+    assert meta.get("num_ws", num_ws) == num_ws, "the file's generator has other ws"
+    if f"it{it}/mix_z" not in arrays:
+        assert meta["style_mixing_prob"] == 0, "style mixing on, but no mixing draws recorded"
+        return np.zeros_like(z), np.full((z.shape[0],), num_ws, np.int32)
+    cutoff = arrays[f"it{it}/mix_cutoff"].astype(np.int32)
+    draw, prob = arrays[f"it{it}/mix_cutoff_draw"], arrays[f"it{it}/mix_prob_draw"]
+    for phase in json.loads(str(arrays[f"it{it}/phases"])):
+        if phase in RUNS_G:
+            row = meta["phases_order"].index(phase)
+            assert 1 <= draw[row] < num_ws, f"it{it} {phase}: cutoff draw {draw[row]}"
+            mixes = np.float32(prob[row]) < np.float32(meta["style_mixing_prob"])
+            assert cutoff[row] == (draw[row] if mixes else num_ws), f"it{it} {phase}: cutoff"
+    return arrays[f"it{it}/mix_z"], cutoff
+
+
+def test_mixing_file_mixes_and_does_not():
+    """The mixing reference holds calls that mix and calls that do not, so a step that
+    always or never mixes cannot replay it."""
+    files = [f for f in FILES if read_meta(f).get("style_mixing_prob", 0) > 0]
+    assert files, "no training-step reference with style mixing"
+    for path in files:
+        meta, arrays = load(path)
+        mixed = []
+        for it in range(meta["iterations"]):
+            _, cutoff = mixing_draws(arrays, it, meta["num_ws"], meta)
+            mixed += [bool(cutoff[meta["phases_order"].index(p)] < meta["num_ws"])
+                      for p in json.loads(str(arrays[f"it{it}/phases"])) if p in RUNS_G]
+        assert any(mixed) and not all(mixed), f"{path.name}: mixing {mixed}"
+
+
+def test_step_draws_mix_as_officially():
+    """What the replay cannot see: the project's own draws (step.draw_iteration) mix as the
+    official run_G does, with probability style_mixing_prob at a cutoff uniform on
+    1 .. num_ws - 1 (else num_ws), drawn afresh per phase, with latents of their own."""
+    meta = next(m for m in map(read_meta, FILES) if m.get("style_mixing_prob", 0) > 0)
+    nets, cfg = setup(meta)
+    n, num_ws, prob = 4000, nets.G.num_ws, meta["style_mixing_prob"]
+    table = jnp.zeros((1, meta["c_dim"]), jnp.float32)
+    draws = jax.jit(jax.vmap(lambda k: step_lib.draw_iteration(k, nets, cfg, meta["batch"],
+                                                               table)))(
+        jax.random.split(jax.random.PRNGKey(29), n))
+    cutoffs = []
+    for name in ("g_main", "g_reg", "d_main"):
+        d = getattr(draws, name)
+        assert d.mix_z is not None and d.mix_z.shape == d.z.shape, name
+        assert not np.allclose(d.mix_z, d.z), f"{name}: the mixing latents are z itself"
+        cut = np.asarray(d.mix_cutoff).reshape(n)
+        assert cut.min() >= 1 and cut.max() <= num_ws, f"{name}: cutoffs {np.unique(cut)}"
+        mixes = cut < num_ws
+        assert abs(mixes.mean() - prob) <= 5 * np.sqrt(prob * (1 - prob) / n), (
+            f"{name}: mixes in {mixes.mean():.3f} of iterations, not {prob}")
+        counts, expect = np.bincount(cut[mixes], minlength=num_ws)[1:], mixes.sum() / (num_ws - 1)
+        assert np.all(np.abs(counts - expect) <= 5 * np.sqrt(expect)), f"{name}: {counts}"
+        cutoffs.append(cut)
+    assert np.mean(cutoffs[0] == cutoffs[1]) < 0.5, "the phases share one cutoff"
+
+
 def draws_for(arrays, it, nets, meta):
     gen_z, gen_c = arrays[f"it{it}/gen_z"], arrays[f"it{it}/gen_c"]
+    mix_z, mix_cutoff = mixing_draws(arrays, it, nets.G.num_ws, meta)
     res = meta["res"]
 
     def phase(row):
-        z = gen_z[row].astype(np.float32)
-        return PhaseDraws(z=z, c=gen_c[row].astype(np.float32), mix_z=np.zeros_like(z),
-                          mix_cutoff=np.array([nets.G.num_ws], np.int32),
+        return PhaseDraws(z=gen_z[row].astype(np.float32), c=gen_c[row].astype(np.float32),
+                          mix_z=mix_z[row].astype(np.float32),
+                          mix_cutoff=np.array([mix_cutoff[row]], np.int32),
                           noise_key=np.zeros((2,), np.uint32))
 
     if f"it{it}/pl_randn" in arrays:
