@@ -7,15 +7,21 @@ import hashlib
 import json
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from feature_net_fixtures import files_of, rule_state_dict
+from metrics_toy_inception import np_fid, np_quantize, np_toy_pool3, toy_pool3
 from official_fixtures import load
 from PIL import Image
+from tiny_generators import visible
 from torch_zip_writer import write_zip_state_dict
 
-from stylegan_jax.metrics import benchmark, command, image_source
-from stylegan_jax.models.registry import random_generator
+from stylegan_jax.metrics import benchmark, command, detectors, image_source, runner
+from stylegan_jax.models import stylegan2
+from stylegan_jax.models.registry import Network, random_generator
+from stylegan_jax.store.load import load_networks
 from stylegan_jax.store.networks import save_networks
 
 
@@ -56,6 +62,67 @@ def test_cli_computes_fid_from_weight_files(tmp_path, monkeypatch, capsys):
     assert prov["settings"] == {"name": "fid8_full", "kind": "fid", "num_gen": 8,
                                 "max_real": None}
     assert prov["evaluation"]["seed"] == 0 and prov["software"]["jax"]
+
+
+def test_cli_fid_equals_the_library_and_numpy(tmp_path, monkeypatch, capsys):
+    """`stylegan-jax metrics --metrics fid64_full` on a network directory, reals in an NCHW
+    .npz and the FID Inception weights as a .pth file (the flag's file; a different file
+    waits in $SGJ_INCEPTION_WEIGHTS) equals (a) `runner.compute_metrics` on the same
+    inputs and (b) NumPy/SciPy: the official FID (biased covariances, sqrtm) of features
+    computed in NumPy from the written state dict, of the npz's pixels and of the
+    generator's images for the CLI's latents (z of image i: row i of
+    default_rng([seed, 0]).standard_normal), quantised as the official code does. Inception
+    is cut to its first layer (metrics_toy_inception): the real 299x299 forward is the slow
+    test above."""
+    meta, _ = load(files_of("pytorch_fid_inception")[0])
+    sd = rule_state_dict(meta["state_dict_keys"])
+    given = write_zip_state_dict(tmp_path / "given.pth", sd, monkeypatch)
+    sha = hashlib.sha256(given.read_bytes()).hexdigest()
+    weights = given.rename(tmp_path / f"pt_inception-2015-12-05-{sha[:8]}.pth")  # checked
+    decoy_sd = dict(sd, **{"Conv2d_1a_3x3.conv.weight": -sd["Conv2d_1a_3x3.conv.weight"]})
+    decoy = write_zip_state_dict(tmp_path / "pt_inception-decoy.pth", decoy_sd, monkeypatch)
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setenv("SGJ_INCEPTION_WEIGHTS", str(decoy))  # the flag must win
+    monkeypatch.setitem(detectors.FEATURES, "inception", toy_pool3)
+
+    module = stylegan2.Generator(z_dim=64, c_dim=0, w_dim=32, img_resolution=16,
+                                 img_channels=3, mapping_layers=2, channel_base=512,
+                                 channel_max=32)
+    key = jax.random.PRNGKey(1)
+    G = visible(Network(module, jax.jit(module.init)(  # noise on: --noise-mode must reach G
+        {"params": key, "noise": key}, jnp.zeros((1, 64)), jnp.zeros((1, 0)))))
+    nets = save_networks(tmp_path / "nets", {"G_ema": G})
+    render = jax.jit(lambda z: G.module.apply(G.variables, z, jnp.zeros((len(z), 0)),
+                                              noise_mode="const"))
+    # reals: images of the same generator (other latents) with a per-channel shift, so that
+    # FID is small and a swap of channels or axes shows
+    z_real = np.random.default_rng(7).standard_normal((40, 64)).astype(np.float32)
+    reals = np_quantize(render(z_real)).astype(int) + [9, 0, -6]
+    reals = np.clip(reals, 0, 255).astype(np.uint8)
+    np.savez(tmp_path / "real.npz", images=reals.transpose(0, 3, 1, 2))  # NCHW, as official
+
+    argv = ["--metrics", "fid64_full", "--network", str(nets), "--data",
+            str(tmp_path / "real.npz"), "--inception-weights", str(weights), "--cache-dir",
+            str(tmp_path / "cache"), "--run-dir", str(tmp_path / "run"), "--batch", "16",
+            "--noise-mode", "const", "--no-progress"]
+    assert _run(command, argv) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cli = line["results"]["fid64_full"]
+    written = (tmp_path / "run" / "metric-fid64_full.jsonl").read_text().splitlines()
+    assert json.loads(written[-1])["results"] == line["results"]
+    assert [f["file"] for f in line["provenance"]["detector"]["files"]] == [weights.name]
+
+    G_loaded = load_networks(nets)["G_ema"]
+    lib = runner.compute_metrics(
+        ["fid64_full"], G_loaded, lambda: iter([reals[:25], reals[25:]]), None,
+        detectors=detectors.Detectors(weights={"inception": weights}), batch_size=16,
+        noise_mode="const", progress=False)["fid64_full"].results["fid64_full"]
+    assert cli == pytest.approx(lib, rel=1e-6)
+
+    z = np.random.default_rng([0, 0]).standard_normal((64, 64)).astype(np.float32)
+    fake = np_quantize(np.asarray(render(z)))
+    want = np_fid(np_toy_pool3(sd, fake), np_toy_pool3(sd, reals))
+    assert cli == pytest.approx(want, rel=2e-5)
 
 
 def test_cli_needs_data_for_real_image_metrics(tmp_path):

@@ -13,6 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from metrics_ppl_reference import (
+    ClosedFormGenerator,
+    closed_form_variables,
+    np_pair_lengths,
+    np_ppl,
+    register_as_stylegan2,
+    stand_in_detectors,
+)
 from toy_detectors import box_features_np, toy_detectors
 
 from stylegan_jax.metrics import fid, runner
@@ -114,6 +122,56 @@ def test_ppl_pairs_share_their_noise(G):
     noisy = runner.compute_metrics([spec], Network(G.module, loud), None, None,
                                    **kw)["ppl_test"].results["ppl_test"]
     assert 0 < quiet and 0 < noisy < 100 * quiet
+
+
+def _ppl_draws(seed: int, num: int, pairs: int, z_dim: int):
+    """The random inputs of the PPL pass, drawn as it draws them (the one thing this test
+    takes from the implementation): key fold_in(PRNGKey(seed + 1), process 0); batch i of
+    `pairs` paths uses fold_in(key, i) split into (t, z, noise) keys, t ~ U[0, 1) [pairs],
+    z ~ N(0, I) [2 * pairs, z_dim] (z0 the first half); the last batch is cut to `num`."""
+    key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), 0)
+    z0, z1, t = [], [], []
+    for i in range(-(-num // pairs)):
+        kt, kz, _ = jax.random.split(jax.random.fold_in(key, i), 3)
+        t.append(np.asarray(jax.random.uniform(kt, (pairs,)), np.float64))
+        z = np.asarray(jax.random.normal(kz, (2 * pairs, z_dim)), np.float64)
+        z0.append(z[:pairs])
+        z1.append(z[pairs:])
+    return (np.concatenate(z0)[:num], np.concatenate(z1)[:num], np.concatenate(t)[:num])
+
+
+@pytest.mark.parametrize("metric,space,sampling,crop,res,channels", [
+    # lerp in W, the face crop, 512 -> 256: box-downsampled by 2, grayscale -> RGB
+    ("ppl_wfull_48", "w", "full", True, 512, 1),
+    ("ppl_zfull_200", "z", "full", True, 32, 3),  # slerp in Z
+    ("ppl2_wend_200", "w", "end", False, 16, 3),  # the official primary: t = 0, no crop
+])
+def test_ppl_equals_the_official_formula_on_a_closed_form_generator(
+        metric, space, sampling, crop, res, channels, monkeypatch):
+    """PPL through the runner (as `stylegan-jax metrics` runs it) against NumPy following
+    stylegan2-ada-pytorch's perceptual_path_length.py on the same z0, z1, t, for a generator
+    that is a known polynomial of w and an LPIPS stand-in that is a weighted squared L2 of
+    its [-1, 1] inputs. It checks slerp / lerp, t ~ U[0, 1) or 0, the division by
+    epsilon**2, the crop, the downsampling, the image range handed to LPIPS, RGB for LPIPS,
+    the pair's shared noise (the generator adds strong noise_const: different noise in the
+    two images would add |noise|**2 / epsilon**2) and the 1st-99th percentile mean (with
+    200 paths it drops the smallest and the largest)."""
+    register_as_stylegan2(monkeypatch)
+    module = ClosedFormGenerator(z_dim=5, w_dim=3, img_resolution=res, img_channels=channels)
+    G = Network(module, closed_form_variables(module))
+    num = int(metric.rsplit("_", 1)[1])
+    got = runner.compute_metrics([metric], G, None, None, detectors=stand_in_detectors(),
+                                 batch_size=16, seed=0, progress=False)[metric]
+    pairs = LocalDevices().round_batch(LocalDevices().round_batch(16) // 2)
+    z0, z1, t = _ppl_draws(0, num, pairs, module.z_dim)
+    if sampling == "end":
+        t = np.zeros_like(t)
+    params = jax.tree_util.tree_map(np.asarray, G.variables["params"])
+    dist = np_pair_lengths(params, z0, z1, t, space=space, crop=crop, img_resolution=res,
+                           img_channels=channels, epsilon=1e-4)
+    want = np_ppl(dist)
+    assert got.results[metric] == pytest.approx(want, rel=2e-3)
+    assert got.provenance["counts"]["generated"] == num
 
 
 def test_clear_errors(G, reals):
