@@ -17,7 +17,7 @@ from scipy import stats
 
 from stylegan_jax.convert.torch_kwargs import official_init_kwargs
 from stylegan_jax.models.registry import networks_from_config
-from stylegan_jax.parity import compare
+from stylegan_jax.parity import compare, report
 from stylegan_jax.parity.command import _evaluated
 from stylegan_jax.parity.spec import official_spec
 from stylegan_jax.train import config as config_lib
@@ -76,10 +76,14 @@ def test_verdict_band_and_final_test():
     far = {s: {2.0: 100 + s, 4.0: 85 + s, 6.0: 60 + s} for s in range(4)}
     v = compare.compare({"official": official, "ours": far}, skip_kimg=2.0)
     assert not v["rows"][1]["within"] and not v["band_pass"] and not v["pass"]
+    assert compare.outcome(v) == "FAIL" and v["decided"]
     assert v["rows"][1]["gap_in_std"] == pytest.approx(5 / np.std([80, 81, 82, 83], ddof=1))
     partial = {s: {2.0: 100.0 + s} for s in range(3)} | {3: {2.0: 103.0, 4.0: 83.0}}
     v = compare.compare({"official": official, "ours": partial}, skip_kimg=0.0)
     assert [r["kimg"] for r in v["rows"]] == [2.0]  # 4 kimg: not every seed got there yet
+    one = compare.compare({"official": {0: official[0]}, "ours": {0: close[0]}}, skip_kimg=2.0)
+    assert compare.outcome(one) == "UNDECIDED"  # one seed: no spread to compare with
+    assert "**UNDECIDED**" in report.markdown(one, "swd1k", "stylegan-jax parity ...")
 
 
 def test_evaluations_cut_short_by_a_kill_are_dropped(tmp_path):

@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
                 evaluation(snap)
         _write_report(out, args, overrides, evaluation)
     verdict = _write_report(out, args, overrides, evaluation)
-    say(f"{'PASS' if verdict['pass'] else 'FAIL'}: see {out / 'parity.md'}")
+    say(f"{compare.outcome(verdict)}: see {out / 'parity.md'}")
     return 0 if verdict["pass"] else 1
 
 

@@ -71,4 +71,13 @@ def compare(curves: Curves, reference: str = "official", candidate: str = "ours"
     else:
         verdict["final"], verdict["welch_pass"] = None, False
     verdict["pass"] = verdict["band_pass"] and verdict["welch_pass"]
+    # One seed on a side has no spread: neither the band nor Welch's test can say anything.
+    verdict["decided"] = min(len(ref), len(cand)) >= 2
     return verdict
+
+
+def outcome(verdict: dict) -> str:
+    """PASS, FAIL or UNDECIDED (fewer than two seeds on a side)."""
+    if not verdict.get("decided", True):
+        return "UNDECIDED"
+    return "PASS" if verdict["pass"] else "FAIL"

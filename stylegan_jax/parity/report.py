@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from stylegan_jax.atomic import replace_file
+from stylegan_jax.parity import compare
 from stylegan_jax.parity.compare import Curves
 
 
@@ -34,9 +35,13 @@ def markdown(verdict: dict, metric: str, command: str, reference: str = "officia
     if final:
         lines += ["", f"Final point ({final['kimg']:g} kimg): Welch t = {_fmt(final['t'])}, "
                   f"df = {_fmt(final['df'], 1)}, p = {_fmt(final['p'], 3)}."]
-    lines += ["", f"**{'PASS' if verdict['pass'] else 'FAIL'}** (band: "
-              f"{'pass' if verdict['band_pass'] else 'fail'}, Welch: "
-              f"{'pass' if verdict['welch_pass'] else 'fail'})", ""]
+    if compare.outcome(verdict) == "UNDECIDED":
+        lines += ["", "**UNDECIDED**: the band and Welch's test need at least two seeds a "
+                  "side (`--seeds 0,1,2,3`)", ""]
+    else:
+        lines += ["", f"**{compare.outcome(verdict)}** (band: "
+                  f"{'pass' if verdict['band_pass'] else 'fail'}, Welch: "
+                  f"{'pass' if verdict['welch_pass'] else 'fail'})", ""]
     return "\n".join(lines)
 
 
