@@ -25,8 +25,8 @@ def device_memory_gib() -> tuple[float | None, float | None]:
 def host_rss_gib() -> float:
     """This process's resident memory (GiB): /proc where there is one, else its peak."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**30
     except (OSError, ValueError, IndexError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30
 
