@@ -280,8 +280,13 @@ class Checkpoints:
         run that wrote it had (readers that take only the networks need no template)."""
         def read():
             self._read_every_value(step)
+            # As NumPy (a target built from the saved metadata): without one, Orbax places
+            # arrays by the saving run's sharding, which another process or device count
+            # cannot ("Topology mismatch").
+            tree = self.manager.item_metadata(step)["state"]
+            target = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, x.dtype), tree)
             return self.manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
         return self._read(step, read)
 
     def read_meta(self, step: int) -> dict:
