@@ -2,9 +2,10 @@
 
     python tests/multiprocess_worker.py WORKDIR OUT STOP_AT_STEP DEVICES [COORD NPROC PID]
 
-Trains the tiny config with `DEVICES` fake CPU devices in this process (evaluating a toy
-FID after 3 iterations, real statistics cached in WORKDIR/stats_cache), then saves this
-process's own copy of the final state to OUT/state_p<process>.npz.
+Trains the tiny config with `DEVICES` fake CPU devices in this process (evaluating toy
+FID, KID and precision/recall after 3 iterations, real features cached in
+WORKDIR/stats_cache), then saves this process's own copy of the final state to
+OUT/state_p<process>.npz.
 
 `SGJ_TEST_COMPILE_DELAY=PROCESS:SECONDS` makes that process finish compiling that much
 later than the others (a slow host, a cold cache on a slow file system).
@@ -58,7 +59,9 @@ c.train.g_reg_interval, c.train.d_reg_interval = 1, 1  # every step: one program
 c.log.tick_kimg = c.log.snapshot_kimg = c.log.checkpoint_kimg = 0.016
 c.log.grid_seeds = 4
 c.log.tensorboard = False
-c.metrics.names, c.metrics.every_kimg, c.metrics.batch_size = "fid16_full", 0.024, 8
+# FID and KID share one generated pass (16 images), PR has its own (1000: its smallest count).
+c.metrics.names = "fid16_full,kid16_full,pr1k3_full"
+c.metrics.every_kimg, c.metrics.batch_size = 0.024, 8
 c.metrics.cache_dir = os.path.join(workdir, "stats_cache")
 if os.environ.get("SGJ_TEST_PLAIN"):
     c.train.r1_gamma = c.train.pl_weight = 0.0

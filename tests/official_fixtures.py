@@ -12,8 +12,14 @@ DATA = Path(__file__).parent / "data"
 
 
 def fixture_files(family: str, bundled: Path) -> list[Path]:
-    """Every *.npz in `bundled`, plus those of `family` under $SGJ_REFERENCE_DIR (recursive)."""
+    """Every *.npz in `bundled`, plus those of `family` under $SGJ_REFERENCE_DIR (recursive).
+
+    Raises FileNotFoundError when `bundled` holds none: a test parametrized by an empty
+    list is skipped, so a missing fixture directory would otherwise pass unnoticed."""
     files = sorted(bundled.glob("*.npz"))
+    if not files:
+        raise FileNotFoundError(f"no *.npz reference fixtures in {bundled}: the tests "
+                                f"against the official {family!r} code would not run")
     extra = os.environ.get("SGJ_REFERENCE_DIR")
     if extra:
         for path in sorted(Path(extra).rglob("*.npz")):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 
 import numpy as np
@@ -212,9 +213,8 @@ def test_damaged_shard_in_training_names_shard_and_record(dataset, tmp_path):
     data = bytearray(shard.read_bytes())
     data[5 * record_bytes + 3] ^= 0xFF  # in record 5's frame header
     shard.write_bytes(bytes(data))
-    with pytest.raises(Exception, match=f"{shard}: record 5 is corrupt") as e:
+    with pytest.raises(DatasetError, match=re.escape(f"{shard}: record 5 is corrupt")):
         loop.train(tfrecord_config(ds), tmp_path / "run", stop_at_step=4, log=quiet)
-    assert isinstance(e.value, DatasetError) or "record 5" in str(e.value)
 
 
 def test_truncated_shard_names_the_first_missing_record(dataset, tmp_path):

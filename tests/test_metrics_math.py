@@ -206,19 +206,59 @@ def test_ppl_in_z_is_the_great_circle_speed():
     np.testing.assert_allclose(got, (2 * np.sin(theta * eps / 2) / eps) ** 2, rtol=2e-3)
 
 
+def _t_revealing(eps):
+    """A generator whose path length reveals t. z_dim 1; mapping z -> w = (z, z²), a point on
+    the parabola y = x², and the image is w itself. The pair's images are w(t) and
+    w(t + eps) on the chord from (a, a²) to (b, b²), so d = (w(t + eps) - w(t)) / eps =
+    (b - a, b² - a²) gives a + b = d_y / d_x and a = (a + b - d_x) / 2, and then
+    t = (w_x(t) - a) / d_x. The 'distance' returns t * eps² (the length is distance / eps²,
+    so the length is t); NaN where b - a is too small for float32 to solve."""
+    def distance(x, y):
+        d = (y - x) / eps
+        a = (d[:, 1] / d[:, 0] - d[:, 0]) / 2
+        t = (x[:, 0] - a) / d[:, 0]
+        return jnp.where(jnp.abs(d[:, 0]) > 0.2, t, jnp.nan) * eps**2
+
+    return dict(mapping=lambda z, c: jnp.stack([z[:, 0], z[:, 0] ** 2], -1)[:, None, :],
+                synthesize_pairs=lambda ws0, ws1, key: (ws0[:, 0], ws1[:, 0]),
+                distance=distance)
+
+
+def test_t_revealing_generator_reads_t_back():
+    """The test generator itself, on paths with known t (lengths_between takes t)."""
+    z0, z1 = RNG.standard_normal((2, 64, 1))
+    t = RNG.uniform(size=64)
+    got = np.asarray(ppl.lengths_between(
+        *(jnp.asarray(v, jnp.float32) for v in (z0, z1, t)), jnp.zeros((64, 0)),
+        jax.random.PRNGKey(0), space="w", epsilon=0.25, **_t_revealing(0.25)))
+    ok = np.abs(z1[:, 0] - z0[:, 0]) > 0.25  # solvable (the generator's own limit is 0.2)
+    assert ok.sum() > 40
+    np.testing.assert_allclose(got[ok], t[ok], atol=1e-3)
+
+
 @pytest.mark.parametrize("sampling", ["full", "end"])
 def test_ppl_sampling_draws_t_in_range(sampling):
-    """'end' measures at t = 0 exactly: in W with a linear generator the length does not
-    depend on t, so both samplings give the same |(z1 - z0) B|² for the same key."""
-    b = jnp.asarray(RNG.standard_normal((4, 2)), jnp.float32)
-    got = ppl.path_lengths(jax.random.PRNGKey(3), jnp.zeros((16, 0)), z_dim=4,
-                           sampling=sampling, space="w", epsilon=1e-2, **_linear(b))
-    ref = ppl.path_lengths(jax.random.PRNGKey(3), jnp.zeros((16, 0)), z_dim=4,
-                           sampling="end", space="w", epsilon=1e-2, **_linear(b))
-    np.testing.assert_allclose(got, ref, rtol=1e-3)  # float32 lerp differences at t != 0
+    """'end' measures at t = 0 exactly; 'full' at t ~ U[0, 1), one t per path. The
+    generator reads each path's t back (see _t_revealing): a t outside [0, 1), a t
+    shared by every path or a sampling that ignores its name fails."""
+    n = 512
+    got = np.asarray(ppl.path_lengths(jax.random.PRNGKey(3), jnp.zeros((n, 0)), z_dim=1,
+                                      sampling=sampling, space="w", epsilon=0.25,
+                                      **_t_revealing(0.25)))
+    t = got[np.isfinite(got)]
+    assert len(t) > 0.8 * n  # P(|b - a| <= 0.2) = 0.11 for a, b ~ N(0, 1)
+    if sampling == "end":
+        np.testing.assert_allclose(t, 0.0, atol=1e-3)
+        return
+    assert t.min() >= -1e-3 and t.max() < 1 + 1e-3  # float32 solving error: ~1e-4
+    # U[0, 1), one draw per path: the empirical CDF within 0.1 of the identity
+    # (Kolmogorov-Smirnov; the 0.1% critical value for n ~ 450 is 1.95 / sqrt(n) = 0.092).
+    # A constant t is >= 0.5 away, U[0, 0.5) 0.5 away.
+    edf = np.arange(1, len(t) + 1) / len(t)
+    assert np.max(np.abs(np.sort(t) - edf)) < 0.1
     with pytest.raises(ValueError, match="sampling must be one of"):
-        ppl.path_lengths(jax.random.PRNGKey(3), jnp.zeros((16, 0)), z_dim=4, sampling="mid",
-                         space="w", epsilon=1e-2, **_linear(b))
+        ppl.path_lengths(jax.random.PRNGKey(3), jnp.zeros((16, 0)), z_dim=1, sampling="mid",
+                         space="w", epsilon=0.25, **_t_revealing(0.25))
 
 
 def test_ppl_aggregate_drops_the_outer_percentiles():

@@ -129,6 +129,128 @@ def test_metrics_gather_every_process(runs):
     assert '"metric": "fid16_full"' in logs[0] and '"metric"' not in logs[1]
 
 
+def metric_line(workdir, name):
+    (line,) = (workdir / f"metric-{name}.jsonl").read_text().splitlines()
+    return json.loads(line)
+
+
+def generated_features(G, num, processes=2, devices=2, batch=8, seed=0):
+    """{process: toy features [share, 48]} of the images that process generates in a
+    `processes`-process evaluation (metrics/sampler.py): process p renders
+    num // processes (+1 for the first num % processes) images, in batches of `batch`
+    sharded over its `devices`, from z ~ default_rng([seed, p]) drawn a batch at a time
+    and noise keys fold_in(fold_in(PRNGKey(seed), p), batch index), then quantises them
+    as the official metrics do. Computed here, in one process."""
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+    from toy_detectors import box_features
+
+    from stylegan_jax.models.sampling import synthesize
+
+    mesh = Mesh(np.array(jax.local_devices()[:devices]), ("data",))
+    rows, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    g_vars = jax.device_put(G.variables, replicated)
+    module = G.module
+
+    @jax.jit
+    def features(g_vars, z, c, key):
+        img = synthesize(module, g_vars, z, c, key, np.float32(G.lod), noise_mode="random")
+        img = jnp.clip(jnp.floor(img * 127.5 + 128.0), 0, 255).astype(jnp.uint8)
+        return box_features({"scale": 2.0}, img)["pool3"]
+
+    out = {}
+    for p in range(processes):
+        share = num // processes + (p < num % processes)
+        rng = np.random.default_rng([seed, p])
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), p)
+        got = []
+        for i in range(-(-share // batch)):
+            z = rng.standard_normal((batch, module.z_dim)).astype(np.float32)
+            c = np.zeros((batch, 0), np.float32)
+            got.append(np.asarray(features(g_vars, jax.device_put(z, rows),
+                                           jax.device_put(c, rows), jax.random.fold_in(key, i))))
+        out[p] = np.concatenate(got)[:share]
+    return out
+
+
+def official_fid(gen, real):
+    """stylegan2-ada-pytorch's compute_fid: biased covariances, scipy's sqrtm (which warns
+    that 16 samples in 48 dimensions make the product singular; its trace stays within
+    1e-7 relative of the eigenvalue route here)."""
+    import warnings
+
+    import scipy.linalg
+
+    mu_g, mu_r = gen.mean(0), real.mean(0)
+    s_g, s_r = np.cov(gen, rowvar=False, bias=True), np.cov(real, rowvar=False, bias=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(s_g @ s_r)
+    return float(np.real(np.sum((mu_g - mu_r) ** 2) + np.trace(s_g + s_r - 2 * root)))
+
+
+def official_kid(gen, real, rng, num_subsets=100, max_subset_size=1000):
+    """stylegan2-ada-pytorch's compute_kid (its draws from `rng`: generated, then real)."""
+    n = real.shape[1]
+    m = min(real.shape[0], gen.shape[0], max_subset_size)
+    t = 0.0
+    for _ in range(num_subsets):
+        x = gen[rng.choice(gen.shape[0], m, replace=False)]
+        y = real[rng.choice(real.shape[0], m, replace=False)]
+        a = (x @ x.T / n + 1) ** 3 + (y @ y.T / n + 1) ** 3
+        b = (x @ y.T / n + 1) ** 3
+        t += (a.sum() - np.diag(a).sum()) / (m - 1) - b.sum() * 2 / m
+    return t / num_subsets / m
+
+
+def test_two_process_metrics_equal_one_process_on_the_same_images(runs):
+    """FID, KID and PR that two processes gathered equal the values one process computes
+    (here) on the same images: every process's generated features, regenerated from the
+    evaluated snapshot with each process's seeds, against the gathered real features.
+    (It also reads a checkpoint that two processes wrote from one process of another
+    device count, as `generate` and `metrics` do.)
+
+    Tolerances: the features are the same float32 numbers (the same programs on the same
+    2-device layout); what differs is float64 summation order (FeatureStats' running sums
+    vs. numpy's) and FID's square root (eigenvalues vs. scipy's sqrtm of a rank-15
+    product; 3e-8 apart here): 1e-6 relative. KID uses the same draws: 1e-9. PR counts
+    points within radii computed in float16 by the same programs (1 and 2 processes, 2 or
+    8 devices give the same counts): equal. Dropping or duplicating one process's rows
+    moves FID by ~10%, KID by ~30% and PR by several points."""
+    from stylegan_jax.metrics import precision_recall
+    from stylegan_jax.store.load import load_generator
+
+    root, _ = runs
+    two = root / "two"
+    fid_line = metric_line(two, "fid16_full")
+    assert fid_line["snapshot_pkl"] == "checkpoints/24"
+    G = load_generator(two / fid_line["snapshot_pkl"])
+    gen = generated_features(G, 1000)  # PR's pass; FID and KID's 16 are its first 8 + 8
+    (two_cache,), (one_cache,) = ((root / run / "stats_cache").glob("*.npz")
+                                  for run in ("two", "one"))
+    real = FeatureStats.load(two_cache).get_all().astype(np.float64)  # gathered order
+    one_real = FeatureStats.load(one_cache).get_all().astype(np.float64)
+    # The real side: the same 100 rows as one process embedded (in another order).
+    np.testing.assert_allclose(real[np.lexsort(real.T[::-1])],
+                               one_real[np.lexsort(one_real.T[::-1])], rtol=1e-6, atol=1e-7)
+
+    fid_gen = np.concatenate([gen[0][:8], gen[1][:8]]).astype(np.float64)
+    fid = fid_line["results"]["fid16_full"]
+    assert fid == pytest.approx(official_fid(fid_gen, real), rel=1e-6)
+    # Only process 0's 8 rows would give another value, far outside the tolerance.
+    assert abs(official_fid(fid_gen[:8], real) - fid) > 1e-2 * fid
+
+    kid = metric_line(two, "kid16_full")["results"]["kid16_full"]
+    assert kid == pytest.approx(official_kid(fid_gen, real, np.random.default_rng(0)),
+                                rel=1e-9)
+
+    pr = metric_line(two, "pr1k3_full")["results"]
+    want = precision_recall.precision_recall(real, np.concatenate([gen[0], gen[1]]), 3)
+    assert (pr["pr1k3_full_precision"], pr["pr1k3_full_recall"]) == want
+
+
 def test_checkpoints_move_between_process_counts(runs):
     root, _ = runs
     # 2-process checkpoint -> 1 process, and 1-process checkpoint -> 2 processes.

@@ -210,8 +210,40 @@ def test_stylegan_ffhq_variants():
 @pytest.mark.parametrize("name", ["progan_celebahq", "progan_quick", "stylegan_ffhq",
                                   "stylegan_quick", "stylegan_ffhq:res=64"])
 def test_configs_validate(name):
+    """The preset passes validation, and what validation vouches for holds by the official
+    formula: at every quarter of each phase (stable, then fade) up to total_kimg,
+    our schedule equals NVIDIA's `training_schedule` with the preset's settings, and each
+    minibatch splits evenly over the devices and into minibatch-stddev groups."""
     devices = 1 if name == "progan_celebahq" else 8
-    config_lib.validate(config_lib.load_config(name), num_devices=devices)
+    c = config_lib.load_config(name)
+    config_lib.validate(c, num_devices=devices)
+    t = c.train
+    sched = dict(lod_initial_resolution=t.lod_initial_resolution,
+                 lod_training_kimg=t.lod_training_kimg,
+                 lod_transition_kimg=t.lod_transition_kimg, minibatch_base=t.batch_size,
+                 minibatch_dict=dict(t.minibatch_dict), G_lrate_base=t.g_lr,
+                 G_lrate_dict=dict(t.g_lrate_dict), D_lrate_base=t.d_lr,
+                 D_lrate_dict=dict(t.d_lrate_dict), lrate_rampup_kimg=t.lrate_rampup_kimg)
+    ours = Schedule.from_config(c)
+    phase = t.lod_training_kimg + t.lod_transition_kimg
+    kimgs = sorted({0.0, t.total_kimg, *(k * phase / 4 for k in range(
+        int(t.total_kimg // (phase / 4)) + 1))})
+    resolutions = set()
+    for kimg in kimgs:
+        nimg = round(kimg * 1000)
+        want = official_schedule(nimg, int(np.log2(c.data.resolution)), **sched)
+        assert ours.lod(nimg) == pytest.approx(want["lod"], abs=1e-9), kimg
+        res = ours.resolution_at(nimg)
+        assert (res, ours.minibatch(res)) == (want["resolution"], want["minibatch"]), kimg
+        assert ours.lrates(nimg) == pytest.approx((want["G_lrate"], want["D_lrate"]),
+                                                  rel=1e-12), kimg
+        per_device, rest = divmod(want["minibatch"], devices)
+        assert rest == 0 and per_device % min(c.model.mbstd_group_size, per_device) == 0
+        resolutions.add(want["resolution"])
+    # Every resolution from the initial one to the final one is trained.
+    first = 2 ** int(np.log2(t.lod_initial_resolution))
+    assert sorted(resolutions) == [2**k for k in range(int(np.log2(first)),
+                                                       int(np.log2(c.data.resolution)) + 1)]
 
 
 @pytest.mark.parametrize("family,field,value,match", [

@@ -219,11 +219,22 @@ class GatedEngine:
 
     def __init__(self, engine: Engine):
         self.engine, self.gate = engine, threading.Event()
+        self.entered = threading.Event()  # a batch has reached the generator
         self.spec, self.max_batch = engine.spec, engine.max_batch
 
     def __call__(self, *args):
+        self.entered.set()
         self.gate.wait(60)
         return self.engine(*args)
+
+
+def wait_for(probe, want, what: str, timeout_s: float = 30.0):
+    """Polls `probe()` until it returns `want`; fails naming `what` and the last value after
+    `timeout_s`. A busy machine delays the server, never the assertions that follow."""
+    deadline = time.monotonic() + timeout_s
+    while (got := probe()) != want:
+        assert time.monotonic() < deadline, f"{what}: {got!r} after {timeout_s:g} s, want {want!r}"
+        time.sleep(0.02)
 
 
 def test_flood_beyond_the_queue_gets_503_with_retry_after():
@@ -240,17 +251,12 @@ def test_flood_beyond_the_queue_gets_503_with_retry_after():
 
         with ThreadPoolExecutor(9) as pool:
             held = [pool.submit(httpx.get, url, params={"seed": 0}, timeout=60)]
-            deadline = time.monotonic() + 30
-            while metric(c.get("/metrics").text, "sgj_requests_in_flight") < 2:
-                assert time.monotonic() < deadline, "the first request never arrived"
-                time.sleep(0.02)
-            time.sleep(0.1)  # it leaves the queue for the (blocked) generator
+            # It leaves the queue for the (blocked) generator.
+            assert gated.entered.wait(30), "the first request never reached the generator"
             assert depth() == 0
             held += [pool.submit(httpx.get, url, params={"seed": i}, timeout=60)
                      for i in range(1, 9)]
-            while depth() < 8:
-                assert time.monotonic() < deadline, f"queue depth {depth()}, want 8"
-                time.sleep(0.02)
+            wait_for(depth, 8, "requests waiting in the queue")
             busy = [c.get("/api/image", params={"seed": i}) for i in range(9, 13)]
             assert c.get("/healthz").status_code == 200  # refusing, yet alive
             gated.gate.set()
@@ -259,19 +265,31 @@ def test_flood_beyond_the_queue_gets_503_with_retry_after():
         assert all(r.headers["retry-after"] == "1" and "busy" in r.json()["error"]
                    for r in busy)
         assert [r.status_code for r in answers] == [200] * 9
-        text = c.get("/metrics").text
-        assert metric(text, "sgj_requests_total", route="image", status="503") == 4
-        assert metric(text, "sgj_requests_total", route="image", status="200") == 9
+
+        def counted():  # a response is counted just after it is sent
+            text = c.get("/metrics").text
+            return tuple(metric(text, "sgj_requests_total", route="image", status=s)
+                         for s in ("503", "200"))
+
+        wait_for(counted, (4, 9), "image responses counted (503, 200)")
 
 
 def test_clients_that_disconnect_do_not_hurt_the_server(client):
+    """20 clients send a request and hang up: the server finishes with every one, counts
+    those it saw leave as 499, and serves on."""
     host, port = client.base_url.host, client.base_url.port
+
+    def image_counts():  # (image requests answered, of them 499)
+        text = client.get("/metrics").text
+        return (metric(text, "sgj_requests_total", route="image"),
+                metric(text, "sgj_requests_total", route="image", status="499"))
+
+    total0, gone0 = image_counts()
     for seed in range(20):
         with socket.create_connection((host, port)) as s:
             s.sendall(f"GET /api/image?seed={seed} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    time.sleep(0.5)
-    text = client.get("/metrics").text
-    assert metric(text, "sgj_requests_total", route="image", status="499") >= 1
+    wait_for(lambda: image_counts()[0] - total0, 20, "abandoned requests finished")
+    assert image_counts()[1] - gone0 >= 1
     assert client.get("/api/image", params={"seed": 3}).status_code == 200
 
 
@@ -402,7 +420,10 @@ def test_batcher_gathers_overflows_and_skips_abandoned_requests():
         b = Batcher(render, max_batch=3, window_s=0.05, queue_limit=4)
         b.start()
         first = b.submit(1, 1.0, None)
-        await asyncio.sleep(0.2)  # batch [1] is now blocked in render
+        deadline = time.monotonic() + 30
+        while not calls:  # until batch [1] is blocked in render
+            assert time.monotonic() < deadline, "the first batch never reached render"
+            await asyncio.sleep(0.01)
         waiting = [b.submit(s, 1.0, None) for s in (2, 3, 4, 5)]
         with pytest.raises(Overloaded):
             b.submit(6, 1.0, None)

@@ -22,6 +22,12 @@ from official_fixtures import (
 FILES = fixture_files("stylegan2_ada", DATA / "official")
 
 
+def test_fixtures_present():
+    """Every bundled reference is found (a missing one would drop its case silently)."""
+    bundled = [f.name for f in FILES if f.parent == DATA / "official"]
+    assert bundled == ["stylegan2_ada_16_orig_orig_cond.npz", "stylegan2_ada_32_skip_resnet.npz"]
+
+
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_matches_official(path):
     meta, arrays = load(path)

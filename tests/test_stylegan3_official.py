@@ -23,6 +23,12 @@ FILES = fixture_files("stylegan3", DATA / "reference" / "stylegan3")
 REL = 1e-4
 
 
+def test_fixtures_present():
+    """Every bundled reference is found (a missing one would drop its case silently)."""
+    bundled = [f.name for f in FILES if f.parent == DATA / "reference" / "stylegan3"]
+    assert bundled == ["stylegan3_r_32_cond.npz", "stylegan3_t_32.npz"]
+
+
 def _meta(meta: dict, *names, default=None):
     """The first of `names` present in meta (fixture writers spell some fields two ways)."""
     for n in names:

@@ -171,7 +171,7 @@ def test_data_resolution_must_match(tmp_path):
     config.data.source = "tfrecord"
     config.data.path = str(tmp_path / "ds")
     config.data.resolution = 32
-    with pytest.raises(Exception, match="32"):
+    with pytest.raises(ValueError, match=r"^resolution 32 exceeds the source's 16$"):
         loop.train(config, tmp_path / "run", stop_at_step=1)
     assert not (tmp_path / "run" / "checkpoints").exists() or not any(
         (tmp_path / "run" / "checkpoints").iterdir())
