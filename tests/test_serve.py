@@ -290,6 +290,9 @@ def test_clients_that_disconnect_do_not_hurt_the_server(client):
             s.sendall(f"GET /api/image?seed={seed} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     wait_for(lambda: image_counts()[0] - total0, 20, "abandoned requests finished")
     assert image_counts()[1] - gone0 >= 1
+    # The abandoned requests' renders may still hold the queue (answered 503 meanwhile): it
+    # drains, then the server serves as before.
+    wait_for(lambda: metric(client.get("/metrics").text, "sgj_queue_depth"), 0, "queue drained")
     assert client.get("/api/image", params={"seed": 3}).status_code == 200
 
 
