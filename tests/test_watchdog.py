@@ -281,7 +281,7 @@ def test_relapsing_metric_goes_back_to_the_best_checkpoint(tmp_path, monkeypatch
 
 def test_ada_run_forced_to_high_p_raises_the_leak_alarm(tmp_path):
     config = tiny_config(r1_gamma=0.0, pl_weight=0.0, aug="fixed", aug_p=0.9)
-    config.train.augpipe = "bg"
+    config.train.augpipe = "blit"  # the cheapest pipe: the alarm is about p
     config.train.watchdog.ada_p_kimg = 0.032  # p is first seen at the first tick (32)
     lines = []
     loop.train(config, tmp_path, stop_at_step=6, log=lines.append)
