@@ -82,6 +82,7 @@ class Run:
     stage: Stage
     pipe: Pipeline
     schedule: Schedule
+    watch_cfg: watchdog.WatchdogConfig  # train.watchdog, read once (checked every iteration)
     watch: watchdog.WatchState  # saved in checkpoints' meta
     lr_factor: float  # the trainer's learning rates are the config's times this
     leak: dict[str, float] | None = None  # the newest leak probe (snapshot time)
@@ -96,10 +97,6 @@ class Run:
     @property
     def main_process(self) -> bool:
         return jax.process_index() == 0
-
-    @property
-    def watch_cfg(self) -> watchdog.WatchdogConfig:
-        return watchdog.WatchdogConfig.from_config(self.config)
 
     @property
     def total_nimg(self) -> int:
@@ -132,7 +129,8 @@ def open_run(config: ml_collections.ConfigDict, workdir: str | Path, devices, lo
     fresh, (host_state, data_state, meta) = _restore_or_init(config, trainer, ckpts, say)
     nimg = int(host_state.nimg)
     watch = watchdog.WatchState.from_meta(meta.get("watchdog"))
-    factor = watchdog.lr_factor(watchdog.WatchdogConfig.from_config(config), watch, nimg)
+    watch_cfg = watchdog.WatchdogConfig.from_config(config)
+    factor = watchdog.lr_factor(watch_cfg, watch, nimg)
     if factor != 1:  # a run after a rollback (lr_scale) or in its injected fault
         trainer = trainer_class(config.family)(
             watchdog.scaled_learning_rates(config, factor), c_dim)
@@ -149,7 +147,7 @@ def open_run(config: ml_collections.ConfigDict, workdir: str | Path, devices, lo
         fresh=fresh, state=backend.put_state(host_state), step=int(host_state.step), nimg=nimg,
         tick=int(meta.get("tick", 0)), stage=stage, pipe=pipe,
         schedule=Schedule.at(config, nimg, meta.get("next_eval"), evaluator is not None),
-        watch=watch, lr_factor=factor)
+        watch_cfg=watch_cfg, watch=watch, lr_factor=factor)
 
 
 def _restore_or_init(config, trainer, ckpts: Checkpoints, say) -> tuple[bool, tuple]:
