@@ -43,6 +43,7 @@ def data_section() -> ml_collections.ConfigDict:
     d.channels = 1
     d.xflip = True  # official mirror_augment
     d.use_labels = False
+    d.ignore_labels = False  # True: train unconditionally on labelled data, on purpose
     d.threads = 0  # reader threads per process (0: one per core, at most 8; TFDS: AUTOTUNE)
     return d
 

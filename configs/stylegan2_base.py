@@ -25,6 +25,7 @@ def base() -> ml_collections.ConfigDict:
     c.data.channels = 1
     c.data.xflip = True  # mirror augmentation (official --mirror)
     c.data.use_labels = False
+    c.data.ignore_labels = False  # True: train unconditionally on labelled data, on purpose
     c.data.threads = 0  # reader threads per process (0: one per core, at most 8; TFDS: AUTOTUNE)
 
     c.model = ml_collections.ConfigDict()

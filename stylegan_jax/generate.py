@@ -21,12 +21,13 @@ from stylegan_jax.models.sampling import (
     labels_for,
     latents_for_seeds,
     mapping_jit,
+    resolve_class,
     synthesis_jit,
     synthesize_jit,
     w_shape,
     with_transform,
 )
-from stylegan_jax.store.load import load_generator
+from stylegan_jax.store.load import class_names, load_generator
 
 
 def parse_seeds(text: str, what: str = "--seeds") -> list[int]:
@@ -180,6 +181,16 @@ def network_from_args(args: argparse.Namespace) -> Network:
     return named_network_from_args(args)[0]
 
 
+def class_from_args(args: argparse.Namespace, net: Network) -> int | None:
+    """`--class NAME|INDEX` as an index: names are those the network's source records
+    (`store.load.class_names`)."""
+    value = getattr(args, "class_idx", None)
+    if value is None or args.random_init or net.module.c_dim == 0:
+        return resolve_class(value, net.module.c_dim)
+    source = args.network or getattr(args, "workdir", None) or pretrained.path()
+    return resolve_class(value, net.module.c_dim, class_names(source))
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_network_arguments(p)
     p.add_argument("--seeds", default=None, help="seeds, e.g. 0-15 or 1,5,9 (default: 0-15)")
@@ -189,8 +200,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi")
     p.add_argument("--trunc-cutoff", type=int, default=None,
                    help="truncate only the first N ws (default: all)")
-    p.add_argument("--class", dest="class_idx", type=int, default=None,
-                   help="class index for conditional generators")
+    p.add_argument("--class", dest="class_idx", default=None, metavar="NAME|INDEX",
+                   help="class of a conditional generator: a name its training data gave "
+                   "(the dataset tool's class folders or class_names) or an index")
     p.add_argument("--noise-mode", choices=stylegan2.NOISE_MODES, default="const")
     p.add_argument("--lod", type=float, default=None,
                    help="level of detail for ProGAN / StyleGAN v1 generators (0 = full "
@@ -216,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
         names = [f"proj{i:02d}.png" for i in range(len(ws))]
     else:
         seeds = parse_seeds(args.seeds or "0-15")
-        imgs = generate_images(net, seeds, args.trunc, args.trunc_cutoff, args.class_idx,
+        imgs = generate_images(net, seeds, args.trunc, args.trunc_cutoff,
+                               class_from_args(args, net),
                                args.noise_mode, args.batch_size, lod=args.lod)
         names = [f"seed{seed:04d}.png" for seed in seeds]
     for name, img in zip(names, imgs, strict=True):

@@ -39,7 +39,7 @@ from stylegan_jax.data.images import (
     to_channels,
     transform_image,
 )
-from stylegan_jax.data.inputs import Input, Listing, open_source
+from stylegan_jax.data.inputs import LABEL_RULES, Input, Listing, open_source
 from stylegan_jax.data.shards import (
     FORMAT,
     MANIFEST,
@@ -100,6 +100,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--manual-dir", default=None, help="TFDS manual_dir (celeb_a_hq and other manual sets)")
     a("--image-key", default="image", help="TFDS image feature")
     a("--label-key", default=None, help="TFDS ClassLabel feature to keep as labels")
+    a(
+        "--labels",
+        choices=LABEL_RULES,
+        default="auto",
+        help="folders and zips: auto (the official dataset.json where present), folders "
+        "(each image's first sub-folder is its class; the sorted folder names become the "
+        "class names) or none",
+    )
     a("--shard-mb", type=int, default=256, help="largest shard size in MiB")
     a(
         "--workers",
@@ -298,6 +306,7 @@ def _convert(
             )
     has_labels = labels_by_name is not None or listing.num_classes is not None
     num_classes = listing.num_classes or (max(labels) + 1 if has_labels else 0)
+    class_names = listing.class_names if has_labels else None
     return {
         "format": FORMAT,
         "count": len(names),
@@ -306,6 +315,7 @@ def _convert(
         "resize_filter": resize_filter,
         "labels": labels if has_labels else None,
         "num_classes": num_classes,
+        "class_names": class_names,
         "levels": level_entries,
         "source": source,
         "skipped": skipped,
@@ -324,6 +334,7 @@ def build_dataset(
     manual_dir: str | None = None,
     image_key: str = "image",
     label_key: str | None = None,
+    labels: str = "auto",
     **options,
 ) -> dict[str, Any]:
     """Reads `source` (folder, zip or tfds:NAME) and writes the dataset; see write_dataset."""
@@ -342,6 +353,7 @@ def build_dataset(
         manual_dir=manual_dir,
         image_key=image_key,
         label_key=label_key,
+        labels=labels,
     )
     return write_dataset(dest, listing, resolution=resolution, source=source, **options)
 
@@ -356,6 +368,11 @@ def _summary(manifest: dict[str, Any], dest: str) -> str:
         f"skipped {len(manifest['skipped'])} bad files; ignored "
         f"{len(manifest['ignored'])} files without an image extension",
     ]
+    if manifest["labels"] is not None:
+        counts = collections.Counter(manifest["labels"])
+        names = manifest["class_names"] or [str(k) for k in range(manifest["num_classes"])]
+        lines.append("classes: " + ", ".join(f"{k} {name} ({counts.get(k, 0)} images)"
+                                             for k, name in enumerate(names)))
     lines += [f"  skipped {s['file']}: {s['reason']}" for s in manifest["skipped"][:20]]
     if len(manifest["skipped"]) > 20:
         lines.append(f"  ... and {len(manifest['skipped']) - 20} more (see {MANIFEST})")
@@ -380,6 +397,7 @@ def run(args: argparse.Namespace) -> int:
             manual_dir=args.manual_dir,
             image_key=args.image_key,
             label_key=args.label_key,
+            labels=args.labels,
             channels=args.channels,
             transform=args.transform,
             resize_filter=args.resize_filter,

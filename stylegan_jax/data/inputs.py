@@ -2,9 +2,14 @@
 
 Each source becomes a list of ``Input`` (a name for messages and labels, a loader that returns
 uint8 HWC or raises BadImage, an optional label). Labels of folders and zips come from a
-``dataset.json`` at the root in the official StyleGAN2-ADA format::
+``dataset.json`` at the root in the official StyleGAN2-ADA format, optionally with the classes'
+names (this project's addition; the official tools ignore the key)::
 
     {"labels": [["00000/img00000000.png", 6], ["00000/img00000001.png", 9], ...]}  # or null
+    {"labels": [["cats/1.png", 0], ["dogs/7.png", 1]], "class_names": ["cat", "dog"]}
+
+or, with ``labels="folders"``, from the first sub-folder of each image's path: the sorted
+folder names are the classes, so ``cats/1.png`` and ``dogs/7.png`` are classes 0 and 1.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from stylegan_jax.data.images import BadImage, decode_image
 from stylegan_jax.data.shards import DatasetError
 
 LABELS_FILE = "dataset.json"
+LABEL_RULES = ("auto", "folders", "none")  # auto: dataset.json where there is one
 
 
 @dataclasses.dataclass
@@ -43,9 +49,10 @@ class Listing:
     inputs: Iterator[Input]
     total: int | None  # for the progress bar; None when unknown
     ignored: list[str]  # files without an image extension
-    labels: dict[str, int] | None  # from dataset.json
+    labels: dict[str, int] | None  # from dataset.json or the class folders
     labels_where: str
-    num_classes: int | None = None  # known up front for TFDS
+    num_classes: int | None = None  # known up front for TFDS and class folders
+    class_names: list[str] | None = None  # label k's name, where the source names it
 
 
 def image_extensions() -> set[str]:
@@ -53,31 +60,63 @@ def image_extensions() -> set[str]:
     return {ext.lower() for ext in PIL.Image.registered_extensions()}
 
 
-def parse_labels(text: bytes | str, where: str) -> dict[str, int] | None:
-    """dataset.json -> {relative path: class}; errors name the entry and what was expected."""
-    expected = 'expected {"labels": [["path/relative.png", int], ...]} or {"labels": null}'
+def parse_labels(text: bytes | str, where: str
+                 ) -> tuple[dict[str, int] | None, list[str] | None]:
+    """dataset.json -> ({relative path: class}, class names or None); errors name the entry
+    and what was expected."""
+    expected = ('expected {"labels": [["path/relative.png", int], ...]} or {"labels": null}, '
+                'optionally with "class_names": ["name of class 0", ...]')
     try:
         data = json.loads(text)
     except ValueError as e:
         raise DatasetError(f"{where}: not valid JSON ({e}); {expected}") from None
     if not isinstance(data, dict) or "labels" not in data:
-        raise DatasetError(f"{where}: {expected}")
+        raise DatasetError(f"{where}: no 'labels' key; {expected}")
+    names = _class_names(data.get("class_names"), where)
     if data["labels"] is None:
-        return None
+        return None, names
     if not isinstance(data["labels"], list):
         raise DatasetError(f"{where}: 'labels' is a {type(data['labels']).__name__}; {expected}")
     labels: dict[str, int] = {}
     for i, entry in enumerate(data["labels"]):
-        ok = isinstance(entry, list | tuple) and len(entry) == 2 and isinstance(entry[0], str)
-        ok = ok and isinstance(entry[1], int) and not isinstance(entry[1], bool) and entry[1] >= 0
+        ok = (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+              and isinstance(entry[1], int) and not isinstance(entry[1], bool) and entry[1] >= 0)
         if not ok:
             raise DatasetError(
                 f'{where}: labels[{i}] is {entry!r}; expected ["path", class index >= 0]'
             )
         if entry[0] in labels:
             raise DatasetError(f"{where}: {entry[0]!r} is labelled twice")
+        if names is not None and entry[1] >= len(names):
+            raise DatasetError(f"{where}: labels[{i}] has class {entry[1]}, but class_names "
+                               f"names {len(names)} classes")
         labels[entry[0]] = entry[1]
-    return labels
+    return labels, names
+
+
+def _class_names(names, where: str) -> list[str] | None:
+    if names is None:
+        return None
+    if (not isinstance(names, list) or not names
+            or not all(isinstance(n, str) and n.strip() for n in names)):
+        raise DatasetError(f"{where}: 'class_names' is {names!r}; expected a list of "
+                           "non-empty strings, one per class")
+    if len(set(names)) != len(names):
+        raise DatasetError(f"{where}: 'class_names' repeats a name: {names!r}")
+    return names
+
+
+def folder_labels(names: list[str], where: str) -> tuple[dict[str, int], list[str]]:
+    """Labels from each image's first sub-folder (`names`: '/'-separated relative paths):
+    ({path: class}, sorted folder names). An image outside every sub-folder is an error."""
+    loose = [n for n in names if "/" not in n]
+    if loose:
+        raise DatasetError(f"{where}: --labels folders takes the class from each image's "
+                           f"sub-folder, but {len(loose)} images lie at the top, e.g. "
+                           f"{loose[:3]}")
+    classes = sorted({n.split("/", 1)[0] for n in names})
+    index = {c: k for k, c in enumerate(classes)}
+    return {n: index[n.split("/", 1)[0]] for n in names}, classes
 
 
 def _read_file(path: Path) -> np.ndarray:
@@ -88,23 +127,40 @@ def _read_file(path: Path) -> np.ndarray:
     return decode_image(data)
 
 
-def list_folder(root: Path) -> Listing:
+def _labelled(images: list[Input], ignored: list[str], json_text: bytes | None,
+              json_where: str, root: str, rule: str) -> Listing:
+    """The listing with the labels `rule` asks for: auto (dataset.json where present),
+    folders (each image's first sub-folder) or none."""
+    if rule not in LABEL_RULES:
+        raise DatasetError(f"--labels must be one of {', '.join(LABEL_RULES)}, got {rule!r}")
+    labels, names, where, num_classes = None, None, json_where, None
+    if rule == "folders":
+        where = f"{root} (class sub-folders)"
+        labels, names = folder_labels([i.name for i in images], where)
+        num_classes = len(names)
+    elif rule == "auto" and json_text is not None:
+        labels, names = parse_labels(json_text, json_where)
+        if names is not None:
+            num_classes = len(names)
+    return Listing(iter(images), len(images), ignored, labels, where, num_classes, names)
+
+
+def list_folder(root: Path, labels: str = "auto") -> Listing:
     """Every file under root, recursively, in sorted order of its '/'-separated path."""
     exts = image_extensions()
     files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
-    labels, where = None, str(root / LABELS_FILE)
-    images, ignored = [], []
+    json_text, images, ignored = None, [], []
     for rel, path in files:
         if rel == LABELS_FILE:
-            labels = parse_labels(path.read_bytes(), where)
+            json_text = path.read_bytes()
         elif path.suffix.lower() in exts:
             images.append(Input(rel, str(path), lambda p=path: _read_file(p)))
         else:
             ignored.append(rel)
-    return Listing(iter(images), len(images), ignored, labels, where)
+    return _labelled(images, ignored, json_text, str(root / LABELS_FILE), str(root), labels)
 
 
-def list_zip(path: Path) -> Listing:
+def list_zip(path: Path, labels: str = "auto") -> Listing:
     """Every member of a zip, in sorted order; members are read under a lock, decoded freely."""
     try:
         archive = zipfile.ZipFile(path)
@@ -122,17 +178,16 @@ def list_zip(path: Path) -> Listing:
         return decode_image(data)
 
     exts = image_extensions()
-    labels, where = None, f"{path}:{LABELS_FILE}"
-    images, ignored = [], []
+    json_text, images, ignored = None, [], []
     for name in members:
         if name == LABELS_FILE:
             with lock:
-                labels = parse_labels(archive.read(name), where)
+                json_text = archive.read(name)
         elif Path(name).suffix.lower() in exts:
             images.append(Input(name, f"{path}:{name}", lambda m=name: load(m)))
         else:
             ignored.append(name)
-    return Listing(iter(images), len(images), ignored, labels, where)
+    return _labelled(images, ignored, json_text, f"{path}:{LABELS_FILE}", str(path), labels)
 
 
 def list_tfds(
@@ -146,6 +201,7 @@ def list_tfds(
     """A TFDS split in its stored order; images stay encoded until a worker decodes them."""
     builder = sources.tfds_builder(name, data_dir, manual_dir)
     num_classes = sources.tfds_features(builder, image_key, label_key)
+    names = list(builder.info.features[label_key].names) if label_key else None
     encoded = sources.tfds_encoded(
         builder, split, image_key, label_key, seed=0, shuffle_files=False
     )
@@ -163,7 +219,7 @@ def list_tfds(
                 int(label) if label_key else None,
             )
 
-    return Listing(inputs(), total, [], None, "", num_classes if label_key else None)
+    return Listing(inputs(), total, [], None, "", num_classes if label_key else None, names)
 
 
 def open_source(
@@ -174,15 +230,20 @@ def open_source(
     manual_dir: str | None = None,
     image_key: str = "image",
     label_key: str | None = None,
+    labels: str = "auto",
 ) -> Listing:
-    """A folder, a .zip file, or 'tfds:NAME[/CONFIG][:VERSION]'."""
+    """A folder, a .zip file, or 'tfds:NAME[/CONFIG][:VERSION]'; `labels` (folders and zips):
+    auto (dataset.json where present), folders (class sub-folders) or none."""
     if source.startswith("tfds:"):
+        if labels == "folders":
+            raise DatasetError("--labels folders is for image folders and zips; a TFDS source "
+                               "takes its labels from --label-key")
         return list_tfds(source[5:], split, data_dir, manual_dir, image_key, label_key)
     path = Path(source)
     if path.is_dir():
-        return list_folder(path)
+        return list_folder(path, labels)
     if path.is_file() and path.suffix.lower() == ".zip":
-        return list_zip(path)
+        return list_zip(path, labels)
     if path.exists():
         raise DatasetError(f"{source}: not a folder, a .zip file or tfds:NAME")
     raise DatasetError(f"{source}: no such file or folder")

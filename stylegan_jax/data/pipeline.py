@@ -134,8 +134,10 @@ class Pipeline:
         count: int | None,
         local_batch: int,
         prefetch: int,
+        class_names: tuple[str, ...] | None = None,
     ):
         self.resolution, self.channels, self.num_classes = resolution, channels, num_classes
+        self.class_names = class_names  # label k's name where the source names it, else None
         self.count, self.local_batch, self.threads = count, local_batch, len(make_iters)
         self._examples, self._turn = examples, 0
         ahead = max(1, math.ceil(prefetch / len(make_iters)))
@@ -280,10 +282,11 @@ def make_pipeline(
             asked or None,
         )
         make_iters = [make_iter]
-        count = None
+        count, class_names = None, None
     else:
         indexed = src.open_indexed(source)
         top, channels, num_classes = indexed.resolution, indexed.channels, indexed.num_classes
+        class_names = indexed.class_names
         res = _serving_resolution(resolution, top)
         count = indexed.count
         if count == 0:
@@ -312,6 +315,7 @@ def make_pipeline(
         count=count,
         local_batch=local_batch,
         prefetch=prefetch,
+        class_names=class_names,
     )
 
 

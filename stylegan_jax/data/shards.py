@@ -275,6 +275,12 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     labels = manifest.get("labels")
     if labels is not None and len(labels) != manifest["count"]:
         raise DatasetError(f"{file}: {len(labels)} labels for {manifest['count']} images")
+    names = manifest.get("class_names")
+    if names is not None and (not isinstance(names, list)
+                              or len(names) != manifest.get("num_classes", 0)
+                              or not all(isinstance(n, str) for n in names)):
+        raise DatasetError(f"{file}: field 'class_names' must list {manifest.get('num_classes')}"
+                           f" names (one per class), got {names!r}")
     if "resize_filter" not in manifest:
         args = manifest.get("args")
         manifest["resize_filter"] = args.get("filter") if isinstance(args, dict) else None

@@ -227,6 +227,8 @@ def open_indexed(source: SourceConfig) -> IndexedSource:
         num_classes=int(manifest.get("num_classes", 0)),
         levels=tuple(sorted(int(k) for k in levels)),
         images_at=images_at,
+        class_names=None if manifest.get("class_names") is None else tuple(
+            manifest["class_names"]),
         resize_filter=manifest.get("resize_filter"),
     )
 

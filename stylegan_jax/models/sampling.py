@@ -32,6 +32,23 @@ def labels_for(class_idx: int | None, c_dim: int, n: int) -> np.ndarray:
     return c
 
 
+def resolve_class(value: str | int | None, c_dim: int,
+                  names: tuple[str, ...] | None = None) -> int | None:
+    """--class NAME|INDEX -> the class index: a name of `names` (the classes the network
+    was trained with), else an integer in [0, c_dim). None stays None."""
+    if value is None or isinstance(value, int):
+        return value
+    text = value.strip()
+    if names and text in names:
+        return names.index(text)
+    try:
+        return int(text)
+    except ValueError:
+        known = (f"one of {', '.join(names)} or an index in [0, {c_dim})" if names else
+                 f"an index in [0, {c_dim}) (this network records no class names)")
+        raise ValueError(f"--class {value!r}: no such class; expected {known}") from None
+
+
 def synthesize(module, variables, z, c, key, lod=0.0, psi=1.0, cutoff=None,
                noise_mode="const"):
     """Images in [-1, 1] from any generator family: the one call generation, training

@@ -11,7 +11,7 @@ from stylegan_jax.convert.pickle_reader import UnsafePickleError
 from stylegan_jax.convert.pickles import read_official_pickle
 from stylegan_jax.models.registry import Network
 from stylegan_jax.store import runs
-from stylegan_jax.store.networks import load_network_dir
+from stylegan_jax.store.networks import load_network_dir, network_dir_info
 
 
 def read_pickle(source: Path) -> tuple[dict[str, Network], dict | None]:
@@ -56,3 +56,17 @@ def load_generator(source: str | Path, which: str | None = None) -> Network:
     """The generator of `load_networks(source)`: `which`, default G_ema if present, else G."""
     nets = load_networks(source)
     return nets[generator_name(nets, which, source)]
+
+
+def class_names(source: str | Path) -> tuple[str, ...] | None:
+    """The names of a conditional generator's classes where its source records them (a
+    training workdir's checkpoint, a converted directory's info), else None (official
+    pickles carry no names)."""
+    source = Path(source)
+    if source.suffix == ".pkl":
+        return None
+    found = runs.checkpoint_path(source)
+    if found is not None:
+        return runs.class_names_at(*found)
+    names = network_dir_info(source).get("class_names")
+    return tuple(names) if names else None

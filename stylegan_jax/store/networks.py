@@ -63,3 +63,12 @@ def load_network_dir(path: str | Path) -> dict[str, Network]:
         )
         out[name] = Network(module, variables, float(entry.get("lod", 0.0)))
     return out
+
+
+def network_dir_info(path: str | Path) -> dict[str, Any]:
+    """The `info` of a directory written by `save_networks` (what made it, class names)."""
+    manifest_path = Path(path) / "networks.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{path} holds no networks.json: not a converted model directory")
+    info = json.loads(manifest_path.read_text()).get("info") or {}
+    return info if isinstance(info, dict) else {}

@@ -159,3 +159,16 @@ def networks_from_workdir(workdir: str | Path, step: int | str | None = None) ->
     """{'G', 'G_ema', 'D': Network} of a checkpoint of a training workdir (see
     `read_checkpoint`)."""
     return read_checkpoint(workdir, step).networks
+
+
+def class_names_at(workdir: str | Path, step: int | str | None = None) -> tuple[str, ...] | None:
+    """The class names a checkpoint's run trained with (its metadata; newest checkpoint by
+    default), or None when the run is unconditional or predates the field."""
+    workdir = Path(workdir)
+    ckpts = _checkpoints(workdir, read_config(workdir))
+    try:
+        step = ckpts.latest_step() if step is None else _named_step(ckpts, workdir, step)
+        names = None if step is None else ckpts.read_meta(step).get("class_names")
+    finally:
+        ckpts.close()
+    return tuple(names) if names else None

@@ -1,5 +1,6 @@
 """The run's image grids under workdir/samples (process 0): the reals, and G EMA's fakes
-for the fixed seeds 0..n-1, as the official snapshots."""
+for the fixed seeds 0..n-1, as the official snapshots. A conditional run's grids hold one
+class per row (as the official `setup_snapshot_image_grid`), named in a strip on the left."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from stylegan_jax import images
 from stylegan_jax.models.sampling import latents_for_seeds, synthesize
@@ -21,11 +23,25 @@ class Grids:
     later ones are silent, and training goes on."""
 
     def __init__(self, samples: Path, z_dim: int, c_dim: int, seeds: int,
-                 log: Callable[[str], None]):
+                 log: Callable[[str], None], class_names: tuple[str, ...] = ()):
         self.samples, self.log, self.failed = samples, log, False
         self.n = max(1, seeds)
+        self.rows, self.cols = images.grid_shape(self.n)
+        self.c_dim, self.class_names = c_dim, tuple(class_names)
         self.z = jnp.asarray(latents_for_seeds(list(range(self.n)), z_dim))
-        self.c = jnp.asarray(one_hot(np.arange(self.n) % max(c_dim, 1), c_dim))
+        self.c = jnp.asarray(one_hot(self.row_classes()[np.arange(self.n) // self.cols], c_dim))
+
+    def row_classes(self) -> np.ndarray:
+        """The class of each grid row: 0, 1, ..., c_dim - 1, 0, ... (all 0: unconditional)."""
+        return np.arange(self.rows) % max(self.c_dim, 1)
+
+    def grid(self, imgs: np.ndarray) -> np.ndarray:
+        """The grid image of n uint8 images; with class names, each row's on its left."""
+        grid = images.make_grid(imgs, self.cols)
+        if not self.class_names:
+            return grid
+        names = [self.class_names[k] for k in self.row_classes()]
+        return np.concatenate([name_strip(names, imgs.shape[1], imgs.shape[-1]), grid], 1)
 
     def fakes(self, G) -> np.ndarray:
         """G's (a registry.Network) images for the fixed seeds, uint8 NHWC."""
@@ -47,3 +63,16 @@ class Grids:
 @functools.cache
 def _grid_program(G):
     return jax.jit(lambda v, z, c, lod: synthesize(G, v, z, c, jax.random.PRNGKey(0), lod))
+
+
+def name_strip(names: list[str], row_height: int, channels: int) -> np.ndarray:
+    """uint8 [len(names) * row_height, W, channels]: each name in white on black, at the
+    height of its grid row (PIL's built-in font: no font file needed)."""
+    font = ImageFont.load_default()
+    width = max(int(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(n, font=font))
+                for n in names) + 8
+    strip = Image.new("L", (width, len(names) * row_height), 0)
+    draw = ImageDraw.Draw(strip)
+    for r, name in enumerate(names):
+        draw.text((4, r * row_height + row_height // 2), name, fill=255, font=font, anchor="lm")
+    return np.repeat(np.asarray(strip)[..., None], channels, axis=-1)

@@ -16,20 +16,44 @@ from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.stage import Stage
 
 
-def open_source(config: ml_collections.ConfigDict) -> tuple[dict, int]:
-    """(the data source, c_dim): the networks need the label count; fails before anything
-    compiles where the data cannot serve the config's resolution, channels or labels."""
+def open_source(config: ml_collections.ConfigDict) -> tuple[dict, int, tuple[str, ...]]:
+    """(the data source, c_dim, class names): the networks need the label count; fails
+    before anything compiles where the data cannot serve the config's resolution, channels
+    or labels. Labelled data trained unconditionally is an error unless the config says
+    so (`data.ignore_labels`): the official tools drop labels silently without --cond."""
     source = source_from_config(config.data)
     with make_pipeline(source, config.train.batch_size, seed=config.seed,
                        resolution=config.data.resolution, prefetch=1, threads=1) as probe:
         num_classes, served = probe.num_classes, (probe.resolution, probe.channels)
+        names = probe.class_names or tuple(str(k) for k in range(num_classes))
     if served != (config.data.resolution, config.data.channels):
         raise config_lib.ConfigError(
             f"config.data.resolution/channels={config.data.resolution}/{config.data.channels}"
             f" but the data provides {served[0]}/{served[1]}")
     if config.data.use_labels and num_classes == 0:
         raise config_lib.ConfigError("config.data.use_labels=True but the data has no labels")
-    return source, num_classes if config.data.use_labels else 0
+    if num_classes and not config.data.use_labels and not config.data.get("ignore_labels"):
+        raise config_lib.ConfigError(
+            f"the data is labelled ({num_classes} classes: {', '.join(names)}) but "
+            "config.data.use_labels=False: set --config.data.use_labels=True to train a "
+            "conditional network, or --config.data.ignore_labels=True to ignore the labels")
+    if not config.data.use_labels:
+        return source, 0, ()
+    return source, num_classes, tuple(names)
+
+
+def label_summary(config: ml_collections.ConfigDict, source: dict,
+                  class_names: tuple[str, ...]) -> str | None:
+    """The line a run prints about its labels at start (None: unlabelled data)."""
+    if not class_names:
+        if config.data.get("ignore_labels"):
+            return ("Labels: IGNORED (config.data.ignore_labels=True): the network is "
+                    "unconditional although the data is labelled")
+        return None
+    counts = labels_lib.class_counts(SourceConfig.from_dict(source), len(class_names))
+    return (f"Labels: {len(class_names)} classes: "
+            + ", ".join(f"{k} {name} ({n} images)"
+                        for k, (name, n) in enumerate(zip(class_names, counts, strict=True))))
 
 
 # Seeds apart per rollback: after one, the data comes in an order no stage used before.
@@ -52,6 +76,27 @@ def first_images(config: ml_collections.ConfigDict, source: dict, n: int) -> np.
     with make_pipeline(source, 64, seed=config.seed, resolution=config.data.resolution,
                        process_index=0, process_count=1, prefetch=1, threads=1) as first:
         return np.asarray(next(first).images[:n])
+
+
+def images_by_class(config: ml_collections.ConfigDict, source: dict, row_classes: np.ndarray,
+                    cols: int, batches: int = 4) -> np.ndarray:
+    """A conditional run's reals grid: row r holds images of class row_classes[r], taken
+    in the data's order from its first `batches` x 64 images (repeated where a class has
+    fewer than `cols`; a class with none there leaves its row black)."""
+    seen_images, seen_labels = [], []
+    with make_pipeline(source, 64, seed=config.seed, resolution=config.data.resolution,
+                       process_index=0, process_count=1, prefetch=1, threads=1) as pipe:
+        for _ in range(batches):
+            batch = next(pipe)
+            seen_images.append(np.asarray(batch.images))
+            seen_labels.append(np.asarray(batch.labels))
+    imgs, labels = np.concatenate(seen_images), np.concatenate(seen_labels)
+    out = np.zeros((len(row_classes) * cols, *imgs.shape[1:]), np.uint8)
+    for r, k in enumerate(row_classes):
+        found = imgs[labels == k]
+        if len(found):
+            out[r * cols:(r + 1) * cols] = found[np.arange(cols) % len(found)]
+    return out
 
 
 def one_hot(labels: np.ndarray, c_dim: int) -> np.ndarray:

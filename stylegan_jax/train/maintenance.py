@@ -8,10 +8,9 @@ needs all of them) and in evaluations, each saved with a checkpoint so the best 
 
 from __future__ import annotations
 
-from stylegan_jax import images
 from stylegan_jax.metrics.runner import MetricResult, report_metric, scalars
 from stylegan_jax.train import leak_probe, watchdog
-from stylegan_jax.train.inputs import first_images
+from stylegan_jax.train.inputs import first_images, images_by_class
 from stylegan_jax.train.run import Run, next_due
 from stylegan_jax.train.stopping import Divergence, StopRequest, check_state
 
@@ -23,10 +22,14 @@ def at_start(run: Run) -> None:
         return
     config, t = run.config, run.config.train
     if not (run.grids.samples / "reals.png").exists():
-        reals = first_images(config, run.source, run.grids.n)
-        run.grids.save(images.make_grid(reals), "reals.png")
+        if run.c_dim:
+            reals = images_by_class(config, run.source, run.grids.row_classes(),
+                                    run.grids.cols)
+        else:
+            reals = first_images(config, run.source, run.grids.n)
+        run.grids.save(run.grids.grid(reals[:run.grids.n]), "reals.png")
     if run.fresh:
-        run.grids.save(images.make_grid(
+        run.grids.save(run.grids.grid(
             run.grids.fakes(_G_ema(run, run.backend.host_state(run.state)))), "fakes_init.png")
     if config.train.get("aug", "noaug") != "noaug":  # what the ADA leak probe compares with
         run.probe_reals = first_images(config, run.source, 64)
@@ -69,7 +72,7 @@ def snapshot(run: Run) -> None:
     """samples/fakesNNNNNN.png (kimg) and TensorBoard's image: G EMA for the fixed seeds;
     while augmenting, the ADA leak probe of those images (train/leak_probe.py)."""
     fakes = run.grids.fakes(_G_ema(run, run.backend.host_state(run.state)))
-    grid = images.make_grid(fakes)
+    grid = run.grids.grid(fakes)
     run.grids.save(grid, f"fakes{run.nimg // 1000:06d}.png")
     run.writer.image("fakes", run.nimg / 1000, grid)
     if run.probe_reals is not None:
@@ -94,7 +97,8 @@ def save_checkpoint(run: Run, metrics: dict[str, MetricResult] | None = None) ->
     """Hands the state, data position and counters to Orbax (written in the background);
     the metrics evaluated on this state go into its record with how they were made."""
     meta = {"tick": run.tick, "kimg": run.nimg / 1000, "step": run.step,
-            "c_dim": run.c_dim, "next_eval": run.schedule.next_eval,
+            "c_dim": run.c_dim, "class_names": list(run.class_names),
+            "next_eval": run.schedule.next_eval,
             "watchdog": run.watch.to_meta()}
     if metrics:
         meta["metrics"] = {name: dict(results=r.results, provenance=r.provenance)

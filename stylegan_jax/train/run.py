@@ -73,6 +73,7 @@ class Run:
     grids: Grids
     source: dict
     c_dim: int
+    class_names: tuple[str, ...]  # label k's name (empty: unconditional)
     label_table: jax.Array
     fresh: bool  # no checkpoint to resume from
     state: Any  # on the devices
@@ -118,7 +119,10 @@ def open_run(config: ml_collections.ConfigDict, workdir: str | Path, devices, lo
     workdir = prepare_workdir(workdir, config)
     main_process = jax.process_index() == 0
     say = log if main_process else lambda _: None
-    source, c_dim = inputs.open_source(config)
+    source, c_dim, class_names = inputs.open_source(config)
+    labels_line = inputs.label_summary(config, source, class_names)
+    if labels_line:
+        say(labels_line)
     evaluator = None
     if config_lib.metric_specs(config):  # fails here if a feature network's weights are missing
         evaluator = Evaluator(config, c_dim, detectors)
@@ -142,8 +146,10 @@ def open_run(config: ml_collections.ConfigDict, workdir: str | Path, devices, lo
         config=config, workdir=workdir, log=say, backend=backend, trainer=trainer,
         ckpts=ckpts, evaluator=evaluator,
         writer=StatsWriter(workdir, config.log.tensorboard, warn=log) if main_process else None,
-        grids=Grids(workdir / "samples", trainer.z_dim, c_dim, config.log.grid_seeds, log),
-        source=source, c_dim=c_dim, label_table=inputs.fake_label_table(backend, source, c_dim),
+        grids=Grids(workdir / "samples", trainer.z_dim, c_dim, config.log.grid_seeds, log,
+                    class_names),
+        source=source, c_dim=c_dim, class_names=class_names,
+        label_table=inputs.fake_label_table(backend, source, c_dim),
         fresh=fresh, state=backend.put_state(host_state), step=int(host_state.step), nimg=nimg,
         tick=int(meta.get("tick", 0)), stage=stage, pipe=pipe,
         schedule=Schedule.at(config, nimg, meta.get("next_eval"), evaluator is not None),
