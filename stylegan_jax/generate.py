@@ -181,6 +181,12 @@ def network_from_args(args: argparse.Namespace) -> Network:
     return named_network_from_args(args)[0]
 
 
+def add_class_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--class", dest="class_idx", default=None, metavar="NAME|INDEX",
+                   help="class of a conditional generator: a name its training data gave "
+                   "(the dataset tool's class folders or class_names) or an index")
+
+
 def class_from_args(args: argparse.Namespace, net: Network) -> int | None:
     """`--class NAME|INDEX` as an index: names are those the network's source records
     (`store.load.class_names`)."""
@@ -200,9 +206,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi")
     p.add_argument("--trunc-cutoff", type=int, default=None,
                    help="truncate only the first N ws (default: all)")
-    p.add_argument("--class", dest="class_idx", default=None, metavar="NAME|INDEX",
-                   help="class of a conditional generator: a name its training data gave "
-                   "(the dataset tool's class folders or class_names) or an index")
+    add_class_argument(p)
     p.add_argument("--noise-mode", choices=stylegan2.NOISE_MODES, default="const")
     p.add_argument("--lod", type=float, default=None,
                    help="level of detail for ProGAN / StyleGAN v1 generators (0 = full "

@@ -15,7 +15,9 @@ import numpy as np
 
 from stylegan_jax import images
 from stylegan_jax.generate import (
+    add_class_argument,
     add_network_arguments,
+    class_from_args,
     images_from_ws,
     network_from_args,
     parse_seeds,
@@ -72,8 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--styles", default="0-6",
                    help="layers (w indices) taken from the column seed (default: 0-6, coarse)")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi")
-    p.add_argument("--class", dest="class_idx", type=int, default=None,
-                   help="class index for conditional generators")
+    add_class_argument(p)
     p.add_argument("--noise-mode", choices=stylegan2.NOISE_MODES, default="const")
     p.add_argument("--batch-size", type=int, default=16, help="images per compiled call")
     p.add_argument("--outdir", type=Path, required=True)
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     styles = parse_seeds(args.styles, "--styles")
     net = network_from_args(args)
     own, mixed = style_mix(net, rows, cols, styles, args.trunc, args.noise_mode,
-                           args.class_idx, args.batch_size)
+                           class_from_args(args, net), args.batch_size)
     for seed, img in own.items():
         images.save_image(img, args.outdir / f"{seed}-{seed}.png")
     for r, row_seed in enumerate(rows):

@@ -21,7 +21,9 @@ from tqdm import tqdm
 
 from stylegan_jax import images
 from stylegan_jax.generate import (
+    add_class_argument,
     add_network_arguments,
+    class_from_args,
     images_from_ws,
     network_from_args,
     parse_seeds,
@@ -165,8 +167,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--w-frames", type=int, default=120, help="frames per keyframe")
     p.add_argument("--kind", choices=KINDS, default="cubic", help="interpolation in W")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi")
-    p.add_argument("--class", dest="class_idx", type=int, default=None,
-                   help="class index for conditional generators")
+    add_class_argument(p)
     p.add_argument("--noise-mode", choices=stylegan2.NOISE_MODES, default="const")
     p.add_argument("--fps", type=float, default=60)
     p.add_argument("--bitrate", default="12M", help="H.264 bitrate (ffmpeg syntax)")
@@ -182,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     net = network_from_args(args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     frames = walk_frames(net, seeds, grid, args.num_keyframes, args.w_frames, args.kind,
-                         args.trunc, args.noise_mode, args.shuffle_seed, args.class_idx,
+                         args.trunc, args.noise_mode, args.shuffle_seed, class_from_args(args, net),
                          args.batch_size)
     n = write_mp4(frames, args.output, args.fps, args.bitrate)
     print(f"wrote {args.output} ({n} frames at {args.fps:g} fps)")
