@@ -40,6 +40,7 @@ def data_section() -> ml_collections.ConfigDict:
     d.data_dir = ""  # tfds data_dir
     d.manual_dir = ""  # tfds manual_dir (celeb_a_hq)
     d.resolution = 32  # the final resolution; lower levels are box-downsampled
+    d.aspect = (1, 1)  # (height, width) multiples of resolution: --config.data.resolution=WxH
     d.channels = 1
     d.xflip = True  # official mirror_augment
     d.use_labels = False

@@ -36,11 +36,11 @@ def make_grid(images: np.ndarray, cols: int | None = None) -> np.ndarray:
 
 
 def save_image(image: np.ndarray, path: str | Path) -> Path:
-    """Saves one [H, W, C] uint8 image (C = 1 or 3) as PNG."""
+    """Saves one [H, W, C] uint8 image (C = 1, 3, or 4: RGBA, alpha kept) as PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if image.shape[-1] == 1:
-        Image.fromarray(image[..., 0], "L").save(path)
-    else:
-        Image.fromarray(image, "RGB").save(path)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(image.shape[-1])
+    if mode is None:
+        raise ValueError(f"{path}: an image needs 1, 3 or 4 channels, got {image.shape[-1]}")
+    Image.fromarray(image[..., 0] if mode == "L" else image, mode).save(path)
     return path

@@ -85,3 +85,10 @@ def parse_size(value, what: str = "resolution") -> ImageShape:
         return ImageShape(h, w)
     except ValueError as e:
         raise ValueError(f"{what}: got {value!r}: {e}") from None
+
+
+def data_shape(data) -> ImageShape:
+    """The image shape of a config's `data` section: `resolution` (the shorter side) and
+    `aspect` (absent in configs written before rectangles: square)."""
+    aspect = data.get("aspect", None) or (1, 1)
+    return ImageShape.of(int(data.resolution), tuple(aspect))

@@ -64,16 +64,18 @@ def tool(*argv) -> int:
 
 
 def read_with_tensorflow(root: Path, level: int, channels: int) -> np.ndarray:
-    """Every image of a level, parsed by tensorflow's TFRecord reader and protobuf."""
+    """Every image of a level (its shorter side), parsed by tensorflow's TFRecord reader and
+    protobuf."""
     import tensorflow as tf
 
     manifest = read_manifest(root)
+    ah, aw = manifest["aspect"]
     files = [str(root / s["file"]) for s in manifest["levels"][str(level)]["shards"]]
     spec = {"image": tf.io.FixedLenFeature([], tf.string)}
     images = []
     for record in tf.data.TFRecordDataset(files).as_numpy_iterator():
         raw = tf.io.parse_single_example(record, spec)["image"]
-        images.append(tf.reshape(tf.io.decode_raw(raw, tf.uint8), [level, level, channels]))
+        images.append(tf.reshape(tf.io.decode_raw(raw, tf.uint8), [level * ah, level * aw, channels]))
     return np.stack(images)
 
 

@@ -7,7 +7,8 @@
 
 Images are cropped (none / center-crop / center-crop-wide, as the official tools), resized with
 the Pillow filter --resize-filter names (default lanczos, as the official stylegan2-ada tool;
-never upscaled; the manifest records it as ``resize_filter``), converted to 1 or 3 channels
+never upscaled; the manifest records it as ``resize_filter``), converted to 1, 3 or 4 (RGBA)
+channels
 and stored as raw pixels (format: ``shards.py``). Bad files stop the run with a message naming
 them, or are skipped and listed with --skip-bad. The dataset is built in a hidden directory
 beside --dest and renamed into place only when complete, so an interrupted run never leaves
@@ -47,6 +48,7 @@ from stylegan_jax.data.shards import (
     LevelWriter,
     write_manifest,
 )
+from stylegan_jax.shapes import parse_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="image folder (recursive), .zip file, or tfds:NAME[/CONFIG][:VERSION]",
     )
     a("--dest", required=True, help="directory to create; must not exist or be empty")
-    a("--resolution", type=int, required=True, help="output side, a power of two")
+    a(
+        "--resolution",
+        type=lambda text: int(text) if text.strip().isdigit() else text,  # 256 stays an int
+        required=True,
+        help="output size: a power of two (square), or WxH with power-of-two sides "
+        "(e.g. 512x256: 512 wide, 256 high)",
+    )
     a(
         "--transform",
         choices=TRANSFORMS,
@@ -81,7 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "dataset_tool; box gives the FFHQ-256 of the published FID numbers); recorded in the "
         "manifest as resize_filter. --filter is an alias",
     )
-    a("--channels", type=int, choices=(1, 3), default=3, help="1 = grayscale, 3 = RGB")
+    a(
+        "--channels",
+        type=int,
+        choices=(1, 3, 4),
+        default=3,
+        help="1 = grayscale, 3 = RGB, 4 = RGBA (alpha kept; images without one are opaque)",
+    )
     a(
         "--min-resolution",
         type=int,
@@ -159,14 +173,19 @@ def _prepare_dest(dest: Path) -> Path:
 
 
 def _check_options(
-    resolution: int,
+    resolution: int | str,
     min_resolution: int | None,
     wide_height: int | None,
     max_images: int | None,
     resize_filter: str = DEFAULT_FILTER,
-) -> list[int]:
-    """Checks the options; returns the levels to write, highest first."""
-    check_resolution(resolution, "--resolution")
+) -> tuple[list[int], tuple[int, int]]:
+    """Checks the options; returns the levels to write (shorter sides, highest first) and
+    the aspect (shapes.py)."""
+    try:
+        size = parse_size(resolution, "--resolution")
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
+    resolution = size.resolution
     if resize_filter not in FILTERS:
         raise DatasetError(
             f"--resize-filter must be one of {sorted(FILTERS)}, got {resize_filter!r}"
@@ -181,14 +200,14 @@ def _check_options(
     levels = [resolution]
     while levels[-1] > low:
         levels.append(levels[-1] // 2)
-    return levels
+    return levels, size.aspect
 
 
 def write_dataset(
     dest: str | os.PathLike,
     listing: Listing,
     *,
-    resolution: int,
+    resolution: int | str,
     channels: int = 3,
     transform: str = "none",
     resize_filter: str = DEFAULT_FILTER,
@@ -207,7 +226,8 @@ def write_dataset(
     resize_filter: a Pillow filter of ``images.FILTERS``; the manifest records it as
     ``resize_filter`` even when no image needed resizing.
     """
-    levels = _check_options(resolution, min_resolution, wide_height, max_images, resize_filter)
+    levels, aspect = _check_options(resolution, min_resolution, wide_height, max_images,
+                                    resize_filter)
     dest = Path(dest)
     tmp = _prepare_dest(dest)
     try:
@@ -215,6 +235,7 @@ def write_dataset(
             tmp,
             listing,
             levels,
+            aspect,
             channels,
             transform,
             resize_filter,
@@ -243,6 +264,7 @@ def _convert(
     tmp: Path,
     listing: Listing,
     levels: list[int],
+    aspect: tuple[int, int],
     channels: int,
     transform: str,
     resize_filter: str,
@@ -264,12 +286,13 @@ def _convert(
                 return item, None, f"no label in {listing.labels_where}"
         try:
             image = to_channels(item.load(), channels)
-            top = transform_image(image, resolution, transform, resize_filter, wide_height)
+            top = transform_image(image, resolution, transform, resize_filter, wide_height,
+                                  aspect)
         except BadImage as e:
             return item, None, str(e)
         return item, [box_downsample(top, resolution // r) for r in levels], None
 
-    writers = [LevelWriter(tmp, r, channels, shard_mb << 20) for r in levels]
+    writers = [LevelWriter(tmp, r, channels, shard_mb << 20, aspect) for r in levels]
     names, labels, skipped, seen = [], [], [], set()
     total = listing.total if max_images is None else min(listing.total or max_images, max_images)
     bar = tqdm(total=total, unit="img", desc="dataset", disable=not progress, file=sys.stderr)
@@ -311,6 +334,9 @@ def _convert(
         "format": FORMAT,
         "count": len(names),
         "resolution": resolution,
+        "aspect": list(aspect),
+        "width": resolution * aspect[1],
+        "height": resolution * aspect[0],
         "channels": channels,
         "resize_filter": resize_filter,
         "labels": labels if has_labels else None,
@@ -327,7 +353,7 @@ def _convert(
 def build_dataset(
     source: str,
     dest: str,
-    resolution: int,
+    resolution: int | str,
     *,
     split: str = "train",
     data_dir: str | None = None,
@@ -359,10 +385,11 @@ def build_dataset(
 
 
 def _summary(manifest: dict[str, Any], dest: str) -> str:
-    r, n = manifest["resolution"], manifest["count"]
+    n, (ah, aw) = manifest["count"], manifest["aspect"]
+    r = manifest["resolution"]
     shards = sum(len(v["shards"]) for v in manifest["levels"].values())
     lines = [
-        f"wrote {n} images ({r}x{r}, {manifest['channels']} channel(s), "
+        f"wrote {n} images ({r * aw}x{r * ah}, {manifest['channels']} channel(s), "
         f"{manifest['num_classes']} classes, levels {sorted(map(int, manifest['levels']))}, "
         f"resize filter {manifest['resize_filter']}) to {dest} in {shards} shards",
         f"skipped {len(manifest['skipped'])} bad files; ignored "

@@ -1,7 +1,7 @@
 """Image checks and transforms shared by the dataset tool, the bundled faces and the pipeline.
 
-All images are uint8 NHWC / HWC numpy arrays with 1 (grayscale) or 3 (RGB) channels.
-Nothing here imports tensorflow.
+All images are uint8 NHWC / HWC numpy arrays with 1 (grayscale), 3 (RGB) or 4 (RGBA)
+channels, of any power-of-two ratio (`shapes.py`). Nothing here imports tensorflow.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import io
 import numpy as np
 import PIL.Image
 
-TRANSFORMS = ("none", "center-crop", "center-crop-wide")
+TRANSFORMS = ("none", "center-crop", "center-crop-wide", "pad-to-ratio")
 DEFAULT_FILTER = "lanczos"  # the official stylegan2-ada dataset_tool's default
 # Pillow's filters, as the official dataset tools resize (their --resize-filter=box is behind
 # the published FFHQ-256 numbers).
@@ -31,10 +31,8 @@ _BAD_MODES = {
     "YCbCr": "YCbCr colour (convert it to RGB first)",
     "LAB": "Lab colour (convert it to RGB first)",
     "HSV": "HSV colour (convert it to RGB first)",
-    "RGBA": "an alpha channel (mode RGBA; flatten it onto a background first)",
-    "RGBa": "an alpha channel (mode RGBa; flatten it onto a background first)",
-    "LA": "an alpha channel (mode LA; flatten it onto a background first)",
-    "La": "an alpha channel (mode La; flatten it onto a background first)",
+    "RGBa": "premultiplied alpha (mode RGBa; convert it to RGBA first)",
+    "La": "premultiplied alpha (mode La; convert it to LA first)",
     "PA": "a palette with alpha (mode PA; convert it to RGB first)",
     "P": "a palette (mode P; convert it to RGB or L first)",
     "1": "1-bit pixels (mode 1; convert it to L first)",
@@ -56,7 +54,8 @@ def check_resolution(resolution: int, field: str = "resolution") -> int:
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """Decodes an encoded image file to uint8 HWC (C = 1 or 3) or raises BadImage."""
+    """Decodes an encoded image file to uint8 HWC (C = 1, 3, or 4 for images with alpha:
+    RGBA, and LA as RGBA) or raises BadImage."""
     try:
         with PIL.Image.open(io.BytesIO(data)) as im:
             mode = im.mode
@@ -64,11 +63,11 @@ def decode_image(data: bytes) -> np.ndarray:
             rawmodes = [str(t.args if hasattr(t, "args") else t[3]) for t in (im.tile or [])]
             if mode.startswith("I;16") or any(";16" in r for r in rawmodes):
                 raise BadImage(f"16-bit pixels (mode {mode}); convert it to 8-bit first")
-            if mode not in ("L", "RGB"):
+            if mode not in ("L", "RGB", "RGBA", "LA"):
                 reason = _BAD_MODES.get(mode, f"unsupported mode {mode}")
-                raise BadImage(f"image has {reason}; expected 8-bit grayscale (L) or RGB")
+                raise BadImage(f"image has {reason}; expected 8-bit grayscale (L), RGB or RGBA")
             im.load()
-            array = np.asarray(im, dtype=np.uint8)
+            array = np.asarray(im.convert("RGBA") if mode == "LA" else im, dtype=np.uint8)
     except BadImage:
         raise
     except PIL.UnidentifiedImageError:
@@ -81,15 +80,23 @@ def decode_image(data: bytes) -> np.ndarray:
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """Converts HWC uint8 between 1 and 3 channels (ITU-R 601-2 luma, as PIL's 'L')."""
+    """Converts HWC uint8 between 1, 3 and 4 channels (ITU-R 601-2 luma, as PIL's 'L'; an
+    image without alpha gets an opaque one). Alpha is never dropped silently: flattening it
+    onto a background is the user's choice."""
     have = image.shape[-1]
     if have == channels:
         return image
+    if have == 4:
+        raise BadImage(f"image has an alpha channel (RGBA); {channels} channel(s) were asked "
+                       "for: flatten it onto a background first, or keep it with --channels 4")
+    if channels == 4:
+        rgb = image if have == 3 else np.repeat(image, 3, axis=-1)
+        return np.concatenate([rgb, np.full((*image.shape[:2], 1), 255, np.uint8)], axis=-1)
     if have == 1 and channels == 3:
         return np.repeat(image, 3, axis=-1)
     if have == 3 and channels == 1:
         return np.asarray(PIL.Image.fromarray(image, "RGB").convert("L"))[..., None]
-    raise BadImage(f"has {have} channels; expected 1 or 3")
+    raise BadImage(f"has {have} channels; expected 1, 3 or 4")
 
 
 def box_downsample(images: np.ndarray, factor: int) -> np.ndarray:
@@ -120,7 +127,10 @@ def resize(image: np.ndarray, width: int, height: int, filter_name: str) -> np.n
         return image
     if filter_name not in FILTERS:
         raise ValueError(f"resize filter must be one of {sorted(FILTERS)}, got {filter_name!r}")
-    pil = PIL.Image.fromarray(image[..., 0] if c == 1 else image)
+    if c == 4:  # Pillow resizes RGBA premultiplied: transparent pixels' colour cannot bleed
+        pil = PIL.Image.fromarray(image, "RGBA")
+    else:
+        pil = PIL.Image.fromarray(image[..., 0] if c == 1 else image)
     out = np.asarray(pil.resize((width, height), FILTERS[filter_name]))
     return out[..., None] if out.ndim == 2 else out
 
@@ -131,25 +141,39 @@ def transform_image(
     transform: str = "none",
     filter_name: str = DEFAULT_FILTER,
     wide_height: int | None = None,
+    aspect: tuple[int, int] = (1, 1),
 ) -> np.ndarray:
-    """Crops and resizes HWC uint8 to resolution x resolution, as the official dataset tools.
+    """Crops or pads, and resizes HWC uint8 to the target (resolution x aspect, as
+    `shapes.ImageShape.of`), as the official dataset tools do for squares.
 
-    none: the image must already be square. center-crop: the largest centred square.
-    center-crop-wide: the centred crop of aspect resolution:wide_height, resized to that size
-    and letterboxed on a black square (LSUN cars). The tool never upscales: an image smaller
-    than the target after cropping is refused.
+    none: the image must already have the target's ratio. center-crop: the largest centred
+    crop of the target's ratio. center-crop-wide (square targets): the centred crop of
+    aspect resolution:wide_height, resized to that size and letterboxed on a black square
+    (LSUN cars). pad-to-ratio: the whole image, centred on black (transparent with alpha)
+    bands that bring it to the target's ratio. The tool never upscales: an image smaller
+    than the target after cropping or padding is refused.
     """
     h, w, _ = image.shape
     r = resolution
+    th, tw = r * aspect[0], r * aspect[1]
     if transform == "none":
-        if h != w:
-            raise BadImage(
-                f"image is {w}x{h}, not square; use --transform center-crop or center-crop-wide"
-            )
+        if h * tw != w * th:
+            ratio = "square" if th == tw else f"{tw}:{th}"
+            raise BadImage(f"image is {w}x{h}, not {ratio}; use --transform center-crop, "
+                           "center-crop-wide or pad-to-ratio")
     elif transform == "center-crop":
-        s = min(h, w)
-        image = image[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+        ch, cw = (h, h * tw // th) if w * th >= h * tw else (w * th // tw, w)
+        image = image[(h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
+    elif transform == "pad-to-ratio":
+        ph, pw = (w * th // tw, w) if w * th >= h * tw else (h, h * tw // th)
+        ph, pw = max(ph, h), max(pw, w)
+        canvas = np.zeros((ph, pw, image.shape[2]), np.uint8)
+        canvas[(ph - h) // 2 : (ph - h) // 2 + h, (pw - w) // 2 : (pw - w) // 2 + w] = image
+        image = canvas
     elif transform == "center-crop-wide":
+        if th != tw:
+            raise ValueError(f"--transform center-crop-wide letterboxes onto a square; the "
+                             f"target is {tw}x{th}: use center-crop or pad-to-ratio")
         wh = wide_height if wide_height is not None else r * 3 // 4
         if not 0 < wh <= r:
             raise ValueError(f"wide_height must be in 1..{r}, got {wh}")
@@ -166,7 +190,7 @@ def transform_image(
         return canvas
     else:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
-    side = image.shape[0]
-    if side < r:
-        raise BadImage(f"image is {w}x{h}, smaller than {r}x{r} after cropping (no upscaling)")
-    return resize(np.ascontiguousarray(image), r, r, filter_name)
+    if image.shape[0] < th:
+        what = "padding" if transform == "pad-to-ratio" else "cropping"
+        raise BadImage(f"image is {w}x{h}, smaller than {tw}x{th} after {what} (no upscaling)")
+    return resize(np.ascontiguousarray(image), tw, th, filter_name)

@@ -82,7 +82,8 @@ def indexed_batches(
     images, factor = source.images_at(level), level // resolution
     n = source.count
     perms: dict[int, np.ndarray] = {}
-    shape = (local_batch, resolution, resolution, source.channels)
+    ah, aw = source.aspect
+    shape = (local_batch, resolution * ah, resolution * aw, source.channels)
     buffers = BufferPool(shape, size=8)
 
     def permutation(epoch: int) -> np.ndarray:

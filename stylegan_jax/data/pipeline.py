@@ -135,8 +135,10 @@ class Pipeline:
         local_batch: int,
         prefetch: int,
         class_names: tuple[str, ...] | None = None,
+        aspect: tuple[int, int] = (1, 1),
     ):
         self.resolution, self.channels, self.num_classes = resolution, channels, num_classes
+        self.aspect = aspect  # images are [resolution * aspect[0], resolution * aspect[1]]
         self.class_names = class_names  # label k's name where the source names it, else None
         self.count, self.local_batch, self.threads = count, local_batch, len(make_iters)
         self._examples, self._turn = examples, 0
@@ -282,11 +284,11 @@ def make_pipeline(
             asked or None,
         )
         make_iters = [make_iter]
-        count, class_names = None, None
+        count, class_names, aspect = None, None, (1, 1)
     else:
         indexed = src.open_indexed(source)
         top, channels, num_classes = indexed.resolution, indexed.channels, indexed.num_classes
-        class_names = indexed.class_names
+        class_names, aspect = indexed.class_names, indexed.aspect
         res = _serving_resolution(resolution, top)
         count = indexed.count
         if count == 0:
@@ -316,6 +318,7 @@ def make_pipeline(
         local_batch=local_batch,
         prefetch=prefetch,
         class_names=class_names,
+        aspect=aspect,
     )
 
 

@@ -71,9 +71,10 @@ def example_prefix(payload_len: int) -> bytes:
     return _field(1, len(features) + n) + features
 
 
-def record_layout(resolution: int, channels: int) -> tuple[int, int, int]:
+def record_layout(resolution: int, channels: int, aspect: tuple[int, int] = (1, 1)
+                  ) -> tuple[int, int, int]:
     """(record_bytes, payload offset, payload bytes) of one image's TFRecord frame."""
-    payload = resolution * resolution * channels
+    payload = resolution * aspect[0] * resolution * aspect[1] * channels
     prefix = len(example_prefix(payload))
     return _FRAME_HEADER + prefix + payload + _FRAME_FOOTER, _FRAME_HEADER + prefix, payload
 
@@ -83,11 +84,14 @@ def level_dir(resolution: int) -> str:
 
 
 class LevelWriter:
-    """Appends images of one resolution to shards of at most max_shard_bytes each."""
+    """Appends images of one resolution (the shorter side; `aspect` stretches it) to shards
+    of at most max_shard_bytes each."""
 
-    def __init__(self, root: Path, resolution: int, channels: int, max_shard_bytes: int):
+    def __init__(self, root: Path, resolution: int, channels: int, max_shard_bytes: int,
+                 aspect: tuple[int, int] = (1, 1)):
         self.root, self.resolution, self.channels = Path(root), resolution, channels
-        self.record_bytes, _, self._payload = record_layout(resolution, channels)
+        self.shape = (resolution * aspect[0], resolution * aspect[1], channels)
+        self.record_bytes, _, self._payload = record_layout(resolution, channels, aspect)
         self._prefix = example_prefix(self._payload)
         self._per_shard = max(1, max_shard_bytes // self.record_bytes)
         self._shards: list[dict[str, Any]] = []
@@ -95,7 +99,7 @@ class LevelWriter:
         (self.root / level_dir(resolution)).mkdir(parents=True, exist_ok=True)
 
     def write(self, image: np.ndarray) -> None:
-        shape = (self.resolution, self.resolution, self.channels)
+        shape = self.shape
         if image.shape != shape or image.dtype != np.uint8:
             raise ValueError(f"expected uint8 {shape}, got {image.dtype} {image.shape}")
         if self._writer is None or self._shards[-1]["count"] == self._per_shard:
@@ -149,11 +153,14 @@ class ShardedImages:
     """
 
     def __init__(
-        self, root: Path, level: dict[str, Any], resolution: int, channels: int, max_open: int = 64
+        self, root: Path, level: dict[str, Any], resolution: int, channels: int, max_open: int = 64,
+        aspect: tuple[int, int] = (1, 1),
     ):
         self._fds: dict[int, int] = {}  # shard -> open descriptor, least recently used first
         self.resolution, self.channels = resolution, channels
-        self.record_bytes, self._offset, self._payload = record_layout(resolution, channels)
+        self.height, self.width = resolution * aspect[0], resolution * aspect[1]
+        self.record_bytes, self._offset, self._payload = record_layout(resolution, channels,
+                                                                       aspect)
         if level.get("record_bytes") != self.record_bytes:
             raise DatasetError(
                 f"{root / MANIFEST}: level {resolution} has record_bytes "
@@ -177,7 +184,7 @@ class ShardedImages:
         self.count = int(self._ends[-1]) if counts else 0
         self._max_open = max_open
         self._header = np.zeros(self._offset, np.uint8)
-        self._scratch = np.empty((resolution, resolution, channels), np.uint8)
+        self._scratch = np.empty((self.height, self.width, channels), np.uint8)
         if self.count:
             head = np.empty(self._offset, np.uint8)
             os.preadv(self._fd(0), [head], 0)
@@ -198,14 +205,14 @@ class ShardedImages:
     def read(
         self, indices: np.ndarray, flips: np.ndarray | None = None, out: np.ndarray | None = None
     ) -> np.ndarray:
-        """Images at dataset indices as uint8 [n, R, R, C] (into `out` if given), mirrored
+        """Images at dataset indices as uint8 [n, H, W, C] (into `out` if given), mirrored
         where flips is True."""
         indices = np.asarray(indices, np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= self.count):
             raise IndexError(f"indices outside [0, {self.count})")
         shards = np.searchsorted(self._ends, indices, side="right")
         rows = indices - self._starts[shards]
-        shape = (len(indices), self.resolution, self.resolution, self.channels)
+        shape = (len(indices), self.height, self.width, self.channels)
         if out is None:
             out = np.empty(shape, np.uint8)
         elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
@@ -281,6 +288,11 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
                               or not all(isinstance(n, str) for n in names)):
         raise DatasetError(f"{file}: field 'class_names' must list {manifest.get('num_classes')}"
                            f" names (one per class), got {names!r}")
+    aspect = manifest.setdefault("aspect", [1, 1])  # written before rectangles: square
+    if (not isinstance(aspect, list) or len(aspect) != 2 or min(aspect) != 1
+            or not all(isinstance(a, int) and a >= 1 and a & (a - 1) == 0 for a in aspect)):
+        raise DatasetError(f"{file}: field 'aspect' must be [height, width] multiples, one 1 "
+                           f"and the other a power of two, got {aspect!r}")
     if "resize_filter" not in manifest:
         args = manifest.get("args")
         manifest["resize_filter"] = args.get("filter") if isinstance(args, dict) else None

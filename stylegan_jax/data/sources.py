@@ -182,6 +182,7 @@ class IndexedSource:
     levels: tuple[int, ...]  # resolutions stored (or computed) without further work
     images_at: Any  # resolution -> object with .read(indices, flips)
     class_names: tuple[str, ...] | None = None  # label k's name, where the source knows it
+    aspect: tuple[int, int] = (1, 1)  # (height, width) multiples of `resolution` (shapes.py)
     resize_filter: str | None = None  # the dataset tool's (its manifest), None: unknown
 
 
@@ -216,8 +217,10 @@ def open_indexed(source: SourceConfig) -> IndexedSource:
     labels = manifest.get("labels")
     levels = manifest["levels"]
 
+    aspect = tuple(manifest["aspect"])
+
     def images_at(r: int) -> ShardedImages:
-        return ShardedImages(root, levels[str(r)], r, manifest["channels"])
+        return ShardedImages(root, levels[str(r)], r, manifest["channels"], aspect=aspect)
 
     return IndexedSource(
         count=int(manifest["count"]),
@@ -229,6 +232,7 @@ def open_indexed(source: SourceConfig) -> IndexedSource:
         images_at=images_at,
         class_names=None if manifest.get("class_names") is None else tuple(
             manifest["class_names"]),
+        aspect=aspect,
         resize_filter=manifest.get("resize_filter"),
     )
 

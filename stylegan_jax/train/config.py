@@ -13,6 +13,7 @@ import ml_collections
 
 import stylegan_jax.configs
 from stylegan_jax.metrics import registry
+from stylegan_jax.shapes import data_shape, parse_size
 from stylegan_jax.store.checkpoints import BestBy, higher_is_better
 from stylegan_jax.store.runs import best_rule
 from stylegan_jax.train.backends import BACKENDS
@@ -65,6 +66,13 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
         node = node[part]
     if leaf not in node:
         raise ConfigError(f"override {item!r}: config has no field {key!r}")
+    if key == "data.resolution" and not text.strip().isdigit() and "aspect" in node:
+        try:  # W x H: the shorter side and the aspect (shapes.py)
+            size = parse_size(text, "config.data.resolution")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        node.resolution, node.aspect = size.resolution, size.aspect
+        return
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -90,9 +98,17 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         raise ConfigError(str(e)) from None
     res = config.data.resolution
     if not isinstance(res, int) or res < 8 or res & (res - 1):
-        fail("data.resolution", "expected a power of two >= 8")
-    if config.data.channels not in (1, 3):
-        fail("data.channels", "expected 1 or 3")
+        fail("data.resolution", "expected a power of two >= 8 (the shorter side; "
+             "--config.data.resolution=WxH sets it and data.aspect)")
+    try:
+        size = data_shape(config.data)
+    except ValueError as e:
+        fail("data.aspect", str(e))
+    if not size.square and config.family != "stylegan2":
+        fail("data.aspect", f"{size} is not square: only the stylegan2 family trains "
+             "non-square images so far")
+    if config.data.channels not in (1, 3, 4):
+        fail("data.channels", "expected 1, 3 or 4 (RGBA)")
     threads = config.data.get("threads", 0)
     if not isinstance(threads, int) or threads < 0:
         fail("data.threads", "expected an integer >= 0 (0: one reader per core, at most 8)")

@@ -75,4 +75,7 @@ def name_strip(names: list[str], row_height: int, channels: int) -> np.ndarray:
     draw = ImageDraw.Draw(strip)
     for r, name in enumerate(names):
         draw.text((4, r * row_height + row_height // 2), name, fill=255, font=font, anchor="lm")
-    return np.repeat(np.asarray(strip)[..., None], channels, axis=-1)
+    out = np.repeat(np.asarray(strip)[..., None], channels, axis=-1)
+    if channels == 4:
+        out[..., 3] = 255  # an opaque strip on an RGBA grid
+    return out

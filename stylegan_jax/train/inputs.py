@@ -10,6 +10,7 @@ import numpy as np
 
 from stylegan_jax.data.pipeline import Pipeline, make_pipeline
 from stylegan_jax.data.sources import SourceConfig, source_from_config
+from stylegan_jax.shapes import ImageShape, data_shape
 from stylegan_jax.train import config as config_lib
 from stylegan_jax.train import labels as labels_lib
 from stylegan_jax.train.backends import Backend
@@ -24,12 +25,14 @@ def open_source(config: ml_collections.ConfigDict) -> tuple[dict, int, tuple[str
     source = source_from_config(config.data)
     with make_pipeline(source, config.train.batch_size, seed=config.seed,
                        resolution=config.data.resolution, prefetch=1, threads=1) as probe:
-        num_classes, served = probe.num_classes, (probe.resolution, probe.channels)
-        names = probe.class_names or tuple(str(k) for k in range(num_classes))
-    if served != (config.data.resolution, config.data.channels):
+        num_classes, names = probe.num_classes, probe.class_names
+        served = (ImageShape.of(probe.resolution, probe.aspect), probe.channels)
+    names = names or tuple(str(k) for k in range(num_classes))
+    wanted = (data_shape(config.data), config.data.channels)
+    if served != wanted:
         raise config_lib.ConfigError(
-            f"config.data.resolution/channels={config.data.resolution}/{config.data.channels}"
-            f" but the data provides {served[0]}/{served[1]}")
+            f"config.data.resolution(xaspect)/channels={wanted[0]}/{wanted[1]} but the data "
+            f"provides {served[0]}/{served[1]} (W x H / channels)")
     if config.data.use_labels and num_classes == 0:
         raise config_lib.ConfigError("config.data.use_labels=True but the data has no labels")
     if num_classes and not config.data.use_labels and not config.data.get("ignore_labels"):

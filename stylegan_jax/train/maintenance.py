@@ -9,6 +9,7 @@ needs all of them) and in evaluations, each saved with a checkpoint so the best 
 from __future__ import annotations
 
 from stylegan_jax.metrics.runner import MetricResult, report_metric, scalars
+from stylegan_jax.shapes import data_shape
 from stylegan_jax.train import leak_probe, watchdog
 from stylegan_jax.train.inputs import first_images, images_by_class
 from stylegan_jax.train.run import Run, next_due
@@ -33,7 +34,7 @@ def at_start(run: Run) -> None:
             run.grids.fakes(_G_ema(run, run.backend.host_state(run.state)))), "fakes_init.png")
     if config.train.get("aug", "noaug") != "noaug":  # what the ADA leak probe compares with
         run.probe_reals = first_images(config, run.source, 64)
-    run.log(f"Training {config.family} {config.data.resolution}x{config.data.resolution}x"
+    run.log(f"Training {config.family} {data_shape(config.data)}x"
             f"{config.data.channels} c_dim={run.c_dim} on {run.backend.num_devices} device(s) "
             f"({run.backend.kind}), batch {t.batch_size}, to {t.total_kimg} kimg; "
             f"workdir {run.workdir}")

@@ -29,7 +29,9 @@ from stylegan_jax.train.report import StatsWriter
 from stylegan_jax.train.stage import Stage, Trainer
 
 # Fields whose change makes old checkpoints unusable (or meaningless) for a run.
-_IDENTITY_SECTIONS = ("family", "model", "data.resolution", "data.channels", "data.use_labels")
+_IDENTITY_SECTIONS = ("family", "model", "data.resolution", "data.aspect", "data.channels",
+                      "data.use_labels")
+_IDENTITY_DEFAULTS = {"data.aspect": [1, 1]}  # fields runs made before them lack
 
 
 def next_due(nimg: int, every: int) -> int:
@@ -192,7 +194,9 @@ def prepare_workdir(workdir: str | Path, config: ml_collections.ConfigDict) -> P
     current = json.loads(config.to_json_best_effort())
     if path.exists():
         saved = json.loads(path.read_text())
-        diffs = [f for f in _IDENTITY_SECTIONS if _field(saved, f) != _field(current, f)]
+        diffs = [f for f in _IDENTITY_SECTIONS
+                 if (_field(saved, f) or _IDENTITY_DEFAULTS.get(f))
+                 != (_field(current, f) or _IDENTITY_DEFAULTS.get(f))]
         if diffs:
             raise config_lib.ConfigError(
                 f"{workdir} holds a run made with a different {', '.join(diffs)} "

@@ -9,6 +9,7 @@ import ml_collections
 
 from stylegan_jax.augment import PIPES, imgfilter, named_pipe
 from stylegan_jax.models import stylegan2
+from stylegan_jax.shapes import data_shape
 from stylegan_jax.train.stylegan2.step import StepConfig
 
 
@@ -99,7 +100,7 @@ def _validate_augment(config, fail) -> None:
             fail("train.ada_kimg", "expected a positive number")
     if augment_config(config).imgfilter > 0:
         try:
-            imgfilter.check_size(config.data.resolution, config.data.resolution)
+            imgfilter.check_size(*data_shape(config.data).at(config.data.resolution))
         except ValueError as e:
             fail("train.augpipe", str(e))
 
