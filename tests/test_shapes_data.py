@@ -148,3 +148,16 @@ def test_manifests_before_rectangles_read_as_squares(tmp_path):
     path.write_text(json.dumps(manifest))
     with pytest.raises(Exception, match="field 'aspect' must be"):
         read_manifest(tmp_path / "ds")
+
+
+def test_metrics_see_rgba_composited_over_black():
+    from stylegan_jax.metrics import image_ops
+
+    rgba = RNG.uniform(0, 1, (2, 4, 8, 4)).astype(np.float32)
+    want = rgba[..., :3] * rgba[..., 3:]  # over black, alpha in [0, 1]
+    np.testing.assert_allclose(np.asarray(image_ops.to_rgb(rgba)), want, rtol=1e-6)
+    signed = rgba * 2 - 1  # the same images in [-1, 1]: black is -1
+    np.testing.assert_allclose(np.asarray(image_ops.to_rgb(signed, (-1.0, 1.0))),
+                               want * 2 - 1, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="1, 3 or 4 channels"):
+        image_ops.to_rgb(rgba[..., :2])

@@ -78,10 +78,17 @@ def resize_area(x: jax.Array, size: tuple[int, int]) -> jax.Array:
     return _apply(x, area_matrix(h, size[0]), area_matrix(w, size[1]))
 
 
-def to_rgb(x: jax.Array) -> jax.Array:
-    """Grayscale [N, H, W, 1] -> 3 equal channels (as the official metrics repeat them)."""
-    if x.shape[-1] == 3:
+def to_rgb(x: jax.Array, drange: tuple[float, float] = (0.0, 1.0)) -> jax.Array:
+    """[N, H, W, 1 | 3 | 4] in `drange` -> RGB for the feature networks: grayscale as 3 equal
+    channels (as the official metrics repeat them); RGBA composited over black (the
+    dataset tool's transparent padding) with its alpha, the same for reals and fakes."""
+    c = x.shape[-1]
+    if c == 3:
         return x
-    if x.shape[-1] != 1:
-        raise ValueError(f"images must have 1 or 3 channels, got shape {x.shape}")
-    return jnp.repeat(x, 3, axis=-1)
+    if c == 1:
+        return jnp.repeat(x, 3, axis=-1)
+    if c == 4:
+        lo, hi = drange
+        alpha = (x[..., 3:] - lo) / (hi - lo)
+        return lo + (x[..., :3] - lo) * alpha
+    raise ValueError(f"images must have 1, 3 or 4 channels, got shape {x.shape}")
