@@ -3,7 +3,9 @@
 Brightness (add), contrast (scale), luma flip (Householder reflection about the luma
 axis), hue rotation (about the luma axis) and saturation (scale away from it), drawn in
 the official order. One-channel images follow the official rule: the matrix's three
-color rows are averaged, hue and saturation are skipped (and draw nothing).
+color rows are averaged, hue and saturation are skipped (and draw nothing). RGBA images
+are transformed as RGB (the same draws) and keep their alpha channel unchanged: alpha is
+coverage, not colour, and a brightness or hue change must not make a sprite transparent.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylegan_jax.augment.config import AugmentConfig
+from stylegan_jax.augment.config import COLOR_CHANNELS, AugmentConfig
 from stylegan_jax.augment.draws import DrawSource
 
 _LUMA = np.array([1.0, 1.0, 1.0, 0.0]) / np.sqrt(3)  # luma axis, homogeneous
@@ -60,16 +62,19 @@ def draw_color(cfg: AugmentConfig, draws: DrawSource, p: jax.Array,
 
 
 def apply_color(images: jax.Array, m: jax.Array) -> jax.Array:
-    """Applies [b, 4, 4] color matrices to NHWC images with 3 or 1 channels."""
+    """Applies [b, 4, 4] color matrices to NHWC L, RGB or RGBA images (alpha untouched)."""
     channels = images.shape[-1]
-    if channels == 3:
-        out = jnp.einsum("bij,bhwj->bhwi", m[:, :3, :3], images) + m[:, None, None, :3, 3]
-    elif channels == 1:
+    if channels not in COLOR_CHANNELS:
+        raise ValueError(f"augment: color operations need 1 (L), 3 (RGB) or 4 (RGBA) "
+                         f"channels, got {channels}")
+    rgb = images[..., :COLOR_CHANNELS[channels]]
+    if rgb.shape[-1] == 3:
+        out = jnp.einsum("bij,bhwj->bhwi", m[:, :3, :3], rgb) + m[:, None, None, :3, 3]
+    else:
         rows = m[:, :3, :].mean(axis=1)  # [b, 4]: the average of the three color rows
         gain = rows[:, :3].sum(axis=1)
-        out = images * gain[:, None, None, None] + rows[:, 3, None, None, None]
-    else:
-        raise ValueError(f"augment: color operations need 3 (RGB) or 1 (L) channels, "
-                         f"got {channels}")
+        out = rgb * gain[:, None, None, None] + rows[:, 3, None, None, None]
+    if channels == 4:
+        out = jnp.concatenate([out, images[..., 3:]], axis=-1)
     identity = jnp.all(m == jnp.eye(4, dtype=m.dtype), axis=(1, 2))
     return jnp.where(identity[:, None, None, None], images, out)

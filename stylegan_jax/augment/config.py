@@ -2,6 +2,13 @@
 
 Each operation has a probability multiplier (0 = off, 1 = applied with probability p)
 and its own range or standard deviation; the defaults are the official ones.
+
+Channel layouts: 1 (L), 3 (RGB) and 4 (RGBA). Colour operations and additive noise act on
+the colour channels only (the first 1 or 3); alpha is part of the image's geometry and
+content, so it moves with the image (the same resampling), is filtered and is cut out with
+it, but keeps its values under colour operations and noise. The official pipe knows L and
+RGB only; on the colour channels of RGBA images this pipe is the official RGB pipe, with the
+same draws.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from typing import Any
 BLIT_OPS = ("xflip", "rotate90", "xint")
 GEOM_OPS = ("scale", "rotate", "aniso", "xfrac")
 COLOR_OPS = ("brightness", "contrast", "lumaflip", "hue", "saturation")
+# Number of colour channels of each supported layout (L, RGB, RGBA).
+COLOR_CHANNELS = {1: 1, 3: 3, 4: 3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +90,18 @@ class AugmentConfig:
     @property
     def any_color(self) -> bool:
         return any(getattr(self, n) > 0 for n in COLOR_OPS)
+
+    def check_channels(self, channels: int) -> None:
+        """Colour operations and noise need a known layout; the others take any channels.
+
+        Geometry, filtering and cutout treat every channel alike (as the official pipe),
+        but which channels are colour is only known for L, RGB and RGBA.
+        """
+        needs_layout = [n for n in COLOR_OPS + ("noise",) if getattr(self, n) > 0]
+        if needs_layout and channels not in COLOR_CHANNELS:
+            raise ValueError(
+                f"augment {needs_layout[0]}: needs images with 1 (L), 3 (RGB) or 4 (RGBA) "
+                f"channels, got {channels} channels")
 
     def replace(self, **changes: Any) -> AugmentConfig:
         return make_config(dataclasses.asdict(self) | changes)

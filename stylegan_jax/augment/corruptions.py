@@ -1,26 +1,36 @@
-"""Image-space corruptions: additive Gaussian noise and cutout."""
+"""Image-space corruptions: additive Gaussian noise and cutout.
+
+On RGBA images noise goes to the colour channels only (the official "additive RGB noise";
+noise on alpha would turn an opaque or empty pixel partly transparent, a change of shape,
+not of pixel values), and draws what the RGB pipe draws. Cutout erases alpha too: it hides
+a region from the discriminator, and an untouched alpha would still show the silhouette
+there.
+"""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-from stylegan_jax.augment.config import AugmentConfig
+from stylegan_jax.augment.config import COLOR_CHANNELS, AugmentConfig
 from stylegan_jax.augment.draws import DrawSource
 
 
 def add_noise(images: jax.Array, cfg: AugmentConfig, draws: DrawSource,
               p: jax.Array) -> jax.Array:
-    """Adds N(0, sigma^2) per pixel and channel, sigma = |N(0, noise_std^2)| per image.
+    """Adds N(0, sigma^2) per pixel and colour channel, sigma = |N(0, noise_std^2)| per image.
 
-    The per-pixel noise is drawn in the official NCHW shape for every image, applied or
-    not, so a recording replays and a key stays in step with the official order.
+    The per-pixel noise is drawn in the official NCHW shape (colour channels) for every
+    image, applied or not, so a recording replays and a key stays in step with the
+    official order.
     """
     b, h, w, c = images.shape
+    cc = COLOR_CHANNELS.get(c, c)
     sigma = jnp.abs(draws.randn([b, 1, 1, 1])) * cfg.noise_std
     sigma = jnp.where(draws.rand([b, 1, 1, 1]) < cfg.noise * p, sigma, 0.0)
-    noise = jnp.transpose(draws.randn([b, c, h, w]), (0, 2, 3, 1))
-    return images + noise * sigma.astype(images.dtype)
+    noise = jnp.transpose(draws.randn([b, cc, h, w]), (0, 2, 3, 1))
+    noisy = images[..., :cc] + noise * sigma.astype(images.dtype)
+    return noisy if cc == c else jnp.concatenate([noisy, images[..., cc:]], axis=-1)
 
 
 def cutout(images: jax.Array, cfg: AugmentConfig, draws: DrawSource,

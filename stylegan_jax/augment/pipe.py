@@ -34,18 +34,9 @@ def augment(images: jax.Array, p: jax.Array | float, config: AugmentConfig | str
     if not isinstance(cfg, AugmentConfig):
         raise TypeError(f"augment config: expected an AugmentConfig or a pipe name, "
                         f"got {type(config).__name__}")
-    if images.ndim != 4:
-        raise ValueError(f"augment images: expected NHWC [batch, height, width, channels], "
-                         f"got shape {images.shape}")
     if not jnp.issubdtype(images.dtype, jnp.floating):
         raise ValueError(f"augment images: expected floating point, got {images.dtype}")
-    b, h, w, c = images.shape
-    if cfg.any_color and c not in (1, 3):
-        raise ValueError(f"augment: color operations need 3 (RGB) or 1 (L) channels, got {c}")
-    if cfg.any_geometric:
-        geometric.check_size(h, w)
-    if cfg.imgfilter > 0:
-        imgfilter.check_size(h, w)
+    check_images(cfg, images.shape)
     p = jnp.asarray(p, jnp.float32)
     if p.shape != ():
         raise ValueError(f"augment p: expected a scalar, got shape {p.shape}")
@@ -59,9 +50,31 @@ def augment(images: jax.Array, p: jax.Array | float, config: AugmentConfig | str
     return _run(images.astype(jnp.float32), p, cfg, source).astype(images.dtype)
 
 
+def check_images(config: AugmentConfig, shape: tuple[int, ...]) -> None:
+    """Raises unless the pipe `config` can augment NHWC images of `shape`.
+
+    Any height and width (not necessarily equal) large enough for the geometric padding
+    and the image filter; 1 (L), 3 (RGB) or 4 (RGBA) channels for colour operations and
+    noise, any number otherwise.
+    """
+    if len(shape) != 4:
+        raise ValueError(f"augment images: expected NHWC [batch, height, width, channels], "
+                         f"got shape {tuple(shape)}")
+    _, h, w, c = shape
+    config.check_channels(c)
+    if config.any_geometric:
+        geometric.check_size(h, w)
+    if config.imgfilter > 0:
+        imgfilter.check_size(h, w)
+
+
 @functools.lru_cache(maxsize=128)
 def draw_plan(config: AugmentConfig, shape: tuple[int, ...]) -> Plan:
-    """(kind, shape) of every draw the pipe makes for NHWC images of `shape`, in order."""
+    """(kind, shape) of every draw the pipe makes for NHWC images of `shape`, in order.
+
+    RGBA images draw exactly what RGB images of the same size draw.
+    """
+    check_images(config, tuple(shape))
     recorder = PlanRecorder()
     jax.eval_shape(lambda x: _run(x, jnp.float32(1), config, recorder),
                    jax.ShapeDtypeStruct(tuple(shape), jnp.float32))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import ml_collections
 
-from stylegan_jax.augment import PIPES, imgfilter, named_pipe
+from stylegan_jax.augment import PIPES, check_images, named_pipe
 from stylegan_jax.models import stylegan2
 from stylegan_jax.shapes import data_shape
 from stylegan_jax.train.stylegan2.step import StepConfig
@@ -98,11 +98,11 @@ def _validate_augment(config, fail) -> None:
             fail("train.ada_interval", "expected an integer >= 1")
         if not 0 < t.ada_kimg < float("inf"):
             fail("train.ada_kimg", "expected a positive number")
-    if augment_config(config).imgfilter > 0:
-        try:
-            imgfilter.check_size(*data_shape(config.data).at(config.data.resolution))
-        except ValueError as e:
-            fail("train.augpipe", str(e))
+    h, w = data_shape(config.data).at(config.data.resolution)
+    try:
+        check_images(augment_config(config), (1, h, w, config.data.channels))
+    except ValueError as e:
+        fail("train.augpipe", str(e))
 
 
 def augment_config(config: ml_collections.ConfigDict):
