@@ -75,7 +75,8 @@ def read_with_tensorflow(root: Path, level: int, channels: int) -> np.ndarray:
     images = []
     for record in tf.data.TFRecordDataset(files).as_numpy_iterator():
         raw = tf.io.parse_single_example(record, spec)["image"]
-        images.append(tf.reshape(tf.io.decode_raw(raw, tf.uint8), [level * ah, level * aw, channels]))
+        pixels = tf.io.decode_raw(raw, tf.uint8)
+        images.append(tf.reshape(pixels, [level * ah, level * aw, channels]))
     return np.stack(images)
 
 
