@@ -205,8 +205,17 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def official_init_kwargs(module) -> dict[str, Any]:
-    """The stylegan2-ada-pytorch constructor kwargs that rebuild `module`."""
+def official_init_kwargs(module, what: str = "network") -> dict[str, Any]:
+    """The stylegan2-ada-pytorch constructor kwargs that rebuild `module`; ValueError for
+    a W x H network (`img_aspect` other than (1, 1)), which no official format can hold."""
+    if isinstance(module, stylegan2.Generator | stylegan2.Discriminator):
+        ah, aw = module.img_aspect
+        if (ah, aw) != (1, 1):
+            r = module.img_resolution
+            raise ValueError(
+                f"{what} is a {r * aw}x{r * ah} (W x H) network (img_aspect={(ah, aw)}): the "
+                "official StyleGAN2 formats hold square networks only; keep it as a "
+                "stylegan_jax network directory")
     if isinstance(module, stylegan2.Generator):
         return dict(
             z_dim=module.z_dim, c_dim=module.c_dim, w_dim=module.w_dim,

@@ -242,16 +242,19 @@ def export_official(networks: Mapping[str, Network], dest) -> Path:
 
     Official code rebuilds each network with `Generator(**init_kwargs['G'])` and loads
     `{k: torch.from_numpy(v) for k, v in np.load('G.npz').items()}` with load_state_dict.
+    A W x H network (StyleGAN2 `img_aspect`) has no official form: ValueError, nothing written.
     """
+    sg3_nets = {name for name, net in networks.items()
+                if isinstance(net.module, stylegan3.Generator)}
+    kwargs = {name: sg3.official_init_kwargs(net.module) if name in sg3_nets
+              else official_init_kwargs(net.module, f"'{name}'")
+              for name, net in networks.items()}
     with new_directory(dest) as tmp:
-        kwargs = {}
         for name, net in networks.items():
-            if isinstance(net.module, stylegan3.Generator):
+            if name in sg3_nets:
                 state = sg3.variables_to_state_dict(net.variables, net.module)
-                kwargs[name] = sg3.official_init_kwargs(net.module)
             else:
                 state = variables_to_state_dict(net.variables, net.module)
-                kwargs[name] = official_init_kwargs(net.module)
             np.savez(tmp / f"{name}.npz", **state)
         (tmp / "init_kwargs.json").write_text(json.dumps(kwargs, indent=2) + "\n")
     return Path(dest).absolute()

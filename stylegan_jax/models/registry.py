@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stylegan_jax import shapes
 from stylegan_jax.models import progan, stylegan, stylegan2, stylegan3
 
 
@@ -49,7 +50,12 @@ class Family:
         return G.clone(per_image_styles=True) if self.batch_styles else G
 
     def resolution(self, G: nn.Module) -> int:
+        """The shorter side of G's images (the square network's resolution)."""
         return G.resolution if self.lod else G.img_resolution
+
+    def image_shape(self, G: nn.Module) -> shapes.ImageShape:
+        """G's full image shape (W x H): see `image_shape`."""
+        return image_shape(G)
 
     def channels(self, G: nn.Module) -> int:
         return G.num_channels if self.lod else G.img_channels
@@ -98,6 +104,15 @@ def is_generator(module: nn.Module) -> bool:
     return any(type(module) is f.generator for f in FAMILIES.values())
 
 
+def image_shape(module: nn.Module) -> shapes.ImageShape:
+    """The images a stored network (generator or discriminator) makes or judges:
+    `img_resolution` (the shorter side) stretched by StyleGAN2's `img_aspect`; ProGAN,
+    StyleGAN v1 and StyleGAN3 networks are square."""
+    if type(module) not in CLASSES.values():
+        raise TypeError(f"no image shape for {type(module).__name__}: not a stored network")
+    return shapes.ImageShape.of(module.img_resolution, getattr(module, "img_aspect", (1, 1)))
+
+
 def family_label(module: nn.Module) -> str:
     """'stylegan2.Generator'-style name of any stored network class (for messages)."""
     return f"{type(module).__module__.rsplit('.', 1)[-1]}.{type(module).__name__}"
@@ -132,9 +147,16 @@ class Networks(NamedTuple):
 
 
 def module_kwargs(module: nn.Module) -> dict[str, Any]:
-    """The dataclass fields that define a module (no Flax bookkeeping)."""
-    return {f: getattr(module, f) for f in module.__dataclass_fields__
-            if f not in ("parent", "name")}
+    """The dataclass fields that define a module (no Flax bookkeeping).
+
+    A square network leaves out `img_aspect` (1, 1), its default: its record stays the one
+    earlier versions wrote and read.
+    """
+    kwargs = {f: getattr(module, f) for f in module.__dataclass_fields__
+              if f not in ("parent", "name")}
+    if "img_aspect" in kwargs and tuple(kwargs["img_aspect"]) == (1, 1):
+        del kwargs["img_aspect"]
+    return kwargs
 
 
 def build_module(class_key: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -146,20 +168,50 @@ def build_module(class_key: str, kwargs: dict[str, Any]) -> nn.Module:
     unknown = set(kwargs) - known
     if unknown:
         raise ValueError(f"{class_key}: unknown kwargs {sorted(unknown)}")
-    # JSON turns tuples (e.g. filter taps) into lists; modules need hashable fields.
+    # JSON turns tuples (filter taps, img_aspect) into lists; modules need hashable fields.
+    # Records older than a field (img_aspect) leave it at its default.
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
 
 
-def stylegan2_networks(model_cfg, img_resolution: int, img_channels: int, c_dim: int,
+def config_image_shape(data) -> shapes.ImageShape:
+    """The images of a config's `data` section: `resolution` (the shorter side) with
+    `aspect` (absent: square), or 'WxH' text in `resolution`."""
+    res = data.resolution
+    if isinstance(res, str) and not res.strip().isdigit():
+        return shapes.parse_size(res, "config.data.resolution")
+    try:
+        return shapes.data_shape(data)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"config.data.resolution={res!r} with config.data.aspect="
+                         f"{data.get('aspect', None)!r}: {e}") from None
+
+
+def image_size(size, family: str) -> shapes.ImageShape:
+    """A size (an int R, 'WxH' text or a shapes.ImageShape) as the shape `family` can
+    build: W x H for StyleGAN2, square for the others."""
+    if not isinstance(size, shapes.ImageShape):
+        size = shapes.parse_size(size, "config.data.resolution")
+    if not size.square and family != "stylegan2":
+        raise ValueError(f"config.data.resolution gives {size} (W x H): only StyleGAN2 "
+                         f"networks take W x H for now (config.family={family!r} needs a "
+                         "square size)")
+    return size
+
+
+def stylegan2_networks(model_cfg, size, img_channels: int, c_dim: int,
                        family: str = "stylegan2", batch_size: int | None = None,
                        axis_name: str | None = None) -> Networks:
     """Generator and discriminator of the StyleGAN2 lineage from a config's `model` section.
 
-    StyleGAN3 (`family='stylegan3'`) pairs the alias-free generator with this
-    discriminator, as officially; its magnitude EMA halves every `magnitude_ema_kimg` kimg
-    of the global `batch_size` (official beta 0.5 ** (batch / 20000)).
+    `size`: the images (an int R, 'WxH' text or a shapes.ImageShape, such as
+    `config_image_shape(config.data)`); W x H builds the square network of the shorter side
+    stretched by its aspect (StyleGAN2 only). StyleGAN3 (`family='stylegan3'`) pairs the
+    alias-free generator with this discriminator, as officially; its magnitude EMA halves
+    every `magnitude_ema_kimg` kimg of the global `batch_size` (official beta
+    0.5 ** (batch / 20000)).
     """
-    common = dict(img_resolution=img_resolution, img_channels=img_channels,
+    size = image_size(size, family)
+    common = dict(img_resolution=size.resolution, img_channels=img_channels,
                   conv_clamp=model_cfg.conv_clamp, num_bf16_res=model_cfg.num_bf16_res)
     d_channels = dict(channel_base=model_cfg.channel_base, channel_max=model_cfg.channel_max)
     if family == "stylegan3":
@@ -178,12 +230,12 @@ def stylegan2_networks(model_cfg, img_resolution: int, img_channels: int, c_dim:
                                 mapping_layers=model_cfg.mapping_layers,
                                 architecture=model_cfg.g_architecture, axis_name=axis_name,
                                 remat_resolution=model_cfg.get("remat_resolution", 0),
-                                **d_channels, **common)
+                                img_aspect=size.aspect, **d_channels, **common)
     D = stylegan2.Discriminator(c_dim=c_dim, architecture=model_cfg.d_architecture,
                                 mbstd_group_size=model_cfg.mbstd_group_size,
                                 mbstd_num_channels=model_cfg.mbstd_num_channels,
                                 remat_resolution=model_cfg.get("remat_resolution", 0),
-                                **d_channels, **common)
+                                img_aspect=size.aspect, **d_channels, **common)
     return Networks(G, D)
 
 
@@ -194,7 +246,8 @@ def parse_fused_scale(value):
 
 def progressive_networks(config, c_dim: int, axis_name: str | None = None) -> Networks:
     """G and D of a ProGAN / StyleGAN v1 config, with the official kwargs from `config.model`."""
-    m, res, ch = config.model, config.data.resolution, config.data.channels
+    m, ch = config.model, config.data.channels
+    res = image_size(config_image_shape(config.data), config.family).resolution
     fmaps = dict(fmap_base=m.fmap_base, fmap_decay=float(m.fmap_decay), fmap_max=m.fmap_max)
     if config.family == "progan":
         G = progan.Generator(
@@ -228,15 +281,19 @@ def networks_from_config(config, c_dim: int, axis_name: str | None = None) -> Ne
     family = family_named(config.family)
     if family.lineage == "progressive":
         return progressive_networks(config, c_dim, axis_name)
-    return stylegan2_networks(config.model, config.data.resolution, config.data.channels,
-                              c_dim, config.family, config.train.batch_size, axis_name)
+    return stylegan2_networks(config.model, config_image_shape(config.data),
+                              config.data.channels, c_dim, config.family,
+                              config.train.batch_size, axis_name)
 
 
-def random_generator(resolution: int = 32, channels: int = 3, seed: int = 0) -> Network:
-    """A small randomly initialised generator (for trying the tools before training)."""
+def random_generator(resolution: int = 32, channels: int = 3, seed: int = 0,
+                     aspect: tuple[int, int] = (1, 1)) -> Network:
+    """A small randomly initialised generator (for trying the tools before training);
+    `aspect` (height, width multiples of `resolution`) makes it W x H."""
     G = stylegan2.Generator(
         z_dim=64, c_dim=0, w_dim=64, img_resolution=resolution, img_channels=channels,
         mapping_layers=2, channel_base=2048, channel_max=64, conv_clamp=256.0,
+        img_aspect=stylegan2.check_aspect(aspect, "aspect"),
     )
     key = jax.random.PRNGKey(seed)
     variables = G.init({"params": key, "noise": key}, jnp.zeros((1, 64)), jnp.zeros((1, 0)))

@@ -3,6 +3,12 @@
 Submodule and parameter names mirror the official state-dict names (`mapping.fc0`,
 `synthesis.b8.conv0.affine`, `b4.fc`, ...), so conversion is a layout change only.
 Variables: `params` (trainable) and `buffers` (`mapping/w_avg`, `*/noise_const`).
+
+`img_aspect` (height, width multiples; see stylegan_jax.shapes) stretches every feature map
+of the square network of side `img_resolution`: (1, 2) gives a 4x8 constant, blocks b4 (4x8)
+... bR (R x 2R) and a discriminator whose epilogue ends on 4x8. The layers themselves are
+shape-agnostic; only the constant, the noise buffers and the input check know the aspect.
+(1, 1) is the official square network, unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stylegan_jax import shapes
 from stylegan_jax.nn import ops
 from stylegan_jax.nn.layers import NOISE_MODES, Conv2d, Dense, check_resolution
 
@@ -23,6 +30,18 @@ ARCHITECTURES = ("orig", "skip", "resnet")
 def check_architecture(architecture: str, field: str = "architecture") -> None:
     if architecture not in ARCHITECTURES:
         raise ValueError(f"{field} must be one of {ARCHITECTURES}, got {architecture!r}")
+
+
+def check_aspect(aspect, field: str = "img_aspect") -> tuple[int, int]:
+    """(height, width) multiples of the shorter side: (1, 1), (1, 2^k) or (2^k, 1)."""
+    if (isinstance(aspect, tuple | list) and len(aspect) == 2
+            and all(isinstance(a, int) and not isinstance(a, bool) for a in aspect)):
+        try:
+            return shapes.ImageShape.of(4, aspect).aspect
+        except ValueError:
+            pass
+    raise ValueError(f"{field} must be (height, width) multiples (1, 1), (1, 2^k) or (2^k, 1), "
+                     f"got {aspect!r}")
 
 
 def channels_at(res: int, channel_base: int, channel_max: int) -> int:
@@ -137,8 +156,9 @@ class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (+ optional 2x FIR upsampling), noise, bias, activation."""
 
     features: int
-    resolution: int
+    resolution: int  # of the output's shorter side
     up: int = 1
+    aspect: tuple[int, int] = (1, 1)  # the output is [resolution * ah, resolution * aw]
     use_noise: bool = True
     activation: str = "lrelu"
     resample_filter: Sequence[float] = ops.DEFAULT_FILTER
@@ -155,14 +175,14 @@ class SynthesisLayer(nn.Module):
             f=ops.setup_filter(self.resample_filter), fused=self.fused_modconv,
         )
         if self.use_noise:
-            res = self.resolution
+            nh, nw = self.resolution * self.aspect[0], self.resolution * self.aspect[1]
             const = self.variable(
                 "buffers", "noise_const",
-                lambda: jax.random.normal(self.make_rng("params"), (res, res)),
+                lambda: jax.random.normal(self.make_rng("params"), (nh, nw)),
             )
             strength = self.param("noise_strength", nn.initializers.zeros_init(), ())
             if noise_mode == "random":
-                noise = jax.random.normal(self.make_rng("noise"), (x.shape[0], res, res, 1))
+                noise = jax.random.normal(self.make_rng("noise"), (x.shape[0], nh, nw, 1))
                 x = x + (noise * strength).astype(x.dtype)
             elif noise_mode == "const":
                 x = x + (const.value[None, :, :, None] * strength).astype(x.dtype)
@@ -194,10 +214,11 @@ class SynthesisBlock(nn.Module):
 
     in_channels: int  # 0 = the first (4x4) block
     out_channels: int
-    resolution: int
+    resolution: int  # of the output's shorter side
     img_channels: int
     is_last: bool
     architecture: str = "skip"
+    aspect: tuple[int, int] = (1, 1)  # maps are [resolution * ah, resolution * aw]
     resample_filter: Sequence[float] = ops.DEFAULT_FILTER
     conv_clamp: float | None = None
     use_noise: bool = True
@@ -215,15 +236,15 @@ class SynthesisBlock(nn.Module):
     @nn.compact
     def __call__(self, x, img, ws, noise_mode: str = "random"):
         layer = dict(
-            resolution=self.resolution, use_noise=self.use_noise,
+            resolution=self.resolution, aspect=self.aspect, use_noise=self.use_noise,
             resample_filter=self.resample_filter, conv_clamp=self.conv_clamp,
             fused_modconv=self.fused_modconv,
         )
         f = ops.setup_filter(self.resample_filter)
         if self.in_channels == 0:
-            r = self.resolution
+            r, (ah, aw) = self.resolution, self.aspect
             const = self.param(
-                "const", nn.initializers.normal(1.0), (r, r, self.out_channels)
+                "const", nn.initializers.normal(1.0), (r * ah, r * aw, self.out_channels)
             )
             x = jnp.broadcast_to(const.astype(self.dtype), (ws.shape[0], *const.shape))
             x = SynthesisLayer(self.out_channels, name="conv1", **layer)(
@@ -263,7 +284,8 @@ RematSynthesisBlock = nn.remat(SynthesisBlock, static_argnums=(4,))  # 4: noise_
 
 
 class SynthesisNetwork(nn.Module):
-    """Per-layer ws [N, num_ws, w_dim] -> image [N, H, W, C] (float32)."""
+    """Per-layer ws [N, num_ws, w_dim] -> image [N, H, W, C] (float32), H x W =
+    img_resolution stretched by img_aspect."""
 
     w_dim: int
     img_resolution: int
@@ -277,6 +299,7 @@ class SynthesisNetwork(nn.Module):
     fused_modconv: bool = False
     resample_filter: Sequence[float] = ops.DEFAULT_FILTER
     remat_resolution: int = 0  # blocks at and above it rematerialise (0: none)
+    img_aspect: tuple[int, int] = (1, 1)  # (height, width) multiples of img_resolution
 
     @property
     def num_ws(self) -> int:
@@ -285,6 +308,7 @@ class SynthesisNetwork(nn.Module):
     @nn.compact
     def __call__(self, ws: jax.Array, noise_mode: str = "random") -> jax.Array:
         log2 = check_resolution(self.img_resolution)
+        aspect = check_aspect(self.img_aspect)
         check_architecture(self.architecture)
         check_remat_resolution(self.remat_resolution, self.img_resolution)
         if noise_mode not in NOISE_MODES:
@@ -303,6 +327,7 @@ class SynthesisNetwork(nn.Module):
                 img_channels=self.img_channels,
                 is_last=res == self.img_resolution,
                 architecture=self.architecture,
+                aspect=aspect,
                 resample_filter=self.resample_filter,
                 conv_clamp=self.conv_clamp,
                 use_noise=self.use_noise,
@@ -343,9 +368,11 @@ class Generator(nn.Module):
     fused_modconv: bool = False
     axis_name: str | None = None
     remat_resolution: int = 0  # synthesis blocks at and above it rematerialise (0: none)
+    img_aspect: tuple[int, int] = (1, 1)  # (height, width) multiples of img_resolution
 
     def setup(self):
         check_resolution(self.img_resolution)
+        check_aspect(self.img_aspect)
         check_architecture(self.architecture)
         if self.img_channels < 1:
             raise ValueError(f"img_channels must be >= 1, got {self.img_channels}")
@@ -355,7 +382,7 @@ class Generator(nn.Module):
             channel_max=self.channel_max, architecture=self.architecture,
             conv_clamp=self.conv_clamp, num_bf16_res=self.num_bf16_res,
             use_noise=self.use_noise, fused_modconv=self.fused_modconv,
-            remat_resolution=self.remat_resolution,
+            remat_resolution=self.remat_resolution, img_aspect=tuple(self.img_aspect),
         )
         self.mapping = MappingNetwork(
             z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim,
@@ -424,7 +451,13 @@ class DiscriminatorBlock(nn.Module):
 
 
 class DiscriminatorEpilogue(nn.Module):
-    """4x4 head: (FromRGB), minibatch stddev, conv, fc, out, label projection."""
+    """4x4 head (4·ah x 4·aw for a rectangle): (FromRGB), minibatch stddev, conv, fc, out,
+    label projection.
+
+    `fc` reads the conv output flattened in (h, w, c) order, whatever the map's shape: its
+    weight rows are the official NCHW-flattened (c, h, w) rows permuted, as convert/ does
+    for the square head.
+    """
 
     in_channels: int
     cmap_dim: int
@@ -465,7 +498,8 @@ RematDiscriminatorEpilogue = nn.remat(DiscriminatorEpilogue)
 
 
 class Discriminator(nn.Module):
-    """StyleGAN2 discriminator: image [N, H, W, C] (+ labels [N, c_dim]) -> logits [N, 1]."""
+    """StyleGAN2 discriminator: image [N, H, W, C] (+ labels [N, c_dim]) -> logits [N, 1];
+    H x W is img_resolution stretched by img_aspect."""
 
     c_dim: int
     img_resolution: int
@@ -480,6 +514,7 @@ class Discriminator(nn.Module):
     mbstd_num_channels: int = 1
     mapping_layers: int = 8
     remat_resolution: int = 0  # blocks (b4: the epilogue) at and above it rematerialise
+    img_aspect: tuple[int, int] = (1, 1)  # (height, width) multiples of img_resolution
 
     @nn.compact
     def __call__(self, img: jax.Array, c: jax.Array | None) -> jax.Array:
@@ -489,11 +524,11 @@ class Discriminator(nn.Module):
                 f"Discriminator img_resolution must be >= 8 (as the official one), "
                 f"got {self.img_resolution}"
             )
+        ah, aw = check_aspect(self.img_aspect)
         check_architecture(self.architecture)
         check_remat_resolution(self.remat_resolution, self.img_resolution)
-        _check_shape(
-            img, (None, self.img_resolution, self.img_resolution, self.img_channels), "img"
-        )
+        r = self.img_resolution
+        _check_shape(img, (None, r * ah, r * aw, self.img_channels), "img")
         ch = lambda res: channels_at(res, self.channel_base, self.channel_max)  # noqa: E731
         low_res = low_precision_resolution(self.img_resolution, self.num_bf16_res)
         remat = lambda res: 0 < self.remat_resolution <= res  # noqa: E731
