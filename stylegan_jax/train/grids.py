@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from stylegan_jax import images
+from stylegan_jax.augment import augment
 from stylegan_jax.models.sampling import latents_for_seeds, synthesize
 from stylegan_jax.train.inputs import one_hot
 
@@ -48,6 +49,13 @@ class Grids:
         fakes = _grid_program(G.module)(G.variables, self.z, self.c, G.lod)
         return images.to_uint8(np.asarray(fakes))
 
+    @staticmethod
+    def augmented(reals: np.ndarray, pipe, p: float, seed: int) -> np.ndarray:
+        """uint8 reals through the ADA pipe at strength p (draws from PRNGKey(seed))."""
+        x = jnp.asarray(reals, jnp.float32) / 127.5 - 1.0
+        out = _augment_program(pipe)(x, jnp.float32(p), jax.random.PRNGKey(seed))
+        return images.to_uint8(np.asarray(out))
+
     def save(self, grid: np.ndarray, name: str) -> None:
         path = self.samples / name
         try:
@@ -58,6 +66,11 @@ class Grids:
                 self.log(f"warning: cannot write the image grid {path} ({e}); training goes "
                          "on (later grid failures are not reported)")
             self.failed = True
+
+
+@functools.cache
+def _augment_program(pipe):
+    return jax.jit(lambda x, p, key: augment(x, p, pipe, key))
 
 
 @functools.cache

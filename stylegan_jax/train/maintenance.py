@@ -8,6 +8,8 @@ needs all of them) and in evaluations, each saved with a checkpoint so the best 
 
 from __future__ import annotations
 
+from stylegan_jax import images
+from stylegan_jax.augment import named_pipe
 from stylegan_jax.metrics.runner import MetricResult, report_metric, scalars
 from stylegan_jax.shapes import data_shape
 from stylegan_jax.train import leak_probe, watchdog
@@ -71,12 +73,20 @@ def at_end(run: Run, reason: str, stop: StopRequest) -> None:
 
 def snapshot(run: Run) -> None:
     """samples/fakesNNNNNN.png (kimg) and TensorBoard's image: G EMA for the fixed seeds;
-    while augmenting, the ADA leak probe of those images (train/leak_probe.py)."""
-    fakes = run.grids.fakes(_G_ema(run, run.backend.host_state(run.state)))
+    while augmenting, augmentedNNNNNN.png (the first reals as D sees them at the current
+    p: what the pipe does to shape, aspect and alpha) and the ADA leak probe of the fakes
+    (train/leak_probe.py)."""
+    host_state = run.backend.host_state(run.state)
+    fakes = run.grids.fakes(_G_ema(run, host_state))
     grid = run.grids.grid(fakes)
     run.grids.save(grid, f"fakes{run.nimg // 1000:06d}.png")
     run.writer.image("fakes", run.nimg / 1000, grid)
     if run.probe_reals is not None:
+        reals = run.probe_reals[:run.grids.n]
+        seen = run.grids.augmented(reals, named_pipe(run.config.train.augpipe),
+                                   float(host_state.augment_p), run.nimg)
+        run.grids.save(images.make_grid(seen, run.grids.cols),
+                       f"augmented{run.nimg // 1000:06d}.png")
         run.leak = leak_probe.probe(fakes, run.probe_reals)
 
 

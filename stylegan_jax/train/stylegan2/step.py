@@ -214,8 +214,8 @@ def init_state(nets: Networks, cfg: StepConfig, seed: int) -> TrainState:
     z = jnp.zeros((1, G.z_dim))
     c = jnp.zeros((1, G.c_dim))
     g_vars = G.init({"params": k_g, "noise": k_g}, z, c)
-    img = jnp.zeros((max(D.mbstd_group_size or 1, 1), G.img_resolution, G.img_resolution,
-                     G.img_channels))
+    img = jnp.zeros((max(D.mbstd_group_size or 1, 1),
+                     *registry.image_shape(D).at(D.img_resolution), G.img_channels))
     d_vars = D.init(k_d, img, jnp.zeros((img.shape[0], D.c_dim)))
     g_opt, d_opt = optimizers(cfg)
     return TrainState(
@@ -286,9 +286,9 @@ def draw_iteration(key, nets: Networks, cfg: StepConfig, local_batch: int,
             noise_key=kn,
         )
 
-    res, ch = G.img_resolution, G.img_channels
+    (h, w), ch = registry.image_shape(G).at(G.img_resolution), G.img_channels
     pl_b = rounds * (local_batch // rounds // cfg.pl_batch_shrink)
-    pl_noise = jax.random.normal(keys[3], (pl_b, res, res, ch)) / jnp.sqrt(float(res * res))
+    pl_noise = jax.random.normal(keys[3], (pl_b, h, w, ch)) / jnp.sqrt(float(h * w))
     aug = None
     if cfg.augment is not None:
         aug = AugmentDraws(*jax.random.split(jax.random.fold_in(key, _AUGMENT_SALT), 4))
@@ -452,9 +452,10 @@ def iteration_from_key(state: TrainState, real_u8, real_c, label_table, *, nets:
                      do_dreg=do_dreg, blur=blur)
 
 
-def build_networks(model_cfg, img_resolution: int, img_channels: int, c_dim: int,
+def build_networks(model_cfg, size, img_channels: int, c_dim: int,
                    family: str = "stylegan2", batch_size: int | None = None) -> Networks:
     """G and D of a config's `model` section (models.registry), inside the training program
-    (their running statistics average over the device axis)."""
-    return registry.stylegan2_networks(model_cfg, img_resolution, img_channels, c_dim, family,
+    (their running statistics average over the device axis). `size`: an int resolution
+    or a shapes.ImageShape."""
+    return registry.stylegan2_networks(model_cfg, size, img_channels, c_dim, family,
                                        batch_size, axis_name=AXIS)

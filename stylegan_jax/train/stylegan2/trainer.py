@@ -7,6 +7,7 @@ import functools
 
 import ml_collections
 
+from stylegan_jax.shapes import data_shape
 from stylegan_jax.store.runs import networks_from_state
 from stylegan_jax.train.backends import Backend
 from stylegan_jax.train.stage import Stage
@@ -22,7 +23,7 @@ class StyleGAN2Trainer:
     def __init__(self, config: ml_collections.ConfigDict, c_dim: int):
         self.config, self.c_dim = config, c_dim
         self.cfg = step_config(config)
-        self.nets = step_lib.build_networks(config.model, config.data.resolution,
+        self.nets = step_lib.build_networks(config.model, data_shape(config.data),
                                             config.data.channels, c_dim, config.family,
                                             config.train.batch_size)
         self.z_dim = self.nets.G.z_dim
