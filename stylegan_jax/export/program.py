@@ -102,6 +102,7 @@ def build(net: Network, input: str = "z", noise_mode: str = "const") -> Program:
         raise ValueError(f"--noise-mode random: a {family.name} generator has no noise inputs")
     lod = check_lod(net, None)
     res, channels = family.resolution(G), family.channels(G)
+    height, width = family.image_shape(G).at(res)
     seeded = noise_mode == "random"
 
     def key_of(seed):
@@ -140,10 +141,11 @@ def build(net: Network, input: str = "z", noise_mode: str = "const") -> Program:
         x = render(variables, *(given[k] for k in order), given["noise_seed"])
         return images.to_uint8(x, xp=jnp)
 
-    details = dict(family=family.name, resolution=res, channels=channels, z_dim=int(G.z_dim),
+    details = dict(family=family.name, resolution=res, height=height, width=width,
+                   channels=channels, z_dim=int(G.z_dim),
                    c_dim=int(G.c_dim), input=input, noise_mode=noise_mode, lod=lod,
                    truncation=family.truncation)
     if input == "w":
         details.update(num_ws=inputs[0].shape[1], w_dim=inputs[0].shape[2])
     return Program(apply, net.variables, tuple(inputs),
-                   Tensor("images", (BATCH, res, res, channels), "uint8"), details)
+                   Tensor("images", (BATCH, height, width, channels), "uint8"), details)
