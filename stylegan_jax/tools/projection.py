@@ -5,13 +5,17 @@ image by Adam on the LPIPS distance plus a noise regulariser. Every number below
 from the official `project()`: its defaults are `Settings`' defaults, `w_avg` / `w_std`
 come from 10000 latents of `RandomState(123)`, noise buffers start as N(0, 1) and are
 re-normalised after every step, and the synthesis runs with `noise_mode='const'` on the
-buffers being optimised. The whole step is one compiled function.
+buffers being optimised. The whole step is one compiled function, vmapped over a batch of
+independent images (`project` is a batch of one); the distance is LPIPS, or a mean
+squared error over a box pyramid where the LPIPS weights are missing (the schedule is the
+same).
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -21,6 +25,7 @@ import optax
 from flax import traverse_util
 from tqdm import tqdm
 
+from stylegan_jax.data.images import BadImage, decode_image, resize, to_channels
 from stylegan_jax.metrics import image_ops, lpips, vgg
 from stylegan_jax.models.registry import family_of, is_generator
 from stylegan_jax.models.sampling import mapping, synthesis
@@ -157,7 +162,7 @@ def lpips_distance(lpips_vars: dict, taps_a: list[jax.Array], taps_b: list[jax.A
 
 
 class State(NamedTuple):
-    """What one optimisation step reads and writes."""
+    """What one optimisation step reads and writes, for one image (a leading [B] when batched)."""
 
     w: jax.Array  # [1, w_dim]
     noise: dict[str, jax.Array]  # noise buffers by name, [H, W]
@@ -179,42 +184,199 @@ def init_state(w_avg: np.ndarray, noise_like: dict[str, jax.Array], key: jax.Arr
     return State(w, noise, _adam(s).init((w, noise)), jnp.int32(0))
 
 
-def _loss(params, module, g_vars, lpips_vars, target_taps, w_noise, s: Settings):
+def batched(state: State, batch: int) -> State:
+    """`batch` copies of one image's state, stacked on a leading axis."""
+    return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (batch, *jnp.shape(x))), state)
+
+
+# The distance the projection minimises. LPIPS is the official one; PYRAMID_MSE stands in
+# where the VGG16/LPIPS weights are not available: the mean over PYRAMID_LEVELS octaves of
+# the squared error in [-1, 1] of 2x2 box averages (1/2 and 1/4 resolution). The finest
+# octave is left out: a StyleGAN2 generator's per-pixel noise inputs put detail there that
+# a projection cannot reproduce even for the generator's own images (on faces32, another
+# noise draw alone moves an image by a pixel MSE of 0.01-0.03, the gap between generated
+# and real images), while a real image's mismatch is not confined to it.
+LPIPS = "lpips"
+PYRAMID_MSE = "pyramid-mse"
+DISTANCES = (LPIPS, PYRAMID_MSE)
+PYRAMID_LEVELS = 2
+
+
+def box_pyramid(images: jax.Array, levels: int = PYRAMID_LEVELS) -> list[jax.Array]:
+    """[N, H, W, C] -> `levels` successive 2x2 block means, [N, H/2, W/2, C] first."""
+    out, x = [], images.astype(jnp.float32)
+    for _ in range(levels):
+        n, h, w, c = x.shape
+        x = x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+        out.append(x)
+    return out
+
+
+def check_distance(name: str) -> str:
+    if name not in DISTANCES:
+        raise ValueError(f"unknown projection distance {name!r}; expected one of {DISTANCES}")
+    return name
+
+
+def features(distance: str, distance_vars, images: jax.Array) -> list[jax.Array]:
+    """What `distance` compares of images [N, H, W, C] in [-1, 1]: LPIPS's five unit-length
+    VGG16 maps, or the box pyramid."""
+    if distance == LPIPS:
+        return lpips_taps(distance_vars, images)
+    check_distance(distance)
+    return box_pyramid(images)
+
+
+def feature_distance(distance: str, distance_vars, feats_a: list[jax.Array],
+                     feats_b: list[jax.Array]) -> jax.Array:
+    """[N] distances between two sets of `features`."""
+    if distance == LPIPS:
+        return lpips_distance(distance_vars, feats_a, feats_b)
+    check_distance(distance)
+    levels = [jnp.mean(jnp.square(a - b), axis=(1, 2, 3))
+              for a, b in zip(feats_a, feats_b, strict=True)]
+    return sum(levels) / len(levels)
+
+
+def _render(module, g_vars, w, noise):
+    """The image the loss sees: one w on every layer, the buffers being optimised as noise."""
+    ws = jnp.broadcast_to(w[:, None, :], (1, module.num_ws, module.w_dim))
+    return synthesis(module, with_noise(g_vars, noise), ws, jax.random.PRNGKey(0),
+                     noise_mode="const")
+
+
+def _loss(params, module, distance, g_vars, distance_vars, target_feats, w_noise,
+          s: Settings):
     w, noise = params
-    ws = jnp.broadcast_to((w + w_noise)[:, None, :], (1, module.num_ws, module.w_dim))
-    img = synthesis(module, with_noise(g_vars, noise), ws, jax.random.PRNGKey(0),
-                    noise_mode="const")
-    dist = lpips_distance(lpips_vars, lpips_taps(lpips_vars, img), target_taps)[0]
+    img = _render(module, g_vars, w + w_noise, noise)
+    dist = feature_distance(distance, distance_vars, features(distance, distance_vars, img),
+                            target_feats)[0]
     reg = noise_regularizer(noise)
     return dist + s.regularize_noise_weight * reg, dist
 
 
-@functools.partial(jax.jit, static_argnames=("module", "settings"))
-def step(module, settings: Settings, g_vars: dict, lpips_vars: dict,
-         target_taps: list[jax.Array], w_std, num_steps, key: jax.Array, state: State):
-    """One official optimisation step -> (new state, {'dist', 'loss'} before the update).
-
-    The w noise of step i is drawn from fold_in(key, i).
-    """
+def _step(module, settings, distance, g_vars, distance_vars, target_feats, w_std, num_steps,
+          key, state: State):
     lr = learning_rate(state.step, num_steps, settings)
     scale = w_noise_scale(state.step, num_steps, w_std, settings)
     w_noise = jax.random.normal(jax.random.fold_in(key, state.step), state.w.shape) * scale
     (loss, dist), grads = jax.value_and_grad(_loss, has_aux=True)(
-        (state.w, state.noise), module, g_vars, lpips_vars, target_taps, w_noise, settings)
+        (state.w, state.noise), module, distance, g_vars, distance_vars, target_feats, w_noise,
+        settings)
     updates, adam = _adam(settings).update(grads, state.adam)
     w, noise = jax.tree_util.tree_map(lambda p, u: p - lr * u, (state.w, state.noise), updates)
     return State(w, normalize_noise(noise), adam, state.step + 1), {"dist": dist, "loss": loss}
 
 
-def target_taps(lpips_vars: dict, target_uint8: np.ndarray) -> list[jax.Array]:
-    """LPIPS taps of one uint8 [H, W, C] target (computed once per projection)."""
-    x = jnp.asarray(target_uint8, jnp.float32)[None] / 127.5 - 1.0
-    return jax.jit(lpips_taps)(lpips_vars, x)
+@functools.partial(jax.jit, static_argnames=("module", "settings", "distance"))
+def step(module, settings: Settings, distance: str, g_vars: dict, distance_vars,
+         target_feats: list[jax.Array], w_std, num_steps, key: jax.Array, state: State):
+    """One official optimisation step of B images at once -> (new state, {'dist', 'loss'}
+    [B] before the update).
+
+    `target_feats` and `state` carry a leading [B]: each image has its own w, noise buffers
+    and Adam state, and nothing mixes across images. Every image draws the w noise of step
+    i from fold_in(key, i), so an image's result does not depend on its batch.
+    """
+    one = functools.partial(_step, module, settings, distance, g_vars, distance_vars)
+    return jax.vmap(one, in_axes=(0, None, None, None, 0))(
+        target_feats, w_std, num_steps, key, state)
 
 
-def check_steps(num_steps: int) -> int:
+@functools.partial(jax.jit, static_argnames=("module", "distance"))
+def rendered_distance(module, distance: str, g_vars: dict, distance_vars,
+                      target_feats: list[jax.Array], state: State):
+    """(distance [B], images [B, H, W, C] in [-1, 1]) of the current w and noise buffers,
+    rendered as the loss renders them (without the w noise)."""
+    def one(feats, w, noise):
+        img = _render(module, g_vars, w, noise)
+        d = feature_distance(distance, distance_vars, features(distance, distance_vars, img),
+                             feats)[0]
+        return d, img[0]
+
+    return jax.vmap(one)(target_feats, state.w, state.noise)
+
+
+@functools.partial(jax.jit, static_argnames=("distance",))
+def target_features(distance: str, distance_vars, targets_uint8: jax.Array) -> list[jax.Array]:
+    """`features` of uint8 targets [B, H, W, C], each kept as a batch of one: [B, 1, ...]."""
+    x = jnp.asarray(targets_uint8, jnp.float32) / 127.5 - 1.0
+    return [f[:, None] for f in features(distance, distance_vars, x)]
+
+
+def check_target_shape(module, targets: np.ndarray) -> None:
+    """uint8 targets [N, H, W, C] must be at the generator's resolution and channels."""
+    want = (module.img_resolution, module.img_resolution, module.img_channels)
+    shape = tuple(np.shape(targets))
+    if len(shape) != 4 or shape[1:] != want:
+        got = shape[1:] if len(shape) == 4 else shape
+        raise ValueError(f"target image has shape {got}, the generator makes {want}")
+
+
+def optimize(module, g_vars: dict, distance: str, distance_vars, targets_uint8: np.ndarray,
+             num_steps: int, seed: int = 303, settings: Settings = Settings(),
+             stats: tuple[np.ndarray, float] | None = None, keep_steps: bool = False,
+             bar=None) -> tuple[State, jax.Array, list[jax.Array]]:
+    """Runs the official schedule on B targets at once (uint8 [B, H, W, C]).
+
+    Every image starts as the official `project(seed)` starts (the same noise draws) and
+    is optimised independently. `stats`: (w_avg, w_std) when already known (`w_stats`).
+    Returns (final state, target features, w after each step [B, 1, w_dim] if
+    `keep_steps`). `bar` (tqdm, or None) is advanced by one per step.
+    """
+    check_generator(module)
+    check_steps(num_steps)
+    check_distance(distance)
+    check_target_shape(module, targets_uint8)
+    w_avg, w_std = stats or w_stats(module, g_vars, settings.w_avg_samples)
+    feats = target_features(distance, distance_vars, jnp.asarray(targets_uint8))
+    key_noise, key_w = jax.random.split(jax.random.PRNGKey(seed))
+    state = batched(init_state(w_avg, noise_buffers(g_vars), key_noise, settings),
+                    len(targets_uint8))
+    ws = []
+    for i in range(num_steps):
+        state, losses = step(module, settings, distance, g_vars, distance_vars, feats,
+                             jnp.float32(w_std), jnp.float32(num_steps), key_w, state)
+        if keep_steps:
+            ws.append(state.w)
+        if bar is not None:
+            bar.update(1)
+            if i % 10 == 0 or i == num_steps - 1:  # reading back waits for the step
+                bar.set_postfix(dist=f"{float(jnp.mean(losses['dist'])):.4f}",
+                                loss=f"{float(jnp.mean(losses['loss'])):.4f}")
+    return state, feats, ws
+
+
+def fit_image(image: np.ndarray, resolution: int, channels: int) -> np.ndarray:
+    """uint8 [resolution, resolution, channels] of a uint8 HWC image: its largest centred
+    square, resized with PIL's Lanczos filter (official; smaller images are upscaled)."""
+    image = to_channels(image, channels)
+    h, w, _ = image.shape
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    square = np.ascontiguousarray(image[top:top + s, left:left + s])
+    return resize(square, resolution, resolution, "lanczos")
+
+
+def load_image(path: str | Path, resolution: int, channels: int,
+               what: str = "--target") -> np.ndarray:
+    """`fit_image` of an image file; errors name `what` (the flag) and the file."""
+    path = Path(path)
+    try:
+        return fit_image(decode_image(path.read_bytes()), resolution, channels)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{what} {path}: is a directory, expected an image file") from None
+    except OSError as e:
+        raise ValueError(f"{what} {path}: cannot read it ({e.strerror or e})") from None
+    except BadImage as e:
+        raise ValueError(f"{what} {path}: {e}") from None
+
+
+def check_steps(num_steps: int, flag: str = "--num-steps") -> int:
     if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"--num-steps must be a positive integer, got {num_steps!r}")
+        raise ValueError(f"{flag} must be a positive integer, got {num_steps!r}")
     return num_steps
 
 def project(module, g_vars: dict, lpips_vars: dict, target_uint8: np.ndarray, num_steps: int,
@@ -228,21 +390,9 @@ def project(module, g_vars: dict, lpips_vars: dict, target_uint8: np.ndarray, nu
     """
     check_generator(module)
     check_steps(num_steps)
-    want = (module.img_resolution, module.img_resolution, module.img_channels)
-    if tuple(target_uint8.shape) != want:
-        raise ValueError(f"target image has shape {tuple(target_uint8.shape)}, the generator "
-                         f"makes {want}")
-    w_avg, w_std = w_stats(module, g_vars, settings.w_avg_samples)
-    taps = target_taps(lpips_vars, target_uint8)
-    key_noise, key_w = jax.random.split(jax.random.PRNGKey(seed))
-    state = init_state(w_avg, noise_buffers(g_vars), key_noise, settings)
-    ws = []
-    bar = tqdm(range(num_steps), desc="project", unit="step", disable=not progress)
-    for i in bar:
-        state, stats = step(module, settings, g_vars, lpips_vars, taps, jnp.float32(w_std),
-                            jnp.float32(num_steps), key_w, state)
-        ws.append(state.w[0])
-        if progress and (i % 10 == 0 or i == num_steps - 1):  # reading back waits for the step
-            bar.set_postfix(dist=f"{float(stats['dist']):.4f}",
-                            loss=f"{float(stats['loss']):.4f}")
-    return np.asarray(jnp.stack(ws), np.float32)
+    check_target_shape(module, np.asarray(target_uint8)[None])
+    with tqdm(total=num_steps, desc="project", unit="step", disable=not progress) as bar:
+        _, _, ws = optimize(module, g_vars, LPIPS, lpips_vars, np.asarray(target_uint8)[None],
+                            num_steps, seed, settings, keep_steps=True,
+                            bar=bar if progress else None)
+    return np.asarray(jnp.stack([w[0, 0] for w in ws]), np.float32)
