@@ -20,6 +20,11 @@ SUBCOMMANDS = {
     "style-mix": ("stylegan_jax.tools.style_mix", "the official style-mixing grid (rows x cols)"),
     "video": ("stylegan_jax.tools.video", "latent-walk MP4 videos (official gen_video.py)"),
     "project": ("stylegan_jax.tools.project", "find the w of an image (official projector.py)"),
+    "attribute": ("stylegan_jax.tools.attribute",
+                  "was an image made by this generator? distance after projection, verdict"),
+    "directions": ("stylegan_jax.tools.directions",
+                   "editing directions in W: SeFa, GANSpace or from labelled images"),
+    "edit": ("stylegan_jax.tools.edit", "move faces along a direction: a grid or an MP4"),
     "dataset": ("stylegan_jax.data.dataset_tool", "convert images / a zip / TFDS into a dataset"),
     "metrics": ("stylegan_jax.metrics.command", "compute FID, KID, precision/recall, IS, PPL"),
     "bench": ("stylegan_jax.benchmarks.train", "benchmark the training step of a config"),
@@ -45,7 +50,8 @@ SUBCOMMANDS = {
 # Subcommands that compile JAX programs: they use the persistent compilation cache.
 COMPILING = ("train", "generate", "serve", "export", "metrics", "bench", "bench-networks",
              "bench-metrics", "bench-augment", "style-mix", "video", "project", "bench-serve",
-             "bench-filtered-lrelu", "parity", "bench-export")
+             "bench-filtered-lrelu", "parity", "bench-export", "attribute", "directions",
+             "edit")
 
 
 def build_parser() -> argparse.ArgumentParser:
