@@ -69,7 +69,7 @@ def server(request, network_dir, tmp_path_factory):
         assert cli.main(["export", *source, "--format", "stablehlo", "--out", str(art)]) == 0
         source = ["--exported", str(art)]
     srv = launch.start([*source, "--max-batch", "4", "--batch-window-ms", "50",
-                        "--queue-limit", "8"])
+                        "--queue-limit", "8", "--attribute-queue", "0"])
     yield srv
     srv.stop()
 
@@ -196,6 +196,27 @@ def test_bad_input_gets_4xx_naming_the_parameter(client):
     assert client.get("/api/image", params={"seed": 1}).status_code == 200  # still serving
 
 
+def test_the_network_offers_edits_and_the_artifact_refuses_them(client, request):
+    """Served from the network: SeFa sliders by default, and an edit changes the image.
+    From the exported artifact (z only): no directions, `edit` a 400 saying why, and no
+    attribution."""
+    info = client.get("/api/info").json()
+    r = client.get("/api/image", params={"seed": 7, "edit": "0:3"})
+    if request.node.callspec.params["server"] == "exported":
+        assert info["directions"] == [] and "exported artifact" in info["edit_allowed"]
+        assert r.status_code == 400 and r.json()["parameter"] == "edit"
+        assert "exported artifact takes z only" in r.json()["allowed"]
+        assert info["attribution"] == {"available": False, "reason": "an exported artifact "
+                                       "has no network to project into"}
+        assert 'data-attribute="false"' in client.get("/").text
+    else:
+        assert [d["name"] for d in info["directions"]] == [f"sefa{k}" for k in range(5)]
+        assert r.status_code == 200 and r.headers["x-edit"] == "0:3.0"
+        assert r.content != client.get("/api/image", params={"seed": 7}).content
+        assert info["attribution"]["available"] is False  # --attribute-queue 0
+    assert client.post("/api/attribute", content=b"x").status_code == 501
+
+
 def test_concurrent_requests_share_batches(client):
     metrics0 = client.get("/metrics").text
     queries = [{"seed": s, "psi": p} for s, p in zip(range(100, 108), [1.0, 0.5] * 4, strict=True)]
@@ -299,7 +320,7 @@ def test_clients_that_disconnect_do_not_hurt_the_server(client):
 def test_sigterm_finishes_requests_in_flight(network_dir):
     """Three requests wait in a 2 s batch window when SIGTERM comes: all are answered."""
     srv = launch.start(["--network", str(network_dir), "--max-batch", "4",
-                        "--batch-window-ms", "2000"])
+                        "--batch-window-ms", "2000", "--attribute-queue", "0"])
     try:
         with ThreadPoolExecutor(3) as pool:
             pending = [pool.submit(httpx.get, f"{srv.url}api/image", params={"seed": i},
@@ -321,7 +342,8 @@ def test_sigterm_finishes_requests_in_flight(network_dir):
 def test_sigterm_right_after_the_url_line_stops_the_server(network_dir):
     """A supervisor may stop the server the moment it says it serves, before uvicorn has
     put in its own signal handlers: it must still stop, with status 0."""
-    srv = launch.start(["--network", str(network_dir), "--max-batch", "1"])
+    srv = launch.start(["--network", str(network_dir), "--max-batch", "1",
+                        "--attribute-queue", "0"])
     srv.process.send_signal(signal.SIGTERM)
     try:
         assert srv.process.wait(60) == 0
@@ -414,7 +436,7 @@ def test_bad_server_defaults_name_the_flag():
 def test_batcher_gathers_overflows_and_skips_abandoned_requests():
     release, calls = threading.Event(), []
 
-    def render(seeds, psis, classes, moves):
+    def render(seeds, psis, classes, moves, offsets):
         calls.append(list(seeds))
         release.wait(10)
         return np.stack([np.full((1, 1, 1), s, np.uint8) for s in seeds])

@@ -1,7 +1,9 @@
 """The page of `stylegan-jax serve` in headless Chromium (Debian's /usr/bin/chromium,
 driven by Playwright): the face loads at the network's resolution, the button brings
 another, the truncation control changes the URL, and a screenshot shows a face that is
-neither blank nor uniform. Skips without Chromium unless SGJ_REQUIRE_BROWSER=1 (CI).
+neither blank nor uniform; a slider edits the face (the pixels shown are /api/image's with
+the same edit) and the drop zone shows a verdict for an image file. Skips without Chromium
+unless SGJ_REQUIRE_BROWSER=1 (CI).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # never fetch a 
 def server(tmp_path_factory):
     nets = save_networks(tmp_path_factory.mktemp("browser") / "tiny-faces",
                          {"G_ema": visible(random_generator(RES))})
-    srv = launch.start(["--network", str(nets), "--max-batch", "2"])
+    srv = launch.start(["--network", str(nets), "--max-batch", "2", "--attribute-steps", "3",
+                        "--attribute-threshold", "0.05"])
     yield srv
     srv.stop()
 
@@ -103,3 +106,69 @@ def test_page_in_chromium(server, browser, tmp_path):
     assert button["y"] + button["height"] <= 844  # the button is on screen
     assert not errors, errors
     assert re.fullmatch(r"\d+", seed)
+
+
+PIXELS = """() => { const c = document.createElement('canvas');
+    c.width = face.naturalWidth; c.height = face.naturalHeight;
+    const g = c.getContext('2d'); g.drawImage(face, 0, 0);
+    return Array.from(g.getImageData(0, 0, c.width, c.height).data); }"""
+
+
+def shown(page) -> np.ndarray:
+    """The RGB pixels the page's <img> holds (drawn onto a canvas)."""
+    return np.array(page.evaluate(PIXELS), np.uint8).reshape(RES, RES, 4)[..., :3]
+
+
+def test_sliders_and_drop_zone_in_chromium(server, browser):
+    page = browser.new_page(viewport={"width": 800, "height": 1200})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server.url}?seed=11")
+    page.wait_for_function(LOADED, arg="")
+    labels = page.locator(".slider span").all_text_contents()
+    assert labels == [f"sefa{k}" for k in range(5)]  # the server's SeFa directions, named
+    plain_src = page.get_attribute("#face", "src")
+    assert plain_src == "/api/image?seed=11&psi=1.0"
+    plain = shown(page)
+
+    page.locator("#edit-1").fill("2.5")
+    page.wait_for_function(LOADED, arg=plain_src)
+    edited_query = "seed=11&psi=1.0&edit=1%3A2.5"
+    assert page.get_attribute("#face", "src") == f"/api/image?{edited_query}"
+    assert page.get_attribute("#permalink", "href") == f"/?{edited_query}"
+    assert page.url.endswith(f"/?{edited_query}")
+    assert page.text_content("#edit-value-1") == "2.5"
+    served = np.asarray(Image.open(io.BytesIO(httpx.get(
+        f"{server.url}api/image", params={"seed": 11, "edit": "1:2.5"}).content)))
+    np.testing.assert_array_equal(shown(page), served)
+    assert not np.array_equal(served, plain)
+
+    page.click("#reset")
+    page.wait_for_function(LOADED, arg=f"/api/image?{edited_query}")
+    assert page.get_attribute("#face", "src") == plain_src
+    np.testing.assert_array_equal(shown(page), plain)
+
+    # The drop zone: a file set on its input gets a verdict (busy first), garbage an error.
+    page.evaluate("""() => { window.states = [];
+        new MutationObserver(() => states.push(attribution.className))
+            .observe(attribution, { attributes: true }); }""")
+    face_png = httpx.get(f"{server.url}api/image", params={"seed": 11}).content
+    page.set_input_files("#upload", files=[{"name": "face.png", "mimeType": "image/png",
+                                            "buffer": face_png}])
+    done = "(kinds) => kinds.includes(document.getElementById('attribution').className)"
+    page.wait_for_function(done, arg=["generated", "real"], timeout=240_000)
+    assert page.evaluate("states")[0] == "busy"
+    kind = page.get_attribute("#attribution", "class")
+    assert page.text_content("#verdict").startswith("Generated" if kind == "generated"
+                                                    else "Real")
+    detail = page.text_content("#verdict-detail")
+    assert re.search(r"[a-z-]+ distance [0-9.e-]+ (\u2264|>) threshold 0\.05000 "
+                     r"\(--attribute-threshold\); 3 projection steps", detail), detail
+    assert page.is_visible("#upload-preview")
+
+    page.set_input_files("#upload", files=[{"name": "note.txt", "mimeType": "text/plain",
+                                            "buffer": b"not an image"}])
+    page.wait_for_function(done, arg=["error"], timeout=60_000)
+    assert page.text_content("#verdict") == "That image was refused."
+    assert "not a PNG, JPEG, WebP or GIF image" in page.text_content("#verdict-detail")
+    assert not errors, errors

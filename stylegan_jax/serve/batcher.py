@@ -32,6 +32,7 @@ class Job:
     class_idx: int | None
     move: Move
     future: asyncio.Future = field(repr=False)
+    offset: np.ndarray | None = field(default=None, repr=False)  # a latent edit, or none
 
 
 @dataclass
@@ -43,10 +44,12 @@ class BatchStats:
 
 
 class Batcher:
-    """`render(seeds, psis, classes, moves) -> uint8 [n, H, W, C]` behind an asyncio queue."""
+    """`render(seeds, psis, classes, moves, offsets) -> uint8 [n, H, W, C]` behind an
+    asyncio queue (`offsets`: a latent edit [num_ws, w_dim] or None per request)."""
 
-    def __init__(self, render: Callable[[Sequence[int], Sequence[float],
-                                          Sequence[int | None], Sequence[Move]], np.ndarray],
+    def __init__(self, render: Callable[[Sequence[int], Sequence[float], Sequence[int | None],
+                                          Sequence[Move], Sequence[np.ndarray | None]],
+                                         np.ndarray],
                  max_batch: int, window_s: float = 0.005, queue_limit: int = 256):
         if max_batch < 1 or queue_limit < 1 or window_s < 0:
             raise ValueError(f"need max_batch >= 1, queue_limit >= 1, window_s >= 0; got "
@@ -77,11 +80,13 @@ class Batcher:
         self._worker = None
 
     def submit(self, seed: int, psi: float, class_idx: int | None,
-               move: Move = (0.0, 0.0, 0.0)) -> asyncio.Future:
+               move: Move = (0.0, 0.0, 0.0), offset: np.ndarray | None = None
+               ) -> asyncio.Future:
         """A future of the uint8 [H, W, C] image; raises Overloaded when the queue is full."""
         if self._queue is None:
             raise RuntimeError("Batcher.start() has not run")
-        job = Job(seed, psi, class_idx, move, asyncio.get_running_loop().create_future())
+        job = Job(seed, psi, class_idx, move, asyncio.get_running_loop().create_future(),
+                  offset)
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -120,7 +125,7 @@ class Batcher:
                     out = await loop.run_in_executor(
                         self._thread, self._render, [j.seed for j in live],
                         [j.psi for j in live], [j.class_idx for j in live],
-                        [j.move for j in live])
+                        [j.move for j in live], [j.offset for j in live])
                 except Exception as e:  # every waiting request gets the error, the server lives
                     for j in live:
                         if not j.future.done():

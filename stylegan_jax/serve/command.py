@@ -1,9 +1,13 @@
-"""`stylegan-jax serve`: a page with a new face on every load, and an image API.
+"""`stylegan-jax serve`: a page with a new face on every load, editing sliders, an "is this
+face real?" drop zone, and an image API.
 
 Loads a generator as every tool does (`generate.add_network_arguments`; default:
-the face network shipped with the package), compiles one program per batch bucket
-before accepting a connection, prints the URL and the warm-up time, then serves on
-uvicorn until SIGINT / SIGTERM, answering every request already accepted before it exits.
+the face network shipped with the package), finds its sliders' latent directions
+(--directions, else SeFa), compiles one program per batch bucket before accepting a
+connection, prints the URL and the warm-up time, then serves on uvicorn until SIGINT /
+SIGTERM, answering every request already accepted before it exits. Attribution
+(POST /api/attribute) compiles its projection and calibrates its threshold on its own
+thread after start-up; uploads wait for that, images do not.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import uvicorn
 
 from stylegan_jax.generate import add_network_arguments, named_network_from_args
 from stylegan_jax.models import stylegan2
+from stylegan_jax.serve import projector, sliders
 from stylegan_jax.serve.app import create_app
 from stylegan_jax.serve.engine import Engine
 from stylegan_jax.serve.exported import ExportedEngine
@@ -45,6 +50,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="requests that may wait; beyond it: 503 with Retry-After")
     p.add_argument("--name", default=None, help="name shown on the page (default: the "
                    "network's directory or file name)")
+    e = p.add_argument_group("editing sliders (the API's edit=K:STRENGTH,...)")
+    e.add_argument("--directions", type=Path, default=None, metavar="FILE.npz",
+                   help="latent directions made by `stylegan-jax directions` (default: SeFa "
+                   "directions computed at start-up)")
+    e.add_argument("--sliders", type=int, default=None, metavar="N",
+                   help=f"how many directions to offer (default: {sliders.DEFAULT_SLIDERS} "
+                   "SeFa directions, or all of --directions; 0 turns the sliders off)")
+    a = p.add_argument_group("attribution (POST /api/attribute: is this image the network's?)")
+    a.add_argument("--attribute-steps", type=int, default=None, metavar="N",
+                   help=f"projection steps per upload (default: {projector.DEFAULT_STEPS}, or "
+                   "the --attribute-calibration file's; the official projector's is 1000)")
+    thr = a.add_mutually_exclusive_group()
+    thr.add_argument("--attribute-threshold", type=float, default=None, metavar="D",
+                     help="distance at or below which an image is called generated")
+    thr.add_argument("--attribute-calibration", type=Path, default=None, metavar="FILE.json",
+                     help="a calibration of `stylegan-jax attribute --calibrate` (default, "
+                     "with neither: self-calibration on the network's own images, once, "
+                     "before the first answer)")
+    a.add_argument("--attribute-queue", type=int, default=projector.DEFAULT_QUEUE, metavar="N",
+                   help="uploads in the server at once (one projected at a time); beyond "
+                   f"it: 503 with Retry-After (default: {projector.DEFAULT_QUEUE}; 0 turns "
+                   "attribution off)")
+    a.add_argument("--vgg16-weights", default=None, help="torchvision vgg16-*.pth for the "
+                   "LPIPS distance (default: as the metrics find it; without the weight "
+                   "files the distance is a named pixel-space fallback, named in every answer)")
+    a.add_argument("--lpips-weights", default=None, help="LPIPS v0.1 vgg.pth (default: as "
+                   "the metrics find it)")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -70,18 +102,37 @@ def run(args: argparse.Namespace) -> int:
         if args.noise_mode != "const":
             raise ValueError("--noise-mode: an exported generator has its noise mode built in "
                              "(`stylegan-jax export --noise-mode`)")
+        if args.directions is not None or args.sliders:
+            raise ValueError("--directions / --sliders: an exported artifact takes z only; "
+                             "it has no ws to edit")
         engine, name = ExportedEngine(args.exported, args.max_batch), args.exported.name
+        net = None
+        edits = sliders.none("an exported artifact takes z only: it has no ws to edit")
     else:
         net, name = named_network_from_args(args)
         engine = Engine(net, args.noise_mode, args.max_batch)
+        edits = sliders.for_network(net, args.directions, args.sliders)
+    attribution, attribution_off = projector.attribution_for(
+        net, args.attribute_steps, args.attribute_queue, args.attribute_threshold,
+        args.attribute_calibration, args.vgg16_weights, args.lpips_weights)
     app = create_app(engine, args.name or name, Defaults(args.trunc, args.class_idx),
-                     args.batch_window_ms / 1000, args.queue_limit)
+                     args.batch_window_ms / 1000, args.queue_limit, sliders=edits,
+                     attribution=attribution, attribution_off=attribution_off)
     seconds = engine.warm_up()
     s = engine.spec
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
     print(f"{args.name or name}: {s.family} {s.resolution}x{s.resolution}, buckets "
           f"{','.join(map(str, engine.buckets))} warmed up in {seconds:.1f} s", flush=True)
+    names = ", ".join(d.name for d in edits.directions)
+    print(f"sliders: {names} ({edits.source})" if names else f"sliders: none ({edits.source})",
+          flush=True)
+    if attribution is None:
+        print(f"attribution: none ({attribution_off})", flush=True)
+    else:
+        p = attribution.projector
+        print(f"attribution: {p.distance_name} distance, {p.steps} projection steps, "
+              f"threshold from {attribution.threshold_source}", flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30,
                             access_log=False)
     server = uvicorn.Server(config)

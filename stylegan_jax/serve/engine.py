@@ -14,7 +14,7 @@ from stylegan_jax import images
 from stylegan_jax.models.registry import Network
 from stylegan_jax.models.sampling import labels_for, latents_for_seeds, stylegan3_transform
 from stylegan_jax.serve.batcher import Move
-from stylegan_jax.serve.render import Spec, make_render, spec
+from stylegan_jax.serve.render import Spec, make_render, spec, ws_shape
 
 
 def default_buckets(max_batch: int) -> tuple[int, ...]:
@@ -33,12 +33,13 @@ STILL: Move = (0.0, 0.0, 0.0)
 
 
 class BucketEngine(abc.ABC):
-    """Renders batches of (seed, ψ, class, move) as uint8 NHWC images with one compiled
-    program per bucket. Not thread-safe: one caller at a time (the batcher's generator
+    """Renders batches of (seed, ψ, class, move, w offset) as uint8 NHWC images with one
+    compiled program per bucket. Not thread-safe: one caller at a time (the batcher's generator
     thread). Subclasses say how a bucket compiles and how a padded batch runs."""
 
     spec: Spec
     noise_mode: str
+    ws_shape: tuple[int, int] = (0, 0)  # (num_ws, w_dim) of the ws an edit offsets, if any
 
     def __init__(self, max_batch: int):
         self.buckets = default_buckets(max_batch)
@@ -49,14 +50,22 @@ class BucketEngine(abc.ABC):
         return self.buckets[-1]
 
     def _inputs(self, seeds: Sequence[int], psis: Sequence[float],
-                classes: Sequence[int | None], moves: Sequence[Move] | None = None):
+                classes: Sequence[int | None], moves: Sequence[Move] | None = None,
+                offsets: Sequence[np.ndarray | None] | None = None):
         s = self.spec
         z = latents_for_seeds(list(seeds), s.z_dim)
         c = np.concatenate([labels_for(k, s.c_dim, 1) for k in classes])
         transforms = np.stack([stylegan3_transform((tx, ty), deg)
                                for tx, ty, deg in moves or [STILL] * len(seeds)])
+        w_offsets = np.zeros((len(seeds), *self.ws_shape), np.float32)
+        for i, offset in enumerate(offsets or []):
+            if offset is not None:
+                if not w_offsets.size:  # `params` refuses such an edit before it comes here
+                    raise ValueError(f"a {s.family} network served as it is here has no ws "
+                                     "to edit")
+                w_offsets[i] = offset
         return (z, c, np.asarray(psis, np.float32), np.asarray(seeds, np.uint32),
-                transforms)
+                transforms, w_offsets)
 
     def _example(self, b: int):
         cls = 0 if self.spec.c_dim else None
@@ -85,19 +94,21 @@ class BucketEngine(abc.ABC):
         raise ValueError(f"batch of {n} is above the largest bucket {self.max_batch}")
 
     def __call__(self, seeds: Sequence[int], psis: Sequence[float],
-                 classes: Sequence[int | None], moves: Sequence[Move] | None = None
-                 ) -> np.ndarray:
+                 classes: Sequence[int | None], moves: Sequence[Move] | None = None,
+                 offsets: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
         """uint8 [len(seeds), H, W, C]; the batch is padded with copies of its first item.
         `moves` (default: none) translate and rotate StyleGAN3 images as `generate
-        --translate X,Y --rotate DEG` does."""
+        --translate X,Y --rotate DEG` does; `offsets` (default: none) are latent edits,
+        float32 [num_ws, w_dim] or None each, added to the truncated ws."""
         if not self._compiled:
             raise RuntimeError("warm_up() has not run")
         n = len(seeds)
         pad = self.bucket(n) - n
         moves = moves or [STILL] * n
-        seeds, psis, classes, moves = ([*x] + [x[0]] * pad
-                                       for x in (seeds, psis, classes, moves))
-        return self._run(n + pad, self._inputs(seeds, psis, classes, moves))[:n]
+        offsets = offsets or [None] * n
+        seeds, psis, classes, moves, offsets = (
+            [*x] + [x[0]] * pad for x in (seeds, psis, classes, moves, offsets))
+        return self._run(n + pad, self._inputs(seeds, psis, classes, moves, offsets))[:n]
 
 
 class Engine(BucketEngine):
@@ -105,7 +116,7 @@ class Engine(BucketEngine):
 
     def __init__(self, net: Network, noise_mode: str = "const", max_batch: int = 32):
         super().__init__(max_batch)
-        self.spec = spec(net)
+        self.spec, self.ws_shape = spec(net), ws_shape(net)
         self.noise_mode = noise_mode
         self._render = jax.jit(make_render(net, noise_mode))
         self._variables = jax.device_put(net.variables)

@@ -5,7 +5,8 @@ runs.
 The artifact takes one ψ and one noise seed per call, so a batch runs as one call per ψ
 it holds (one in the usual case), and in the random noise mode each image is its own call
 with noise_seed = its seed, which draws the noise `serve` draws for that seed. A
-StyleGAN3 artifact carries its input transform baked in: it cannot be moved.
+StyleGAN3 artifact carries its input transform baked in: it cannot be moved, and with z as
+its only input it cannot be edited in w either.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class ExportedEngine(BucketEngine):
 
     def _compile(self, b: int):
         """The artifact's call, after one run at batch `b` (which compiles that shape)."""
-        z, c, psis, seeds, _ = self._example(b)
+        z, c, psis, seeds, _, _ = self._example(b)
         self._call(**self._kwargs(z, c, psis[0], seeds[0]))
         return self._call
 
@@ -52,7 +53,7 @@ class ExportedEngine(BucketEngine):
         return [np.asarray(ix) for ix in order.values()]
 
     def _run(self, b: int, args) -> np.ndarray:
-        z, c, psis, seeds, _ = args
+        z, c, psis, seeds, _, _ = args
         s = self.spec
         out = np.empty((b, s.resolution, s.resolution, s.channels), np.uint8)
         for ix in self._groups(psis, seeds):
@@ -65,6 +66,6 @@ class ExportedEngine(BucketEngine):
 
     def raw_call(self, b: int):
         """A zero-argument call of bucket `b`'s program, for timing the bare generator."""
-        z, c, psis, seeds, _ = self._example(b)
+        z, c, psis, seeds, _, _ = self._example(b)
         kwargs = self._kwargs(z, c, psis[0], seeds[0])
         return lambda: self._compiled[b](**kwargs)

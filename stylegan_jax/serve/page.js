@@ -1,6 +1,9 @@
 // One face, a button for another, a permalink per face; StyleGAN3 images also rotate and
 // translate (the query's rotate and translate, as generate --rotate/--translate). Image URLs carry a seed, so the
 // server can let browsers cache them; a fresh seed comes from the browser's CSPRNG.
+// Sliders move the face along the server's latent directions (the query's edit=K:STRENGTH,...;
+// while one is dragged the image follows, debounced). The drop zone posts an image file to
+// /api/attribute and shows whether the network made it.
 "use strict";
 (function () {
   const app = document.getElementById("app");
@@ -11,15 +14,35 @@
     cls: app.dataset.class,
     rotate: app.dataset.rotate,
     translate: app.dataset.translate.split(","),
+    edit: parseEdit(app.dataset.edit),
   };
   const classes = Number(app.dataset.classes);
   const truncates = app.dataset.truncates === "true";
   const moves = app.dataset.moves === "true";
+  const directions = JSON.parse(app.dataset.directions);
+  const strengthMax = Number(app.dataset.strengthMax);
   document.getElementById("psi-control").hidden = !truncates;
   document.getElementById("class-control").hidden = classes === 0;
   document.getElementById("move-control").hidden = !moves;
   document.getElementById("translate-x").value = state.translate[0];
   document.getElementById("translate-y").value = state.translate[1];
+  document.getElementById("edit-control").hidden = directions.length === 0;
+  document.getElementById("attribute-control").hidden = app.dataset.attribute !== "true";
+
+  function parseEdit(text) {  // "0:1.5,3:-2.0" -> {0: "1.5", 3: "-2.0"}
+    const out = {};
+    (text || "").split(",").forEach(function (part) {
+      const kv = part.split(":");
+      if (kv.length === 2) out[kv[0]] = kv[1];
+    });
+    return out;
+  }
+
+  function editText() {  // direction order, zero strengths left out (the server's canonical form)
+    return Object.keys(state.edit).map(Number).sort(function (a, b) { return a - b; })
+      .filter(function (k) { return Number(state.edit[k]) !== 0; })
+      .map(function (k) { return k + ":" + state.edit[k]; }).join(",");
+  }
 
   function query() {
     const q = new URLSearchParams({ seed: String(state.seed) });
@@ -29,6 +52,8 @@
       q.set("translate", state.translate.join(","));
     }
     if (moves && Number(state.rotate) !== 0) q.set("rotate", state.rotate);
+    const edit = editText();
+    if (edit) q.set("edit", edit);
     return q.toString();
   }
 
@@ -40,9 +65,62 @@
     document.getElementById("permalink").href = "/?" + q;
     document.getElementById("psi-value").textContent = state.psi;
     document.getElementById("rotate-value").textContent = state.rotate;
-    if (push) history.pushState({ ...state }, "", "/?" + q);
-    else history.replaceState({ ...state }, "", "/?" + q);
+    const snapshot = { ...state, edit: { ...state.edit } };
+    if (push) history.pushState(snapshot, "", "/?" + q);
+    else history.replaceState(snapshot, "", "/?" + q);
   }
+
+  // Sliders: one per direction, labelled by its name.
+  const sliders = document.getElementById("sliders");
+  let pending = null;
+  function showSoon() {  // while a slider is dragged: at most one image per 150 ms pause
+    clearTimeout(pending);
+    pending = setTimeout(function () { pending = null; show(false); }, 150);
+  }
+  function showNow() {
+    clearTimeout(pending);
+    pending = null;
+    show(false);
+  }
+  directions.forEach(function (d) {
+    const label = document.createElement("label");
+    label.className = "slider";
+    const name = document.createElement("span");
+    name.textContent = d.name;
+    const input = document.createElement("input");
+    Object.assign(input, { type: "range", min: String(-strengthMax), max: String(strengthMax),
+                           step: "0.1", value: state.edit[d.index] || "0" });
+    input.id = "edit-" + d.index;
+    input.dataset.index = String(d.index);
+    const value = document.createElement("output");
+    value.id = "edit-value-" + d.index;
+    value.textContent = input.value;
+    input.addEventListener("input", function () {
+      state.edit[d.index] = input.value;
+      value.textContent = input.value;
+      showSoon();
+    });
+    input.addEventListener("change", function () {
+      state.edit[d.index] = input.value;
+      value.textContent = input.value;
+      showNow();
+    });
+    label.append(name, input, value);
+    sliders.append(label);
+  });
+  function syncSliders() {
+    directions.forEach(function (d) {
+      const v = state.edit[d.index] || "0";
+      document.getElementById("edit-" + d.index).value = v;
+      document.getElementById("edit-value-" + d.index).textContent = v;
+    });
+  }
+  syncSliders();
+  document.getElementById("reset").addEventListener("click", function () {
+    state.edit = {};
+    syncSliders();
+    showNow();
+  });
 
   document.getElementById("another").addEventListener("click", function () {
     state.seed = crypto.getRandomValues(new Uint32Array(1))[0];
@@ -68,6 +146,95 @@
     });
   });
   window.addEventListener("popstate", function (e) {
-    if (e.state) { Object.assign(state, e.state); show(false); }
+    if (e.state) {
+      Object.assign(state, e.state);
+      state.edit = { ...(e.state.edit || {}) };
+      syncSliders();
+      show(false);
+    }
+  });
+
+  // "Is this face real?": post the file, show the verdict, the distance and the threshold.
+  const dropzone = document.getElementById("dropzone");
+  const upload = document.getElementById("upload");
+  const attribution = document.getElementById("attribution");
+  const verdict = document.getElementById("verdict");
+  const detail = document.getElementById("verdict-detail");
+  const preview = document.getElementById("upload-preview");
+  const maxBytes = Number(app.dataset.maxBytes);
+  let busy = false;
+
+  function report(kind, headline, text) {
+    attribution.className = kind;
+    verdict.textContent = headline;
+    detail.textContent = text || "";
+  }
+
+  async function attribute(blob) {
+    if (busy) return;
+    if (blob.size > maxBytes) {
+      report("error", "That file is too large.",
+             "The limit is " + (maxBytes / 1048576).toFixed(0) + " MiB.");
+      return;
+    }
+    busy = true;
+    dropzone.classList.add("busy");
+    upload.disabled = true;
+    if (preview.src) URL.revokeObjectURL(preview.src);
+    preview.src = URL.createObjectURL(blob);
+    preview.hidden = false;
+    report("busy", "Projecting the image into the network\u2026",
+           "Searching for the latent that reproduces it; this takes a few seconds.");
+    try {
+      const r = await fetch("/api/attribute", {
+        method: "POST", body: blob,
+        headers: { "Content-Type": blob.type || "application/octet-stream" },
+      });
+      const body = await r.json();
+      if (!r.ok) {
+        report("error", r.status === 503 ? "The server is busy." : "That image was refused.",
+               body.error);
+        return;
+      }
+      const generated = body.verdict === "generated";
+      report(body.verdict,
+             generated ? "Generated: this network could have made it."
+                       : "Real: this network did not make it.",
+             body.distance_name + " distance " + body.distance.toPrecision(4) +
+             (generated ? " \u2264 " : " > ") + "threshold " + body.threshold.toPrecision(4) +
+             " (" + body.threshold_source + "); " + body.steps + " projection steps in " +
+             body.seconds.toFixed(1) + " s.");
+    } catch (e) {
+      report("error", "The request failed.", String(e));
+    } finally {
+      busy = false;
+      dropzone.classList.remove("busy");
+      upload.disabled = false;
+      upload.value = "";
+    }
+  }
+
+  upload.addEventListener("change", function () {
+    if (upload.files.length) attribute(upload.files[0]);
+  });
+  ["dragenter", "dragover"].forEach(function (type) {
+    dropzone.addEventListener(type, function (e) {
+      e.preventDefault();
+      dropzone.classList.add("over");
+    });
+  });
+  ["dragleave", "drop"].forEach(function (type) {
+    dropzone.addEventListener(type, function () { dropzone.classList.remove("over"); });
+  });
+  dropzone.addEventListener("drop", function (e) {
+    e.preventDefault();
+    if (e.dataTransfer.files.length) attribute(e.dataTransfer.files[0]);
+  });
+  document.getElementById("try-face").addEventListener("click", async function () {
+    try {
+      attribute(await (await fetch(face.src)).blob());
+    } catch (e) {
+      report("error", "The request failed.", String(e));
+    }
   });
 })();

@@ -13,12 +13,17 @@ from dataclasses import dataclass
 
 from stylegan_jax.serve.codec import MEDIA_TYPES
 from stylegan_jax.serve.render import Spec
+from stylegan_jax.tools.latent_directions import parse_edits
 
 SEED_MAX = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
 PSI_RANGE = (-1.0, 2.0)  # beyond this w leaves the region the generator was trained on
 TRANSLATE_MAX = 1.0  # fractions of the image: a whole image either way
 ROTATE_MAX = 360.0  # degrees either way
-PARAMETERS = ("seed", "psi", "class", "format", "translate", "rotate")
+STRENGTH_MAX = 10.0  # an edit's strength, in standard deviations of w along its direction
+MAX_EDITS = 16  # directions one request may move at once
+PARAMETERS = ("seed", "psi", "class", "format", "translate", "rotate", "edit")
+
+Edits = tuple[tuple[int, float], ...]  # (direction index, strength), by index, none at 0
 
 
 class BadParameter(ValueError):
@@ -37,6 +42,14 @@ class Defaults:
 
 
 @dataclass(frozen=True)
+class EditRule:
+    """What `edit` may name on this server: `count` latent directions, or none and why."""
+
+    count: int = 0
+    reason: str = "this server has no latent directions (serve --sliders 0)"
+
+
+@dataclass(frozen=True)
 class ImageQuery:
     seed: int | None  # None: the server draws one
     psi: float
@@ -44,6 +57,7 @@ class ImageQuery:
     format: str
     translate: tuple[float, float] = (0.0, 0.0)  # StyleGAN3 only, as generate --translate
     rotate: float = 0.0  # degrees; StyleGAN3 only, as generate --rotate
+    edits: Edits = ()  # latent edits: each direction's strength, zero strengths left out
 
     @property
     def move(self) -> tuple[float, float, float]:
@@ -74,6 +88,19 @@ def rotate_allowed(spec: Spec) -> str:
     return f"degrees in [{-ROTATE_MAX:g}, {ROTATE_MAX:g}]"
 
 
+def edit_allowed(rule: EditRule) -> str:
+    if not rule.count:
+        return f"no edit ({rule.reason})"
+    return (f"K:STRENGTH[,K:STRENGTH...] (at most {min(rule.count, MAX_EDITS)}, each K once): "
+            f"K a direction index in [0, {rule.count - 1}], STRENGTH a number in "
+            f"[{-STRENGTH_MAX:g}, {STRENGTH_MAX:g}] (standard deviations of w along it)")
+
+
+def edit_text(edits: Edits) -> str:
+    """The canonical `edit` value of `edits` ('' for none): what a permalink carries."""
+    return ",".join(f"{k}:{strength!r}" for k, strength in edits)
+
+
 def check_defaults(spec: Spec, defaults: Defaults) -> Defaults:
     """The server's own defaults (from its flags), held to the rules of a request."""
     psi = _psi(spec, str(defaults.psi), "--trunc")
@@ -85,7 +112,8 @@ def check_defaults(spec: Spec, defaults: Defaults) -> Defaults:
     return Defaults(psi, cls)
 
 
-def parse(spec: Spec, defaults: Defaults, query: Mapping[str, str]) -> ImageQuery:
+def parse(spec: Spec, defaults: Defaults, query: Mapping[str, str],
+          edit_rule: EditRule = EditRule()) -> ImageQuery:
     unknown = sorted(set(query) - set(PARAMETERS))
     if unknown:
         raise BadParameter(unknown[0], query[unknown[0]],
@@ -102,7 +130,8 @@ def parse(spec: Spec, defaults: Defaults, query: Mapping[str, str]) -> ImageQuer
     translate = (0.0, 0.0) if query.get("translate") is None else \
         _translate(spec, query["translate"])
     rotate = 0.0 if query.get("rotate") is None else _rotate(spec, query["rotate"])
-    return ImageQuery(seed, psi, cls, fmt, translate, rotate)
+    edits = () if query.get("edit") is None else _edits(edit_rule, query["edit"])
+    return ImageQuery(seed, psi, cls, fmt, translate, rotate, edits)
 
 
 def _int(text: str, name: str, lo: int, hi: int, allowed: str) -> int:
@@ -153,3 +182,23 @@ def _class(spec: Spec, text: str, name: str) -> int:
     if not spec.c_dim:
         raise BadParameter(name, text, class_allowed(spec))
     return _int(text, name, 0, spec.c_dim - 1, class_allowed(spec))
+
+
+def _edits(rule: EditRule, text: str) -> Edits:
+    """Checked edits, sorted by direction (the offset is a sum: order does not change the
+    image, and one order gives one permalink), with zero strengths left out."""
+    bad = BadParameter("edit", text, edit_allowed(rule))
+    if not rule.count or text.count(",") >= MAX_EDITS:
+        raise bad
+    try:
+        pairs = parse_edits(text)
+    except ValueError:
+        raise bad from None
+    indices = [k for k, _ in pairs]
+    if not pairs or len(set(indices)) != len(indices):
+        raise bad
+    for k, strength in pairs:
+        if not (0 <= k < rule.count and math.isfinite(strength)
+                and abs(strength) <= STRENGTH_MAX):
+            raise bad
+    return tuple(sorted((int(k), float(v)) for k, v in pairs if v != 0))

@@ -1,5 +1,5 @@
-"""One traceable render per network: z, labels, ψ, seeds and input transforms per sample ->
-images in [-1, 1].
+"""One traceable render per network: z, labels, ψ, seeds, input transforms and w offsets
+per sample -> images in [-1, 1].
 
 ψ is data here (not a static argument as in `generate`), so one compiled program serves
 every truncation. Each family truncates with its own official formula, and ψ = 1 keeps
@@ -15,7 +15,9 @@ batch (the official `modulated_conv2d`); demodulation cancels that scale, but on
 rounding, so a shared batch could move a pixel by a level.
 
 StyleGAN3's input transform (the buffer `generate --translate/--rotate` sets) is data per
-sample too: each request may move its image.
+sample too: each request may move its image. So is a latent edit: an offset [num_ws, w_dim]
+added to the ws after mapping and truncation (zeros without an edit), which makes the image
+`images_from_ws(net, ws + offset)`, as the edit tool renders it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import jax.numpy as jnp
 
 from stylegan_jax.models import stylegan2
 from stylegan_jax.models.registry import Network, family_of
-from stylegan_jax.models.sampling import mapping, synthesis, with_input_transform
+from stylegan_jax.models.sampling import mapping, synthesis, w_shape, with_input_transform
 
 
 @dataclass(frozen=True)
@@ -51,32 +53,40 @@ def spec(net: Network) -> Spec:
                 family.truncation, family.input_transform)
 
 
-def _render_batch(net: Network, noise_mode: str, variables, z, c, psi, key):
+def ws_shape(net: Network) -> tuple[int, int]:
+    """(num_ws, w_dim) of the ws an edit offsets; (0, 0) for ProGAN, which has none."""
+    return w_shape(net.module) if family_of(net.module).w_space else (0, 0)
+
+
+def _render_batch(net: Network, noise_mode: str, variables, z, c, psi, offsets, key):
     G, psi = net.module, psi[:, None, None]
     family = family_of(G)
     if not family.w_space:  # ProGAN: z straight to images
         return G.apply(variables, z, c, jnp.float32(net.lod))
     ws = mapping(G, variables, z, c, psi)  # ψ per sample, through the family's formula
-    return synthesis(G, variables, ws, key, net.lod, noise_mode)
+    return synthesis(G, variables, ws + offsets, key, net.lod, noise_mode)
 
 
 def make_render(net: Network, noise_mode: str = "const") -> Callable:
     """render(variables, z [N, z_dim], c [N, c_dim], psi [N], seeds [N] uint32,
-    transforms [N, 3, 3]) -> NHWC. `transforms` (StyleGAN3's input transform, as
-    `models.sampling.stylegan3_transform` makes it) is ignored by the other families."""
+    transforms [N, 3, 3], offsets [N, num_ws, w_dim]) -> NHWC. `transforms` (StyleGAN3's
+    input transform, as `models.sampling.stylegan3_transform` makes it) is ignored by the
+    other families, `offsets` (added to the truncated ws) by ProGAN, whose offsets are
+    [N, 0, 0]."""
     if noise_mode not in stylegan2.NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {stylegan2.NOISE_MODES}, got {noise_mode!r}")
     moves = family_of(net.module).input_transform
 
-    def render(variables, z, c, psi, seeds, transforms):
+    def render(variables, z, c, psi, seeds, transforms, offsets):
         if noise_mode != "random" and not moves:
-            return _render_batch(net, noise_mode, variables, z, c, psi, jax.random.PRNGKey(0))
+            return _render_batch(net, noise_mode, variables, z, c, psi, offsets,
+                                 jax.random.PRNGKey(0))
 
-        def one(z1, c1, psi1, seed, transform):
+        def one(z1, c1, psi1, seed, transform, offset):
             v = with_input_transform(variables, transform) if moves else variables
             return _render_batch(net, noise_mode, v, z1[None], c1[None], psi1[None],
-                                 jax.random.PRNGKey(seed))[0]
+                                 offset[None], jax.random.PRNGKey(seed))[0]
 
-        return jax.vmap(one)(z, c, psi, seeds, transforms)
+        return jax.vmap(one)(z, c, psi, seeds, transforms, offsets)
 
     return render

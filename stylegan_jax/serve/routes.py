@@ -1,29 +1,35 @@
-"""The server's handlers: the page at `/`, the image API, info, health, metrics, static files
-and the JSON error for any other path. Each reads the shared `ServeState` from the app.
+"""The server's handlers: the page at `/`, the image API (with latent edits), attribution
+of an uploaded image, info, health, metrics, static files and the JSON error for any other
+path. Each reads the shared `ServeState` from the app.
 
 Seeded images are deterministic and cacheable; an unseeded request (and the page at `/`)
-gets a fresh seed from the server and `Cache-Control: no-store`. Images are encoded in a
-thread pool so the event loop only ever routes, queues and answers.
+gets a fresh seed from the server and `Cache-Control: no-store`. Images are encoded, and
+uploads decoded, in a thread pool so the event loop only ever routes, queues and answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import json
+import math
 import secrets
+import time
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from stylegan_jax.serve import codec, params
+from stylegan_jax.serve import codec, params, uploads
 from stylegan_jax.serve.batcher import Overloaded
 from stylegan_jax.serve.metrics import CONTENT_TYPE
 from stylegan_jax.serve.render import Spec
 from stylegan_jax.serve.state import STATIC, ServeState
+from stylegan_jax.tools.projection import fit_image
 
-ROUTES = {"/": "page", "/api/image": "image", "/api/info": "info", "/healthz": "healthz",
-          "/metrics": "metrics", "/static/page.js": "static", "/static/page.css": "static"}
+ROUTES = {"/": "page", "/api/image": "image", "/api/info": "info",
+          "/api/attribute": "attribute", "/healthz": "healthz", "/metrics": "metrics",
+          "/static/page.js": "static", "/static/page.css": "static"}
 SEEDED_CACHE = "public, max-age=86400"
 
 
@@ -42,7 +48,7 @@ def _error(status: int, message: str, parameter: str | None = None,
 def _query_or_error(request: Request) -> params.ImageQuery | Response:
     s = _state(request)
     try:
-        return params.parse(s.spec, s.defaults, request.query_params)
+        return params.parse(s.spec, s.defaults, request.query_params, s.sliders.rule)
     except params.BadParameter as e:
         return _error(400, str(e), e.name, e.allowed)
 
@@ -53,7 +59,8 @@ def _image_query(spec: Spec, seed: int, q: params.ImageQuery) -> str:
     text += f"&class={q.class_idx}" if spec.c_dim else ""
     if q.translate != (0.0, 0.0):
         text += f"&translate={q.translate[0]!r},{q.translate[1]!r}"
-    return text + (f"&rotate={q.rotate!r}" if q.rotate else "")
+    text += f"&rotate={q.rotate!r}" if q.rotate else ""
+    return text + (f"&edit={params.edit_text(q.edits)}" if q.edits else "")
 
 
 async def _result_unless_gone(request: Request, future: asyncio.Future):
@@ -87,7 +94,12 @@ async def page(request: Request) -> Response:
                   classes=spec.c_dim, class_max=max(spec.c_dim - 1, 0),
                   truncates=str(spec.truncates).lower(), moves=str(spec.moves).lower(),
                   translate=f"{q.translate[0]!r},{q.translate[1]!r}",
-                  rotate=repr(q.rotate),
+                  rotate=repr(q.rotate), edit=params.edit_text(q.edits),
+                  directions=json.dumps([{"index": d["index"], "name": d["name"]}
+                                         for d in s.sliders.describe()]),
+                  strength_max=f"{params.STRENGTH_MAX:g}",
+                  attribute=str(s.attribution is not None).lower(),
+                  max_bytes=uploads.MAX_BYTES,
                   image_url="/api/image?" + link, permalink="/?" + link)
     text = s.page.substitute({k: html.escape(str(v)) for k, v in values.items()})
     cache = "no-store" if q.seed is None else SEEDED_CACHE
@@ -101,7 +113,7 @@ async def image(request: Request) -> Response:
     s = _state(request)
     seed = secrets.randbelow(params.SEED_MAX + 1) if q.seed is None else q.seed
     try:
-        future = s.batcher.submit(seed, q.psi, q.class_idx, q.move)
+        future = s.batcher.submit(seed, q.psi, q.class_idx, q.move, s.sliders.offset(q.edits))
     except Overloaded as e:
         return _error(503, f"server busy: {e}; retry shortly", headers={"Retry-After": "1"})
     try:
@@ -121,7 +133,71 @@ async def image(request: Request) -> Response:
     if s.spec.moves:
         headers |= {"X-Translate": f"{q.translate[0]!r},{q.translate[1]!r}",
                     "X-Rotate": repr(q.rotate)}
+    if s.sliders.directions:
+        headers["X-Edit"] = params.edit_text(q.edits)  # canonical: '' for none
     return Response(body, media_type=codec.MEDIA_TYPES[q.format], headers=headers)
+
+
+def _prepare_upload(body: bytes, resolution: int, channels: int):
+    """(the decoded upload, its uint8 target at the generator's size); runs in a thread."""
+    upload = uploads.decode(body)
+    return upload, fit_image(upload.image, resolution, channels)
+
+
+def _retry_after(s: ServeState) -> str:
+    """Seconds until a place is likely free: the uploads in, at the mean projection time."""
+    st = s.attribution.stats
+    mean = st.busy_s / st.projections if st.projections else 1.0
+    return str(max(1, math.ceil(mean * s.attribution.pending)))
+
+
+async def attribute(request: Request) -> Response:
+    """POST an image file as the body: is it one of this network's images? The projection
+    distance, the threshold (and where it came from) and the verdict, as JSON."""
+    s = _state(request)
+    a = s.attribution
+    if a is None:
+        return _error(501, f"attribution: not on this server: {s.attribution_off}")
+    spec, t0 = s.spec, time.perf_counter()
+    try:
+        uploads.check_length(request)
+        with a.admit():
+            body = await uploads.read_body(request)
+            upload, target = await asyncio.get_running_loop().run_in_executor(
+                s.encoder, _prepare_upload, body, spec.resolution, spec.channels)
+            del body
+            t1 = time.perf_counter()
+            result = await _result_unless_gone(request, a.submit(target))
+    except uploads.BadUpload as e:
+        return _error(e.status, str(e), "body", uploads.allowed())
+    except Overloaded as e:
+        return _error(503, f"attribution busy: {e}; retry shortly",
+                      headers={"Retry-After": _retry_after(s)})
+    except Exception as e:  # a projection failed; the server lives on
+        return _error(500, f"attribution failed: {type(e).__name__}: {e}")
+    if result is None:
+        s.metrics.disconnects += 1
+        return Response(status_code=499)
+    seconds = time.perf_counter() - t1
+    return JSONResponse({
+        "verdict": result["verdict"], "distance": result["distance"],
+        "distance_name": a.projector.distance_name, "threshold": result["threshold"],
+        "threshold_source": a.threshold_source, "steps": a.projector.steps,
+        "seconds": result["seconds"], "waited_seconds": seconds - result["seconds"],
+        "total_seconds": time.perf_counter() - t0, "network": s.name,
+        "image": {"format": upload.format, "width": upload.width, "height": upload.height},
+    }, headers={"Cache-Control": "no-store"})
+
+
+def _attribution_info(s: ServeState) -> dict:
+    a = s.attribution
+    if a is None:
+        return {"available": False, "reason": s.attribution_off}
+    return {"available": True, "ready": a.ready, "failed": a.failed,
+            "distance_name": a.projector.distance_name, "steps": a.projector.steps,
+            "threshold": a.threshold, "threshold_source": a.threshold_source,
+            "queue_limit": a.limit, "max_bytes": uploads.MAX_BYTES,
+            "max_pixels": uploads.MAX_PIXELS, "allowed": uploads.allowed()}
 
 
 async def info(request: Request) -> Response:
@@ -136,6 +212,10 @@ async def info(request: Request) -> Response:
         "rotate_allowed": params.rotate_allowed(spec),
         "noise_mode": s.engine.noise_mode, "formats": sorted(codec.MEDIA_TYPES),
         "buckets": list(s.engine.buckets), "queue_limit": s.queue_limit,
+        "directions": s.sliders.describe(), "directions_source": s.sliders.source,
+        "edit_allowed": params.edit_allowed(s.sliders.rule),
+        "strength_range": [-params.STRENGTH_MAX, params.STRENGTH_MAX],
+        "attribution": _attribution_info(s),
     })
 
 
@@ -156,6 +236,17 @@ async def metrics_text(request: Request) -> Response:
         "sgj_dropped_total": ("Requests dropped: client left before its batch.", b.dropped),
         "sgj_disconnects_total": ("Clients that left while waiting.", metrics.disconnects),
     }
+    if (a := s.attribution) is not None:
+        gauges |= {
+            "sgj_attribution_pending": ("Uploads in the server (read, queued, projected).",
+                                        a.pending),
+            "sgj_attribution_projections_total": ("Projections answered.",
+                                                  a.stats.projections),
+            "sgj_attribution_busy_seconds_total": ("Seconds inside projections.",
+                                                   a.stats.busy_s),
+            "sgj_attribution_refused_total": ("Uploads refused: the queue was full.",
+                                              a.stats.refused),
+        }
     return Response(metrics.render(gauges), media_type=CONTENT_TYPE)
 
 

@@ -1,7 +1,8 @@
 """What the server's handlers share, kept on the Starlette app as `app.state.serve`.
 
 The handlers in `routes` are module-level functions, so everything that outlives a request
-(the engine, the batcher, the encoder threads, the counters, the page) lives here.
+(the engine, the batcher, the encoder threads, the counters, the page, the sliders'
+directions, the attribution queue) lives here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import string
 from dataclasses import dataclass
 from importlib import resources
 
-from stylegan_jax.serve import params
+from stylegan_jax.serve import params, sliders
+from stylegan_jax.serve.attribution_queue import AttributionQueue
 from stylegan_jax.serve.batcher import Batcher
 from stylegan_jax.serve.engine import BucketEngine
 from stylegan_jax.serve.metrics import Metrics
@@ -36,6 +38,9 @@ class ServeState:
     metrics: Metrics
     page: string.Template
     static: dict[str, str]  # file name under /static/ -> its text
+    sliders: sliders.Sliders  # the latent directions `edit` may name (maybe none)
+    attribution: AttributionQueue | None  # POST /api/attribute, None where it cannot run
+    attribution_off: str  # why there is no attribution, when there is none
 
     @property
     def spec(self) -> Spec:
@@ -43,7 +48,10 @@ class ServeState:
 
 
 def build_state(engine: BucketEngine, name: str, defaults: params.Defaults | None,
-                window_s: float, queue_limit: int, encode_threads: int | None) -> ServeState:
+                window_s: float, queue_limit: int, encode_threads: int | None,
+                edit_sliders: sliders.Sliders | None = None,
+                attribution: AttributionQueue | None = None,
+                attribution_off: str = "attribution is off on this server") -> ServeState:
     """Checks the defaults against the network (a bad one fails here, at start-up)."""
     return ServeState(
         engine=engine, name=name,
@@ -53,4 +61,6 @@ def build_state(engine: BucketEngine, name: str, defaults: params.Defaults | Non
         encoder=concurrent.futures.ThreadPoolExecutor(
             encode_threads or min(8, os.cpu_count() or 1), "encode"),
         metrics=Metrics(), page=string.Template(_asset("page.html")),
-        static={n: _asset(n) for n in STATIC})
+        static={n: _asset(n) for n in STATIC},
+        sliders=edit_sliders or sliders.none("this server has no latent directions"),
+        attribution=attribution, attribution_off=attribution_off)
