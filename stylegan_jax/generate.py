@@ -187,14 +187,18 @@ def add_class_argument(p: argparse.ArgumentParser) -> None:
                    "(the dataset tool's class folders or class_names) or an index")
 
 
+def class_names_from_args(args: argparse.Namespace, net: Network) -> tuple[str, ...] | None:
+    """The class names the network's source records (`store.load.class_names`), if any."""
+    if args.random_init or net.module.c_dim == 0:
+        return None
+    return class_names(args.network or getattr(args, "workdir", None) or pretrained.path())
+
+
 def class_from_args(args: argparse.Namespace, net: Network) -> int | None:
-    """`--class NAME|INDEX` as an index: names are those the network's source records
-    (`store.load.class_names`)."""
+    """`--class NAME|INDEX` as an index (names: `class_names_from_args`)."""
     value = getattr(args, "class_idx", None)
-    if value is None or args.random_init or net.module.c_dim == 0:
-        return resolve_class(value, net.module.c_dim)
-    source = args.network or getattr(args, "workdir", None) or pretrained.path()
-    return resolve_class(value, net.module.c_dim, class_names(source))
+    names = None if value is None else class_names_from_args(args, net)
+    return resolve_class(value, net.module.c_dim, names)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -421,6 +421,33 @@ def test_progan_and_labels_through_the_app():
         assert 'src="/api/image?seed=7&amp;class=1"' in page  # no psi: ProGAN has none
 
 
+def test_named_classes_through_the_app(tmp_path):
+    """A conditional network's class names (as its training data named them) are what the
+    API and the page's class selector take; an index still works."""
+    import argparse
+
+    from stylegan_jax.generate import class_names_from_args
+    from stylegan_jax.store.load import load_generator
+
+    path = save_networks(tmp_path / "named", {"G_ema": progan_conditional()},
+                         info={"class_names": ["cat", "dog"]})
+    net = load_generator(path)
+    args = argparse.Namespace(network=path, random_init=False)
+    names = class_names_from_args(args, net)
+    assert names == ("cat", "dog")
+    engine = Engine(net, max_batch=1, class_names=names)
+    engine.warm_up()
+    with serve_in_thread(create_app(engine, "named")) as c:
+        assert c.get("/api/info").json()["class_names"] == ["cat", "dog"]
+        by_name = c.get("/api/image", params={"seed": 7, "class": "dog"})
+        assert by_name.status_code == 200 and by_name.headers["x-class"] == "1"
+        assert by_name.content == c.get("/api/image", params={"seed": 7, "class": 1}).content
+        r = c.get("/api/image", params={"class": "cow"})
+        assert r.status_code == 400 and r.json()["allowed"] == (
+            "one of cat, dog or an integer in [0, 1]")
+        assert 'data-class-names="[&quot;cat&quot;, &quot;dog&quot;]"' in c.get("/").text
+
+
 def test_bad_server_defaults_name_the_flag():
     engine = Engine(progan_conditional(), max_batch=1)
     from stylegan_jax.serve.params import BadParameter, Defaults

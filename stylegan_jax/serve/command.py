@@ -19,8 +19,14 @@ from pathlib import Path
 
 import uvicorn
 
-from stylegan_jax.generate import add_network_arguments, named_network_from_args
+from stylegan_jax.generate import (
+    add_class_argument,
+    add_network_arguments,
+    class_names_from_args,
+    named_network_from_args,
+)
 from stylegan_jax.models import stylegan2
+from stylegan_jax.models.sampling import resolve_class
 from stylegan_jax.serve import projector, sliders
 from stylegan_jax.serve.app import create_app
 from stylegan_jax.serve.engine import Engine
@@ -38,8 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "loopback only; 0.0.0.0 serves the network)")
     p.add_argument("--port", type=int, default=8000, help="0: any free port")
     p.add_argument("--trunc", type=float, default=1.0, help="default truncation psi")
-    p.add_argument("--class", dest="class_idx", type=int, default=None,
-                   help="default class of a conditional generator (default: 0)")
+    add_class_argument(p)
     p.add_argument("--noise-mode", choices=stylegan2.NOISE_MODES, default="const",
                    help="random: each seed draws its own noise, as `generate --seeds N`")
     p.add_argument("--max-batch", type=int, default=32,
@@ -110,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
         edits = sliders.none("an exported artifact takes z only: it has no ws to edit")
     else:
         net, name = named_network_from_args(args)
-        engine = Engine(net, args.noise_mode, args.max_batch)
+        names = class_names_from_args(args, net)
+        engine = Engine(net, args.noise_mode, args.max_batch, names)
+        args.class_idx = resolve_class(args.class_idx, net.module.c_dim, names)
         edits = sliders.for_network(net, args.directions, args.sliders)
     attribution, attribution_off = projector.attribution_for(
         net, args.attribute_steps, args.attribute_queue, args.attribute_threshold,

@@ -114,9 +114,10 @@ class BucketEngine(abc.ABC):
 class Engine(BucketEngine):
     """The generator of a Network, rendered by `serve.render`."""
 
-    def __init__(self, net: Network, noise_mode: str = "const", max_batch: int = 32):
+    def __init__(self, net: Network, noise_mode: str = "const", max_batch: int = 32,
+                 class_names: tuple[str, ...] | None = None):
         super().__init__(max_batch)
-        self.spec, self.ws_shape = spec(net), ws_shape(net)
+        self.spec, self.ws_shape = spec(net, class_names), ws_shape(net)
         self.noise_mode = noise_mode
         self._render = jax.jit(make_render(net, noise_mode))
         self._variables = jax.device_put(net.variables)

@@ -17,6 +17,15 @@
     edit: parseEdit(app.dataset.edit),
   };
   const classes = Number(app.dataset.classes);
+  const classNames = JSON.parse(app.dataset.classNames || "[]");
+  const classSelect = document.getElementById("class");
+  for (let k = 0; k < classes; k++) {  // by name where the network's data named them
+    const option = document.createElement("option");
+    option.value = String(k);
+    option.textContent = classNames.length === classes ? classNames[k] : String(k);
+    option.selected = String(k) === state.cls;
+    classSelect.appendChild(option);
+  }
   const truncates = app.dataset.truncates === "true";
   const moves = app.dataset.moves === "true";
   const directions = JSON.parse(app.dataset.directions);
@@ -130,9 +139,9 @@
     state.psi = e.target.value;
     show(false);
   });
-  document.getElementById("class").addEventListener("change", function (e) {
-    const k = Math.trunc(Number(e.target.value));
-    if (k >= 0 && k < classes) { state.cls = String(k); show(false); }
+  classSelect.addEventListener("change", function (e) {
+    state.cls = e.target.value;
+    show(false);
   });
   document.getElementById("rotate").addEventListener("change", function (e) {
     state.rotate = e.target.value;

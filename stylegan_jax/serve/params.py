@@ -73,6 +73,8 @@ def psi_allowed(spec: Spec) -> str:
 def class_allowed(spec: Spec) -> str:
     if not spec.c_dim:
         return "no class (this network is unconditional)"
+    if spec.class_names:
+        return f"one of {', '.join(spec.class_names)} or an integer in [0, {spec.c_dim - 1}]"
     return f"an integer in [0, {spec.c_dim - 1}]"
 
 
@@ -181,6 +183,8 @@ def _psi(spec: Spec, text: str, name: str) -> float:
 def _class(spec: Spec, text: str, name: str) -> int:
     if not spec.c_dim:
         raise BadParameter(name, text, class_allowed(spec))
+    if text in spec.class_names:
+        return spec.class_names.index(text)
     return _int(text, name, 0, spec.c_dim - 1, class_allowed(spec))
 
 

@@ -44,13 +44,20 @@ class Spec:
     c_dim: int
     truncates: bool  # ProGAN has no w_avg: ψ must be 1
     moves: bool = False  # StyleGAN3: its input can be translated and rotated
+    class_names: tuple[str, ...] = ()  # label k's name, where the network's source records it
 
 
-def spec(net: Network) -> Spec:
+def spec(net: Network, class_names: tuple[str, ...] | None = None) -> Spec:
     G = net.module
     family = family_of(G)
+    names = tuple(class_names or ())
+    if names and len(names) != G.c_dim:
+        raise ValueError(f"{len(names)} class names for a generator of {G.c_dim} classes")
+    if not family.image_shape(G).square:
+        raise ValueError(f"serve takes square generators so far; this one makes "
+                         f"{family.image_shape(G)} (W x H) images")
     return Spec(family.name, family.resolution(G), family.channels(G), G.z_dim, G.c_dim,
-                family.truncation, family.input_transform)
+                family.truncation, family.input_transform, names)
 
 
 def ws_shape(net: Network) -> tuple[int, int]:

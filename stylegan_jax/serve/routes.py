@@ -91,7 +91,7 @@ async def page(request: Request) -> Response:
     link = _image_query(spec, seed, q)
     values = dict(name=s.name, family=spec.family, resolution=spec.resolution, seed=seed,
                   psi=repr(q.psi), class_idx="" if q.class_idx is None else q.class_idx,
-                  classes=spec.c_dim, class_max=max(spec.c_dim - 1, 0),
+                  classes=spec.c_dim, class_names=json.dumps(list(spec.class_names)),
                   truncates=str(spec.truncates).lower(), moves=str(spec.moves).lower(),
                   translate=f"{q.translate[0]!r},{q.translate[1]!r}",
                   rotate=repr(q.rotate), edit=params.edit_text(q.edits),
@@ -205,7 +205,8 @@ async def info(request: Request) -> Response:
     spec = s.spec
     return JSONResponse({
         "name": s.name, "family": spec.family, "resolution": spec.resolution,
-        "channels": spec.channels, "classes": spec.c_dim, "z_dim": spec.z_dim,
+        "channels": spec.channels, "classes": spec.c_dim,
+        "class_names": list(spec.class_names), "z_dim": spec.z_dim,
         "psi_default": s.defaults.psi, "class_default": s.defaults.class_idx,
         "psi_allowed": params.psi_allowed(spec), "truncation": spec.truncates,
         "moves": spec.moves, "translate_allowed": params.translate_allowed(spec),

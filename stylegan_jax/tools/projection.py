@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from stylegan_jax.data.images import BadImage, decode_image, resize, to_channels
 from stylegan_jax.metrics import image_ops, lpips, vgg
-from stylegan_jax.models.registry import family_of, is_generator
+from stylegan_jax.models.registry import family_of, image_shape, is_generator
 from stylegan_jax.models.sampling import mapping, synthesis
 
 LPIPS_MAX_SIZE = 256  # official: larger images are area-downsampled to 256 before VGG16
@@ -112,6 +112,9 @@ def check_generator(module) -> None:
     if module.c_dim != 0:
         raise ValueError(f"projection needs an unconditional generator (c_dim 0, as the "
                          f"official projector), got c_dim {module.c_dim}")
+    if not image_shape(module).square:
+        raise ValueError(f"projection takes square generators so far; this one makes "
+                         f"{image_shape(module)} (W x H) images")
 
 
 def w_stats(module, variables, num_samples: int = 10000,
