@@ -6,12 +6,13 @@ The weights behind tests/data/feature_nets/*.npz are not stored: they follow a r
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
 from pathlib import Path
 
 import numpy as np
-from official_fixtures import DATA, read_meta
+from official_fixtures import DATA, load, read_meta, subdict
 
 BUNDLED = DATA / "feature_nets"
 
@@ -51,3 +52,13 @@ def files_of(family: str) -> list[Path]:
             if path not in files and read_meta(path).get("family") == family:
                 files.append(path)
     return files
+
+
+@functools.cache
+def lpips_stand_in() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(VGG16 trunk state dict by the rule, LPIPS linear layers) of the recorded vgg16_lpips
+    fixture: the stand-in weight files the projector and attribution tests write."""
+    meta, arrays = load(files_of("vgg16_lpips")[0])
+    trunk = rule_state_dict([(k, s) for k, s in meta["vgg16_state_dict_keys"]
+                             if k.startswith("features.")])
+    return trunk, subdict(arrays, "lpips_lin/")

@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from feature_net_fixtures import files_of, rule_state_dict
-from official_fixtures import load, subdict
+from feature_net_fixtures import lpips_stand_in
 from PIL import Image
 from torch_zip_writer import write_zip_state_dict
 
@@ -98,18 +97,12 @@ def faces():
     return load_generator(pretrained.path())
 
 
-@functools.cache
-def _vgg_and_lin():
-    meta, arrays = load(files_of("vgg16_lpips")[0])
-    trunk = rule_state_dict([(k, s) for k, s in meta["vgg16_state_dict_keys"]
-                             if k.startswith("features.")])
-    return trunk, subdict(arrays, "lpips_lin/")
 
 
 @pytest.fixture(scope="module")
 def lpips_files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lpips")
-    trunk, lin = _vgg_and_lin()
+    trunk, lin = lpips_stand_in()
     with pytest.MonkeyPatch.context() as mp:
         return (write_zip_state_dict(tmp / "vgg16-test.pth", trunk, mp),
                 write_zip_state_dict(tmp / "lpips_vgg_v0.1.pth", lin, mp))
@@ -294,7 +287,7 @@ def test_the_fallback_distance_when_weights_are_missing(tmp_path, monkeypatch, l
         attribution.load_distance()
     monkeypatch.delenv("SGJ_VGG16_WEIGHTS")
     distance = attribution.load_distance(*lpips_files)
-    want = lpips.params_from_state_dicts(*_vgg_and_lin())
+    want = lpips.params_from_state_dicts(*lpips_stand_in())
     assert distance.name == "lpips"
     jax.tree_util.tree_map(np.testing.assert_array_equal, distance.lpips_vars, want)
 

@@ -23,9 +23,9 @@ def test_fixtures_present():
     assert len([f for f in FILES if f.parent == DATA / "augment"]) == 7
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-def test_matches_official(path):
-    meta, arrays = load(path)
+def replay_official(meta: dict, arrays: dict) -> tuple[jax.Array, jax.Array]:
+    """(output, input gradient) of the pipe on a recorded official batch, replaying the
+    official draws (every one must be consumed, in the official order)."""
     kinds = meta["draw_kinds"]
     draws = [arrays[f"draws/{i:03d}"] for i in range(len(kinds))]
     cfg = make_config(meta["kwargs"])
@@ -36,9 +36,15 @@ def test_matches_official(path):
     def run(images, draws, p, cotangent):
         source = RecordedDraws(draws, kinds)
         out, vjp = jax.vjp(lambda x: augment(x, p, cfg, source), images)
-        source.finish()  # the official order consumes every recorded draw
+        source.finish()
         return out, vjp(cotangent)[0]
 
-    out, grad = run(images, draws, np.float32(meta["p"]), cotangent)
+    return run(images, draws, np.float32(meta["p"]), cotangent)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_matches_official(path):
+    meta, arrays = load(path)
+    out, grad = replay_official(meta, arrays)
     assert_close("out", out, nchw_to_nhwc(arrays["io/out"]), 1e-4)
     assert_close("grad", grad, nchw_to_nhwc(arrays["io/grad"]), 1e-4)

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from official_fixtures import DATA, assert_close, load, nchw_to_nhwc
+from test_augment_official import replay_official
 
 from stylegan_jax.augment import (
-    RecordedDraws,
     augment,
     check_images,
     draw_plan,
@@ -34,28 +34,12 @@ def test_fixtures_present():
         "augment_geom_16x32_rgb"]
 
 
-def _draws(meta, arrays):
-    kinds = meta["draw_kinds"]
-    return kinds, [arrays[f"draws/{i:03d}"] for i in range(len(kinds))]
-
-
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_matches_official(path):
     meta, arrays = load(path)
-    kinds, draws = _draws(meta, arrays)
-    cfg = make_config(meta["kwargs"])
-    images = jnp.asarray(nchw_to_nhwc(arrays["io/images"]))
-    assert images.shape[1:] == (meta["height"], meta["width"], meta["channels"])
-    cotangent = jnp.asarray(nchw_to_nhwc(arrays["io/cotangent"]))
-
-    @jax.jit
-    def run(images, draws, p, cotangent):
-        source = RecordedDraws(draws, kinds)
-        out, vjp = jax.vjp(lambda x: augment(x, p, cfg, source), images)
-        source.finish()  # RGBA consumes exactly the official RGB draws
-        return out, vjp(cotangent)[0]
-
-    out, grad = run(images, draws, np.float32(meta["p"]), cotangent)
+    shape = nchw_to_nhwc(arrays["io/images"]).shape
+    assert shape[1:] == (meta["height"], meta["width"], meta["channels"])
+    out, grad = replay_official(meta, arrays)  # RGBA consumes exactly the official RGB draws
     groups = {"rgb": slice(0, 3), "alpha": slice(3, 4)}
     for group, channels in list(groups.items())[:1 + (meta["channels"] == 4)]:
         assert_close(f"out {group}", out[..., channels],

@@ -8,15 +8,13 @@ the feature-net fixture's rule, the linear layers the lpips package ships.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from feature_net_fixtures import files_of, rule_state_dict
-from official_fixtures import load, subdict
+from feature_net_fixtures import lpips_stand_in
 from PIL import Image
 from torch_zip_writer import write_zip_state_dict
 
@@ -39,17 +37,11 @@ def _signed(images_uint8):
     return jnp.asarray(images_uint8, jnp.float32) / 127.5 - 1.0
 
 
-@functools.cache
-def _vgg_and_lin():
-    meta, arrays = load(files_of("vgg16_lpips")[0])
-    trunk = rule_state_dict([(k, s) for k, s in meta["vgg16_state_dict_keys"]
-                             if k.startswith("features.")])
-    return trunk, subdict(arrays, "lpips_lin/")
 
 
 @pytest.fixture(scope="module")
 def lpips_vars():
-    return lpips.params_from_state_dicts(*_vgg_and_lin())
+    return lpips.params_from_state_dicts(*lpips_stand_in())
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +56,7 @@ def run(tmp_path_factory):
     known_ws = ws_for_seeds(net, [TARGET_SEED])
     target = images_from_ws(net, known_ws)[0]
     Image.fromarray(target[..., 0] if target.shape[-1] == 1 else target).save(tmp / "t.png")
-    trunk, lin = _vgg_and_lin()
+    trunk, lin = lpips_stand_in()
     with pytest.MonkeyPatch.context() as mp:
         vgg_file = write_zip_state_dict(tmp / "vgg16-test.pth", trunk, mp)
         lin_file = write_zip_state_dict(tmp / "lpips_vgg_v0.1.pth", lin, mp)

@@ -356,12 +356,7 @@ def sefa(module, variables, layers: tuple[int, int] | None = None, num: int = 10
     _check_num(num, w_dim)
     values, vectors = sefa_eigen([a for _, a in style_affines(module, variables, layers)])
     w = sample_w(module, variables, sigma_samples, seed)
-    out = []
-    for k in range(num):
-        v = _oriented(vectors[:, k])
-        out.append(Direction(v.astype(np.float32), _sigma(w, v), layers, "sefa",
-                             float(values[k] / values.sum()), f"sefa{k}"))
-    return out
+    return _ranked(vectors, values, num, w, layers, "sefa", "sefa")
 
 
 # --- GANSpace --------------------------------------------------------------------------
@@ -386,11 +381,18 @@ def ganspace(module, variables, layers: tuple[int, int] | None = None, num: int 
     _check_num(num, w_dim)
     w = sample_w(module, variables, num_samples, seed)
     variances, components = principal_components(w)
+    return _ranked(components, variances, num, w, layers, "ganspace", "pc")
+
+
+def _ranked(vectors: np.ndarray, values: np.ndarray, num: int, w: np.ndarray,
+            layers: tuple[int, int], method: str, prefix: str) -> list[Direction]:
+    """The first `num` columns of `vectors` (strongest first) as directions scored by their
+    share of `values`, each with the std of the sampled w along it."""
     out = []
     for k in range(num):
-        v = _oriented(components[:, k])
-        out.append(Direction(v.astype(np.float32), _sigma(w, v), layers, "ganspace",
-                             float(variances[k] / variances.sum()), f"pc{k}"))
+        v = _oriented(vectors[:, k])
+        out.append(Direction(v.astype(np.float32), _sigma(w, v), layers, method,
+                             float(values[k] / values.sum()), f"{prefix}{k}"))
     return out
 
 
