@@ -74,3 +74,20 @@ def test_bad_options_are_named(tmp_path, capsys):
     assert cli.main([*base, "--w-frames", "0", "--output", str(tmp_path / "a.mp4")]) == 2
     assert "--w-frames must be >= 1" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_rgba_frames_are_composited_over_black(tmp_path):
+    """H.264 has no alpha: an RGBA frame is encoded as its colour times its opacity (what a
+    viewer shows on black), not its colour with the alpha thrown away."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (16, 32, 4), dtype=np.uint8)
+    frame[:, :16, 3] = 0  # the left half fully transparent: black
+    frame[:, 16:, 3] = 255  # the right half opaque: its colour
+    out = tmp_path / "a.mp4"
+    assert video.write_mp4([frame] * 2, out, fps=24) == 2
+    reader = imageio.get_reader(out)
+    got = np.asarray(reader.get_data(0), np.float64)
+    reader.close()
+    assert np.abs(luma(got[:, :12])).mean() <= 4  # (chroma blurs the seam a little)
+    err = np.abs(luma(got[:, 20:]) - luma(frame[:, 20:, :3].astype(np.float64)))
+    assert err.mean() <= 8

@@ -138,8 +138,9 @@ def walk_frames(net: Network, seeds: list[int], grid: tuple[int, int] = (1, 1),
 
 def write_mp4(frames: Iterable[np.ndarray], output: str | Path, fps: float = 60,
               bitrate: str = "12M") -> int:
-    """Encodes uint8 frames [H, W, 1 or 3] as H.264 (yuv420p, as the official videos);
-    returns the frame count."""
+    """Encodes uint8 frames [H, W, 1, 3 or 4] as H.264 (yuv420p, as the official videos);
+    returns the frame count. H.264 has no alpha: RGBA frames are composited over black
+    (as the metrics see them), not stripped of it."""
     # Function-level: imageio (and its ffmpeg) loads only to encode.
     import imageio.v2 as imageio
 
@@ -152,9 +153,19 @@ def write_mp4(frames: Iterable[np.ndarray], output: str | Path, fps: float = 60,
                                     bitrate=bitrate)
         with contextlib.closing(writer):
             for frame in frames:
-                writer.append_data(frame[..., 0] if frame.shape[-1] == 1 else frame)
+                writer.append_data(_opaque(frame))
                 count += 1
     return count
+
+
+def _opaque(frame: np.ndarray) -> np.ndarray:
+    """[H, W] for grayscale, RGB for colour; RGBA composited over black."""
+    if frame.shape[-1] == 1:
+        return frame[..., 0]
+    if frame.shape[-1] == 4:
+        alpha = frame[..., 3:].astype(np.float32) / 255
+        return np.rint(frame[..., :3] * alpha).astype(np.uint8)
+    return frame
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
