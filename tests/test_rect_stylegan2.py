@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from stylegan_jax import cli
 from stylegan_jax.convert import torch_stylegan2
+from stylegan_jax.generate import generate_images
 from stylegan_jax.models import progan, registry, stylegan, stylegan2, stylegan3
 from stylegan_jax.models.registry import Network, module_kwargs
 from stylegan_jax.shapes import ImageShape, parse_size
@@ -387,3 +389,17 @@ def test_bad_aspect(aspect):
     D = stylegan2.Discriminator(c_dim=0, img_resolution=8, img_channels=3, img_aspect=aspect)
     with pytest.raises(ValueError, match=r"img_aspect must be \(height, width\) multiples"):
         D.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 3)), None)
+
+
+def test_a_rectangular_rgba_generator_exports_as_it_generates(tmp_path):
+    """`export --format stablehlo` of a 32x16 RGBA generator: images [N, 16, 32, 4] equal to
+    `generate`'s for the same seed."""
+    net = registry.random_generator(16, 4, seed=1, aspect=(1, 2))
+    path = save_networks(tmp_path / "G", {"G_ema": net})
+    assert cli.main(["export", "--network", str(path), "--format", "stablehlo", "--out",
+                     str(tmp_path / "x")]) == 0
+    exported = jax.export.deserialize((tmp_path / "x" / "generator.stablehlo").read_bytes())
+    z = np.random.RandomState(7).randn(1, net.module.z_dim).astype(np.float32)
+    out = np.asarray(exported.call(jnp.asarray(z), jnp.float32(1)))
+    assert out.shape == (1, 16, 32, 4)
+    np.testing.assert_array_equal(out[0], generate_images(net, [7])[0])

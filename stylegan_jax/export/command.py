@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     manifest = artifact.write(args.out, args.format, prog, write, source, args.force)
     size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
     shapes = ", ".join(f"{t['name']} {t['shape']} {t['dtype']}" for t in manifest["inputs"])
-    print(f"{args.out}: {args.format}, {manifest['family']} {manifest['resolution']}² "
+    size_text = (f"{manifest['width']}x{manifest['height']}" if "width" in manifest
+                 else f"{manifest['resolution']}²")  # manifests before rectangles
+    print(f"{args.out}: {args.format}, {manifest['family']} {size_text} "
           f"({shapes}) -> images {manifest['output']['shape']} uint8; "
           f"{size / 2**20:.1f} MiB in {time.perf_counter() - t0:.1f} s")
     return 0
