@@ -129,7 +129,8 @@ def test_ignoring_labels_is_said_at_start(conditional_run):
     config = _config(dataset, False, ignore=True)
     source, c_dim, names = inputs.open_source(config)
     assert (c_dim, names) == (0, ())
-    assert inputs.label_summary(config, source, names).startswith("Labels: IGNORED")
+    assert inputs.label_summary(config, names, inputs.class_counts(source, c_dim)).startswith(
+        "Labels: IGNORED")
 
 
 def test_the_run_prints_its_label_set(conditional_run):

@@ -8,6 +8,7 @@ self-calibration (run by the queue, an image at a time) then equals
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +38,15 @@ class NetworkProjector:
     def distance_name(self) -> str:
         return self.distance.name
 
+    @functools.cached_property
+    def _w_stats(self) -> tuple[np.ndarray, float]:
+        """The generator's w statistics: computed once, not per upload."""
+        return projection.w_stats(self.net.module, self.net.variables)
+
     def _project(self, targets: np.ndarray, steps: int) -> np.ndarray:
         return attribution.project_batch(self.net.module, self.net.variables, targets, steps,
                                          self.distance, self.seed, batch_size=1,
-                                         progress=False).distance
+                                         progress=False, stats=self._w_stats).distance
 
     def warm_up(self) -> None:
         G = self.net.module

@@ -15,7 +15,6 @@ with every number, since thresholds of one distance mean nothing for the other.
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import math
@@ -24,17 +23,16 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from stylegan_jax import atomic, images
+from stylegan_jax.generate import generate_images
 from stylegan_jax.metrics import lpips as lpips_metric
 from stylegan_jax.metrics import weight_files
-from stylegan_jax.models.sampling import latents_for_seeds, mapping, synthesis
+from stylegan_jax.models.registry import Network
 from stylegan_jax.tools import projection
 
 OFFICIAL_STEPS = 1000  # official projector.py --num-steps
@@ -99,14 +97,16 @@ def _check_positive(value, what: str) -> int:
 def project_batch(module, g_vars, targets: np.ndarray, num_steps: int, distance: Distance,
                   seed: int = 303, batch_size: int = 8,
                   settings: projection.Settings = OFFICIAL,
-                  progress: bool = True) -> Projected:
+                  progress: bool = True,
+                  stats: tuple[np.ndarray, float] | None = None) -> Projected:
     """Projects uint8 targets [N, H, W, C] (the generator's resolution and channels).
 
     `batch_size` images are optimised at once, each exactly as `projection.project`
     would alone with `seed` (its own w, noise buffers, Adam state, w noise); the last
     batch is padded by repeating its last image, so one program serves every batch.
     The distance and the images are rendered with the final w and optimised noise
-    buffers, as the loss renders them.
+    buffers, as the loss renders them. `stats`: the generator's (w_avg, w_std)
+    (`projection.w_stats`) when a caller projecting again and again already has them.
     """
     projection.check_generator(module)
     projection.check_steps(num_steps, "steps")
@@ -119,7 +119,7 @@ def project_batch(module, g_vars, targets: np.ndarray, num_steps: int, distance:
         raise ValueError(f"targets must be uint8, got {targets.dtype}")
     n = len(targets)
     size = min(batch_size, n)
-    stats = projection.w_stats(module, g_vars, settings.w_avg_samples)
+    stats = stats or projection.w_stats(module, g_vars, settings.w_avg_samples)
     ws, dists, imgs = [], [], []
     with tqdm(total=num_steps * math.ceil(n / size), desc=f"project ({distance.name})",
               unit="step", disable=not progress) as bar:
@@ -137,17 +137,11 @@ def project_batch(module, g_vars, targets: np.ndarray, num_steps: int, distance:
     return Projected(np.concatenate(ws), np.concatenate(dists), np.concatenate(imgs))
 
 
-@functools.partial(jax.jit, static_argnames=("module",))
-def _seed_images(module, g_vars, z):
-    ws = mapping(module, g_vars, z, jnp.zeros((z.shape[0], 0), jnp.float32))
-    return synthesis(module, g_vars, ws, jax.random.PRNGKey(0), noise_mode="const")
-
-
 def generated_images(module, g_vars, seeds) -> np.ndarray:
-    """uint8 images of the seeds' z (official seeding), psi 1, the generator's own noise."""
+    """uint8 images of the seeds' z (official seeding), psi 1, the generator's own noise:
+    `generate`'s images."""
     projection.check_generator(module)
-    z = jnp.asarray(latents_for_seeds(list(seeds), module.z_dim))
-    return images.to_uint8(_seed_images(module, g_vars, z))
+    return generate_images(Network(module, g_vars), list(seeds))
 
 
 def verdict(distance: float, threshold: float) -> str:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from stylegan_jax import images
-from stylegan_jax.data.images import BadImage, decode_image, resize, to_channels
 from stylegan_jax.generate import add_network_arguments, images_from_ws, network_from_args
 from stylegan_jax.metrics import lpips, weight_files
 from stylegan_jax.models.registry import Network
@@ -28,18 +27,7 @@ VIDEO_BITRATE = "16M"
 def load_target(path: str | Path, resolution: int, channels: int) -> np.ndarray:
     """uint8 [resolution, resolution, channels]: the largest centred square of the image,
     resized with PIL's Lanczos filter (official; smaller images are upscaled)."""
-    path = Path(path)
-    try:
-        image = to_channels(decode_image(path.read_bytes()), channels)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--target {path}: no such file") from None
-    except BadImage as e:
-        raise ValueError(f"--target {path}: {e}") from None
-    h, w, _ = image.shape
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    square = np.ascontiguousarray(image[top:top + s, left:left + s])
-    return resize(square, resolution, resolution, "lanczos")
+    return projection.load_image(path, resolution, channels, "--target")
 
 
 def load_lpips_weights(vgg16: str | Path | None = None, lpips_file: str | Path | None = None):

@@ -45,15 +45,20 @@ def open_source(config: ml_collections.ConfigDict) -> tuple[dict, int, tuple[str
     return source, num_classes, tuple(names)
 
 
-def label_summary(config: ml_collections.ConfigDict, source: dict,
-                  class_names: tuple[str, ...]) -> str | None:
+def class_counts(source: dict, c_dim: int) -> np.ndarray | None:
+    """Images per class (None: unconditional), read once per run: the start line and the
+    fakes' label table both use them (a TFDS source reads every label for them)."""
+    return labels_lib.class_counts(SourceConfig.from_dict(source), c_dim) if c_dim else None
+
+
+def label_summary(config: ml_collections.ConfigDict, class_names: tuple[str, ...],
+                  counts: np.ndarray | None) -> str | None:
     """The line a run prints about its labels at start (None: unlabelled data)."""
     if not class_names:
         if config.data.get("ignore_labels"):
             return ("Labels: IGNORED (config.data.ignore_labels=True): the network is "
                     "unconditional although the data is labelled")
         return None
-    counts = labels_lib.class_counts(SourceConfig.from_dict(source), len(class_names))
     return (f"Labels: {len(class_names)} classes: "
             + ", ".join(f"{k} {name} ({n} images)"
                         for k, (name, n) in enumerate(zip(class_names, counts, strict=True))))
@@ -113,9 +118,9 @@ def device_batch(backend: Backend, data, c_dim: int) -> tuple[jax.Array, jax.Arr
     return backend.put_batch((np.asarray(data.images), one_hot(data.labels, c_dim)))
 
 
-def fake_label_table(backend: Backend, source: dict, c_dim: int) -> jax.Array:
-    """Generated images' labels follow the dataset's (train/labels.py), on every device."""
-    if c_dim == 0:
+def fake_label_table(backend: Backend, counts: np.ndarray | None) -> jax.Array:
+    """Generated images' labels follow the dataset's (train/labels.py), on every device;
+    `counts`: `class_counts` (None: unconditional)."""
+    if counts is None:
         return backend.put_replicated(jnp.zeros((1, 0)))
-    counts = labels_lib.class_counts(SourceConfig.from_dict(source), c_dim)
     return backend.put_replicated(jnp.asarray(labels_lib.label_table(counts)))

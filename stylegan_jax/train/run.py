@@ -122,7 +122,8 @@ def open_run(config: ml_collections.ConfigDict, workdir: str | Path, devices, lo
     main_process = jax.process_index() == 0
     say = log if main_process else lambda _: None
     source, c_dim, class_names = inputs.open_source(config)
-    labels_line = inputs.label_summary(config, source, class_names)
+    counts = inputs.class_counts(source, c_dim)
+    labels_line = inputs.label_summary(config, class_names, counts)
     if labels_line:
         say(labels_line)
     evaluator = None
@@ -151,7 +152,7 @@ def open_run(config: ml_collections.ConfigDict, workdir: str | Path, devices, lo
         grids=Grids(workdir / "samples", trainer.z_dim, c_dim, config.log.grid_seeds, log,
                     class_names),
         source=source, c_dim=c_dim, class_names=class_names,
-        label_table=inputs.fake_label_table(backend, source, c_dim),
+        label_table=inputs.fake_label_table(backend, counts),
         fresh=fresh, state=backend.put_state(host_state), step=int(host_state.step), nimg=nimg,
         tick=int(meta.get("tick", 0)), stage=stage, pipe=pipe,
         schedule=Schedule.at(config, nimg, meta.get("next_eval"), evaluator is not None),

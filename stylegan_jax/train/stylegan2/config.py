@@ -98,9 +98,10 @@ def _validate_augment(config, fail) -> None:
             fail("train.ada_interval", "expected an integer >= 1")
         if not 0 < t.ada_kimg < float("inf"):
             fail("train.ada_kimg", "expected a positive number")
-    h, w = data_shape(config.data).at(config.data.resolution)
+    shape = data_shape(config.data)
     try:
-        check_images(augment_config(config), (1, h, w, config.data.channels))
+        check_images(augment_config(config), (1, shape.height, shape.width,
+                                              config.data.channels))
     except ValueError as e:
         fail("train.augpipe", str(e))
 

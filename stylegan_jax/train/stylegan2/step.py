@@ -206,6 +206,11 @@ def _skip_out_bias(new_params, new_opt_state, params, opt_state):
     return {**new_params, "b4": b4}, new_opt_state._replace(inner_states=inner)
 
 
+def _height_width(module) -> tuple[int, int]:
+    shape = registry.image_shape(module)
+    return shape.height, shape.width
+
+
 def init_state(nets: Networks, cfg: StepConfig, seed: int) -> TrainState:
     """Fresh networks (official initialisation), optimizer states and counters."""
     G, D = nets
@@ -215,7 +220,7 @@ def init_state(nets: Networks, cfg: StepConfig, seed: int) -> TrainState:
     c = jnp.zeros((1, G.c_dim))
     g_vars = G.init({"params": k_g, "noise": k_g}, z, c)
     img = jnp.zeros((max(D.mbstd_group_size or 1, 1),
-                     *registry.image_shape(D).at(D.img_resolution), G.img_channels))
+                     *_height_width(D), G.img_channels))
     d_vars = D.init(k_d, img, jnp.zeros((img.shape[0], D.c_dim)))
     g_opt, d_opt = optimizers(cfg)
     return TrainState(
@@ -286,7 +291,7 @@ def draw_iteration(key, nets: Networks, cfg: StepConfig, local_batch: int,
             noise_key=kn,
         )
 
-    (h, w), ch = registry.image_shape(G).at(G.img_resolution), G.img_channels
+    (h, w), ch = _height_width(G), G.img_channels
     pl_b = rounds * (local_batch // rounds // cfg.pl_batch_shrink)
     pl_noise = jax.random.normal(keys[3], (pl_b, h, w, ch)) / jnp.sqrt(float(h * w))
     aug = None
