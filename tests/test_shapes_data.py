@@ -130,7 +130,7 @@ def test_the_config_takes_width_by_height():
     progan = config_lib.load_config("progan_quick")
     config_lib.apply_override(progan, "--config.data.resolution=64x32")
     with pytest.raises(config_lib.ConfigError, match=r"config.data.aspect=\(1, 2\): 64x32 is "
-                       "not square: only the stylegan2 family"):
+                       "not square: the progan family builds square networks only"):
         config_lib.validate(progan, 1)
 
 

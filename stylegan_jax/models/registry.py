@@ -105,12 +105,18 @@ def is_generator(module: nn.Module) -> bool:
 
 
 def image_shape(module: nn.Module) -> shapes.ImageShape:
-    """The images a stored network (generator or discriminator) makes or judges:
-    `img_resolution` (the shorter side) stretched by StyleGAN2's `img_aspect`; ProGAN,
-    StyleGAN v1 and StyleGAN3 networks are square."""
+    """The images a stored network (generator or discriminator) makes or judges: its
+    resolution (the shorter side) stretched by its `img_aspect` (absent: square)."""
     if type(module) not in CLASSES.values():
         raise TypeError(f"no image shape for {type(module).__name__}: not a stored network")
-    return shapes.ImageShape.of(module.img_resolution, getattr(module, "img_aspect", (1, 1)))
+    res = module.resolution if hasattr(module, "resolution") else module.img_resolution
+    return shapes.ImageShape.of(res, getattr(module, "img_aspect", (1, 1)))
+
+
+def takes_rectangles(family: Family) -> bool:
+    """Whether a family's G and D can be built W x H (both classes have `img_aspect`)."""
+    return all("img_aspect" in cls.__dataclass_fields__
+               for cls in (family.generator, family.discriminator))
 
 
 def family_label(module: nn.Module) -> str:
@@ -188,14 +194,17 @@ def config_image_shape(data) -> shapes.ImageShape:
 
 def image_size(size, family: str) -> shapes.ImageShape:
     """A size (an int R, 'WxH' text or a shapes.ImageShape) as the shape `family` can
-    build: W x H for StyleGAN2, square for the others."""
+    build (W x H where its networks take `img_aspect`, else square only)."""
     if not isinstance(size, shapes.ImageShape):
         size = shapes.parse_size(size, "config.data.resolution")
-    if not size.square and family != "stylegan2":
-        raise ValueError(f"config.data.resolution gives {size} (W x H): only StyleGAN2 "
-                         f"networks take W x H for now (config.family={family!r} needs a "
-                         "square size)")
+    if not size.square and not takes_rectangles(family_named(family)):
+        raise ValueError(f"config.data.resolution gives {size} (W x H): config.family="
+                         f"{family!r} builds square networks only")
     return size
+
+
+def _aspect_kwargs(cls: type[nn.Module], size: shapes.ImageShape) -> dict[str, Any]:
+    return {"img_aspect": size.aspect} if "img_aspect" in cls.__dataclass_fields__ else {}
 
 
 def stylegan2_networks(model_cfg, size, img_channels: int, c_dim: int,
@@ -224,7 +233,7 @@ def stylegan2_networks(model_cfg, size, img_channels: int, c_dim: int,
             channel_max=model_cfg.channel_max * scale, num_layers=model_cfg.num_layers,
             conv_kernel=model_cfg.conv_kernel, use_radial_filters=model_cfg.use_radial_filters,
             magnitude_ema_beta=0.5 ** (batch_size / (model_cfg.magnitude_ema_kimg * 1000)),
-            axis_name=axis_name, **common)
+            axis_name=axis_name, **_aspect_kwargs(stylegan3.Generator, size), **common)
     else:
         G = stylegan2.Generator(z_dim=model_cfg.z_dim, c_dim=c_dim, w_dim=model_cfg.w_dim,
                                 mapping_layers=model_cfg.mapping_layers,
@@ -247,17 +256,20 @@ def parse_fused_scale(value):
 def progressive_networks(config, c_dim: int, axis_name: str | None = None) -> Networks:
     """G and D of a ProGAN / StyleGAN v1 config, with the official kwargs from `config.model`."""
     m, ch = config.model, config.data.channels
-    res = image_size(config_image_shape(config.data), config.family).resolution
+    size = image_size(config_image_shape(config.data), config.family)
+    res = size.resolution
     fmaps = dict(fmap_base=m.fmap_base, fmap_decay=float(m.fmap_decay), fmap_max=m.fmap_max)
     if config.family == "progan":
         G = progan.Generator(
             num_channels=ch, resolution=res, label_size=c_dim, latent_size=m.latent_size,
             normalize_latents=m.normalize_latents, use_pixelnorm=m.use_pixelnorm,
             pixelnorm_epsilon=float(m.pixelnorm_epsilon), use_leakyrelu=m.use_leakyrelu,
-            fused_scale=parse_fused_scale(m.fused_scale), **fmaps)
+            fused_scale=parse_fused_scale(m.fused_scale),
+            **_aspect_kwargs(progan.Generator, size), **fmaps)
         D = progan.Discriminator(num_channels=ch, resolution=res, label_size=c_dim,
                                  mbstd_group_size=m.mbstd_group_size,
-                                 fused_scale=parse_fused_scale(m.fused_scale), **fmaps)
+                                 fused_scale=parse_fused_scale(m.fused_scale),
+                                 **_aspect_kwargs(progan.Discriminator, size), **fmaps)
         return Networks(G, D)
     blur = None if not m.blur_filter else tuple(float(x) for x in m.blur_filter)
     G = stylegan.Generator(
@@ -268,11 +280,12 @@ def progressive_networks(config, c_dim: int, axis_name: str | None = None) -> Ne
         use_noise=m.use_noise, nonlinearity=m.nonlinearity, use_pixel_norm=m.use_pixel_norm,
         use_instance_norm=m.use_instance_norm, fused_scale=parse_fused_scale(m.fused_scale),
         blur_filter=blur, dlatent_avg_beta=float(m.dlatent_avg_beta), axis_name=axis_name,
-        **fmaps)
+        **_aspect_kwargs(stylegan.Generator, size), **fmaps)
     D = stylegan.Discriminator(
         num_channels=ch, resolution=res, label_size=c_dim, nonlinearity=m.nonlinearity,
         mbstd_group_size=m.mbstd_group_size, mbstd_num_features=m.mbstd_num_features,
-        fused_scale=parse_fused_scale(m.fused_scale), blur_filter=blur, **fmaps)
+        fused_scale=parse_fused_scale(m.fused_scale), blur_filter=blur,
+        **_aspect_kwargs(stylegan.Discriminator, size), **fmaps)
     return Networks(G, D)
 
 
