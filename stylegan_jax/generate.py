@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from stylegan_jax import images, pretrained
+from stylegan_jax import images, pretrained, shapes
 from stylegan_jax.models import stylegan2
 from stylegan_jax.models.registry import Network, family_of, random_generator
 from stylegan_jax.models.sampling import (
@@ -165,14 +165,17 @@ def add_network_arguments(p: argparse.ArgumentParser) -> argparse._MutuallyExclu
                      help="use a small randomly initialised generator")
     p.add_argument("--which", default=None, help="network name in the directory or pickle "
                    "(default: G_ema if present, else G)")
-    p.add_argument("--resolution", type=int, default=32, help="with --random-init")
+    p.add_argument("--resolution", default="32", metavar="R|WxH",
+                   help="with --random-init: a power of two, or WxH (e.g. 64x32)")
     return src
 
 
 def named_network_from_args(args: argparse.Namespace) -> tuple[Network, str]:
     """The generator the flags of `add_network_arguments` name, and a name to show for it."""
     if args.random_init:
-        return random_generator(args.resolution), f"random-init-{args.resolution}"
+        size = shapes.parse_size(args.resolution, "--resolution")
+        return (random_generator(size.resolution, aspect=size.aspect),
+                f"random-init-{size if not size.square else size.resolution}")
     source = args.network or getattr(args, "workdir", None) or pretrained.path()
     return load_generator(source, args.which), Path(source).absolute().stem
 

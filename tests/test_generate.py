@@ -123,3 +123,14 @@ def test_network_takes_an_official_pickle(official_pkl, tmp_path, capsys):
     missing = tmp_path / "missing.pkl"
     assert cli.main(["generate", "--network", str(missing), "--outdir", str(tmp_path)]) == 2
     assert f"--network: {missing} is not a file" in capsys.readouterr().err
+
+
+def test_random_init_takes_w_x_h(tmp_path, capsys):
+    """`--random-init --resolution 32x16` renders 32 wide, 16 high; a bad size is one line."""
+    assert cli.main(["generate", "--random-init", "--resolution", "32x16", "--seeds", "0",
+                     "--outdir", str(tmp_path)]) == 0
+    assert Image.open(tmp_path / "seed0000.png").size == (32, 16)
+    assert cli.main(["generate", "--random-init", "--resolution", "32x12", "--seeds", "0",
+                     "--outdir", str(tmp_path / "bad")]) == 2
+    assert "--resolution: got '32x12'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
