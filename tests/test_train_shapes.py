@@ -130,22 +130,3 @@ def test_a_tall_grayscale_run_trains_and_generates(tmp_path):
                      "--outdir", str(tmp_path / "img")]) == 0
     img = Image.open(tmp_path / "img" / "seed0003.png")
     assert (img.mode, img.size) == ("L", (16, 32))
-
-
-def test_tools_not_yet_rectangular_say_so(wide):
-    """Projection, serve and the square-only metrics refuse a 32x16 generator by name."""
-    from stylegan_jax.metrics.registry import parse_metrics
-    from stylegan_jax.metrics.runner import MetricRunner
-    from stylegan_jax.serve.render import spec
-    from stylegan_jax.tools import projection
-
-    tmp, _ = wide
-    G = load_networks(tmp / "straight")["G_ema"]
-    with pytest.raises(ValueError, match=r"serve takes square generators so far; this one "
-                       r"makes 32x16 \(W x H\)"):
-        spec(G)
-    with pytest.raises(ValueError, match="projection takes square generators so far"):
-        projection.check_generator(G.module.clone(c_dim=0))
-    with pytest.raises(ValueError, match=r"swd1k: takes square images so far; this "
-                       "generator makes 32x16"):
-        MetricRunner(G, progress=False).plan(parse_metrics("swd1k"))

@@ -11,6 +11,10 @@ The official code works in float64 on the host. Here the pairs run on the device
 float32; the images are shifted by -128 first, which leaves every term the same (variances
 and covariances are shift-invariant, means are shifted back) but keeps the
 E[x^2] - E[x]^2 differences far from float32's limits.
+
+W x H images take the same steps (the official code works on any height and width): the
+window shrinks to the shorter side where that is below 11, and five scales need a shorter
+side of at least 16. The mean runs over every channel, an RGBA image's alpha included.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import numpy as np
 from stylegan_jax.metrics import ms_ssim, swd
 from stylegan_jax.metrics.parallel import LocalDevices, gather_rows, process_share
 from stylegan_jax.metrics.sampler import Sampler, quantize
+from stylegan_jax.models.registry import image_shape
 from stylegan_jax.models.sampling import synthesize
 
 _SWD_STREAM, _MSSSIM_STREAM, _REAL_STREAM = 3, 4, 5
@@ -45,8 +46,8 @@ def _msssim_step(module, psi, noise_mode, g_vars, z, c, key, lod):
 def generated_swd_descriptors(sampler: Sampler, num: int) -> list[np.ndarray]:
     """Raw SWD descriptors ([num * 128, 147] per pyramid level) of `num` generated images."""
     module, devices = sampler.G.module, sampler.devices
-    resolution = module.img_resolution
-    swd.level_resolutions(resolution)  # refuses images too small for the pyramid
+    size = generated_size(sampler.G)
+    swd.level_sizes(size)  # refuses images too small for the pyramid
     g_vars = devices.replicate(sampler.G.variables)
     count, batch = process_share(num), sampler.batch_size
     rng = sampler.process_rng(_SWD_STREAM)
@@ -57,7 +58,7 @@ def generated_swd_descriptors(sampler: Sampler, num: int) -> list[np.ndarray]:
     for i in range(math.ceil(count / batch)):
         z = rng.standard_normal((batch, module.z_dim)).astype(np.float32)
         c = sampler.labels(rng, batch)
-        centres = swd.draw_centres(rng, batch, resolution)
+        centres = swd.draw_centres(rng, batch, size)
         (z, c, centres), _ = devices.shard(z, c, centres)
         descs = _swd_step(module, sampler.psi, sampler.noise_mode, g_vars, z, c,
                           jax.random.fold_in(key, i), np.float32(sampler.G.lod), centres)
@@ -83,19 +84,26 @@ def _cycled(factory: Callable[[], Iterable], count: int, where: str):
             raise ValueError(f"{where}: the real-image source yielded no images")
 
 
-def real_swd_descriptors(factory: Callable[[], Iterable], num: int, resolution: int,
+def generated_size(G) -> tuple[int, int]:
+    """(height, width) of a generator Network's images."""
+    shape = image_shape(G.module)
+    return shape.height, shape.width
+
+
+def real_swd_descriptors(factory: Callable[[], Iterable], num: int, size: swd.Size,
                          devices: LocalDevices, seed: int, batch: int) -> list[np.ndarray]:
     """Raw SWD descriptors of this process's share of `num` real images (see the module
-    doc for which), gathered from every process; their neighbourhoods are drawn from `seed`."""
+    doc for which) of `size` (a square's side, or (height, width)), gathered from every
+    process; their neighbourhoods are drawn from `seed`."""
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
     rng = np.random.default_rng([seed, jax.process_index(), _REAL_STREAM])
     parts: list[list[np.ndarray]] = []
     for images in _cycled(factory, process_share(num), "SWD"):
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:3] != (
-                resolution, resolution):
-            raise ValueError(f"SWD: real images must be uint8 [N, {resolution}, {resolution}, "
-                             f"C] like the generator's, got {images.dtype} {images.shape}")
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:3] != (h, w):
+            raise ValueError(f"SWD: real images must be uint8 [N, {h}, {w}, C] like the "
+                             f"generator's, got {images.dtype} {images.shape}")
         n = images.shape[0]
-        centres = swd.draw_centres(rng, n, resolution)
+        centres = swd.draw_centres(rng, n, (h, w))
         if n < batch:  # one compiled shape: pad with the last image
             images = np.concatenate([images, np.repeat(images[-1:], batch - n, 0)])
             centres = np.concatenate([centres, np.repeat(centres[-1:], batch - n, 0)])

@@ -9,6 +9,11 @@ centre-cropped (the official face crop: rows 3/8…7/8, cols 2/8…6/8), box-dow
 by `img_resolution // 256`, and the mean is taken between the 1st ('lower') and 99th
 ('higher') percentiles of the lengths.
 
+A W x H generator's images take the same steps: the crop's fractions apply to each axis
+(rows 3/8…7/8 of H, cols 2/8…6/8 of W, in whole eighths as the official code rounds), and
+the box factor is `img_resolution` (the shorter side) // 256, the same on both axes. RGBA
+images are composited over black before LPIPS, as the other metrics see them.
+
 `generator_lengths` is the metric's pass over a generator (StyleGAN2 only: the others
 lack `noise_const` buffers or a z -> w split), sharded over the devices.
 """
@@ -24,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from stylegan_jax.metrics import image_ops
 from stylegan_jax.metrics.detectors import Detectors
 from stylegan_jax.metrics.parallel import gather_rows, process_share
 from stylegan_jax.metrics.registry import MetricSpec
@@ -84,20 +90,24 @@ def path_lengths(key: jax.Array, c: jax.Array, *, z_dim: int, sampling: str, **k
     return lengths_between(z[:n], z[n:], t, c, kn, **kwargs)
 
 
+def crop_window(height: int, width: int) -> tuple[slice, slice]:
+    """(rows, cols) of the official face crop, its fractions per axis: rows 3/8..7/8 of the
+    height, cols 2/8..6/8 of the width, in whole eighths (a square's is the official one)."""
+    ch, cw = height // 8, width // 8
+    return slice(ch * 3, ch * 7), slice(cw * 2, cw * 6)
+
+
 def crop_and_downsample(img: jax.Array, crop: bool, img_resolution: int) -> jax.Array:
-    """The official PPL image preparation (NHWC): face crop, box-downsample to ~256."""
+    """The official PPL image preparation (NHWC in [-1, 1]): face crop, box-downsample by
+    `img_resolution` (the shorter side) // 256 on both axes, RGB for LPIPS."""
     if crop:
-        if img.shape[1] != img.shape[2]:
-            raise ValueError(f"crop needs square images, got {img.shape}")
-        c = img.shape[1] // 8
-        img = img[:, c * 3 : c * 7, c * 2 : c * 6]
+        rows, cols = crop_window(*img.shape[1:3])
+        img = img[:, rows, cols]
     factor = img_resolution // 256  # of the full image, as the official code does
     if factor > 1:
         n, h, w, ch = img.shape
         img = img.reshape(n, h // factor, factor, w // factor, factor, ch).mean(axis=(2, 4))
-    if img.shape[-1] == 1:
-        img = jnp.repeat(img, 3, axis=-1)
-    return img
+    return image_ops.to_rgb(img, (-1.0, 1.0))
 
 
 def stylegan_pair_synthesis(module, variables: dict) -> Callable:

@@ -166,13 +166,13 @@ class MetricRunner:
         """Decides the passes (and what each keeps) for all `specs` before any runs."""
         gen: dict[str, tuple[int, dict[str, tuple[bool, bool]]]] = {}
         module = self.G.module
-        # Only StyleGAN2 networks (img_aspect) make rectangles; any other generator is square.
+        # Only networks with an img_aspect make rectangles; any other generator is square.
         shape = image_shape(module) if getattr(module, "img_aspect", (1, 1)) != (1, 1) else None
         for s in specs:
             if s.kind in SQUARE_ONLY and shape is not None:
                 raise ValueError(f"{s.name}: takes square images so far; this generator makes "
-                                 f"{shape} (W x H). FID, KID, precision/recall and IS take "
-                                 "any shape")
+                                 f"{shape} (W x H). FID, KID, precision/recall, IS, PPL, SWD "
+                                 "and MS-SSIM take any shape")
             if s.kind == "eq":
                 modes = self._plan_eq.get(s.num_gen, ())
                 self._plan_eq[s.num_gen] = modes + (s.mode,) * (s.mode not in modes)
@@ -277,8 +277,8 @@ class MetricRunner:
                 raise ValueError("SWD compares with real images: give real_iter_factory "
                                  "(the CLI's --data)")
             self._swd_real[key] = network_free.real_swd_descriptors(
-                self.real_iter_factory, count, self.G.module.img_resolution, self.devices,
-                self.seed, self.batch_size)
+                self.real_iter_factory, count, network_free.generated_size(self.G),
+                self.devices, self.seed, self.batch_size)
         return self._swd_real[key]
 
     # --- metrics -----------------------------------------------------------------------
@@ -303,7 +303,7 @@ class MetricRunner:
                             devices=self.devices.count, processes=jax.process_count()))
 
 
-SQUARE_ONLY = ("ppl", "eq", "swd", "msssim")  # their official definitions assume a square
+SQUARE_ONLY = ("eq",)  # StyleGAN3's equivariance: defined here for square images only
 
 
 def _features(runner: MetricRunner, spec: MetricSpec) -> tuple[FeatureStats, FeatureStats]:
@@ -355,7 +355,7 @@ def _swd(runner: MetricRunner, spec: MetricSpec) -> dict[str, float]:
     fake = network_free.generated_swd_descriptors(runner.sampler, spec.num_gen)
     rng = np.random.default_rng([runner.seed, 6])  # the same directions on every process
     directions = [swd.draw_directions(rng, r.shape[1]) for r in real]
-    return swd.results(spec.name, runner.G.module.img_resolution,
+    return swd.results(spec.name, network_free.generated_size(runner.G),
                        swd.swd_levels(real, fake, directions))
 
 

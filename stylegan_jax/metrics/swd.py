@@ -5,7 +5,12 @@ pyramid (a 5x5 binomial filter with mirrored edges, levels down to 16x16), 128 r
 neighbourhoods per image and level, each set's descriptors normalised per colour channel,
 then the mean over 4 repeats of the mean 1-D Wasserstein distance along 128 random unit
 directions, x1e3 per level, and the average over levels. Images enter as uint8 with 3
-channels (grayscale repeated, as the official evaluation feeds them).
+channels (grayscale repeated, as the official evaluation feeds them; RGBA composited over
+black, as the other metrics see it).
+
+A W x H image set (power-of-two sides) is measured the same way: the pyramid's levels are
+halved on both axes while the shorter side is >= 16, and neighbourhood centres are drawn
+over each level's rows and columns. Its per-level keys name each level `<W>x<H>`.
 
 The random draws (neighbourhood centres, directions) are arguments, so that a test can
 inject the official code's draws; `draw_centres` / `draw_directions` make them from a NumPy
@@ -20,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylegan_jax.metrics import image_ops
+
 NHOOD_SIZE = 7
 NHOODS_PER_IMAGE = 128
 DIR_REPEATS = 4
@@ -30,21 +37,37 @@ MIN_RESOLUTION = 16
 _BINOMIAL = np.outer([1.0, 4.0, 6.0, 4.0, 1.0], [1.0, 4.0, 6.0, 4.0, 1.0]) / 256.0
 
 
-def level_resolutions(resolution: int) -> list[int]:
-    """The pyramid's level sizes: the image's, halved while >= 16 (ProGAN's levels)."""
-    if resolution < MIN_RESOLUTION:
-        raise ValueError(f"SWD needs images of at least {MIN_RESOLUTION}x{MIN_RESOLUTION}, "
-                         f"got {resolution}x{resolution}")
+Size = int | tuple[int, int]  # a square's side, or (height, width)
+
+
+def _height_width(size: Size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int | np.integer) else tuple(size)
+
+
+def level_sizes(size: Size) -> list[tuple[int, int]]:
+    """The pyramid's (height, width) levels: the image's, halved while the shorter side is
+    >= 16 (ProGAN's levels for a square)."""
+    h, w = _height_width(size)
+    if min(h, w) < MIN_RESOLUTION:
+        raise ValueError(f"SWD needs images whose shorter side is at least {MIN_RESOLUTION}, "
+                         f"got {w}x{h} (W x H)")
     out = []
-    while resolution >= MIN_RESOLUTION:
-        out.append(resolution)
-        resolution //= 2
+    while min(h, w) >= MIN_RESOLUTION:
+        out.append((h, w))
+        h, w = h // 2, w // 2
     return out
 
 
-def result_keys(name: str, resolution: int) -> tuple[str, ...]:
-    """The average (`name`, ranked as the metric) then one key per level (`name_<res>`)."""
-    return (name, *(f"{name}_{r}" for r in level_resolutions(resolution)))
+def level_resolutions(resolution: int) -> list[int]:
+    """A square's level sides: the image's, halved while >= 16 (ProGAN's levels)."""
+    return [h for h, _ in level_sizes(resolution)]
+
+
+def result_keys(name: str, size: Size) -> tuple[str, ...]:
+    """The average (`name`, ranked as the metric) then one key per level: `name_<res>` for
+    a square (ProGAN's table), `name_<W>x<H>` for a rectangle."""
+    return (name, *(f"{name}_{h}" if h == w else f"{name}_{w}x{h}"
+                    for h, w in level_sizes(size)))
 
 
 def _filter(x: jax.Array, scale: float) -> jax.Array:
@@ -95,17 +118,18 @@ def neighbourhoods(level: jax.Array, ys: jax.Array, xs: jax.Array) -> jax.Array:
 
 
 def as_rgb(images: jax.Array) -> jax.Array:
-    """Grayscale repeated to three channels, as the official evaluation feeds images."""
-    if images.shape[-1] not in (1, 3):
-        raise ValueError(f"SWD takes 1 or 3 channels, got shape {images.shape}")
-    return jnp.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+    """float32 RGB in [0, 255] of uint8 NHWC: grayscale repeated to three channels, as the
+    official evaluation feeds images; RGBA composited over black (`image_ops.to_rgb`)."""
+    if images.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"SWD takes 1, 3 or 4 channels, got shape {images.shape}")
+    return image_ops.to_rgb(jnp.asarray(images, jnp.float32), (0.0, 255.0))
 
 
 def batch_descriptors(images: jax.Array, centres: jax.Array) -> list[jax.Array]:
     """Raw descriptors of uint8 NHWC `images` per pyramid level.
 
     centres: int32 [N, levels, k, 2] (row, column) of each neighbourhood, within
-    [3, size - 3) of its level. Returns float32 [N * k, 3 * 49] per level.
+    [3, height - 3) x [3, width - 3) of its level. Returns float32 [N * k, 3 * 49] per level.
     """
     images = as_rgb(images)
     levels = laplacian_pyramid(images, centres.shape[1])
@@ -116,15 +140,16 @@ def batch_descriptors(images: jax.Array, centres: jax.Array) -> list[jax.Array]:
 batch_descriptors_jit = jax.jit(batch_descriptors)
 
 
-def draw_centres(rng: np.random.Generator, n: int, resolution: int,
+def draw_centres(rng: np.random.Generator, n: int, size: Size,
                  per_image: int = NHOODS_PER_IMAGE) -> np.ndarray:
-    """int32 [n, levels, per_image, 2] neighbourhood centres, uniform over each level's
-    positions whose 7x7 neighbourhood lies inside (as ProGAN draws them)."""
+    """int32 [n, levels, per_image, 2] (row, column) neighbourhood centres, uniform over
+    each level's positions whose 7x7 neighbourhood lies inside (as ProGAN draws them; a
+    square's draws are those of a scalar bound: NumPy draws an equal array bound alike)."""
     half = NHOOD_SIZE // 2
-    sizes = level_resolutions(resolution)
-    out = np.empty((n, len(sizes), per_image, 2), np.int32)
-    for i, size in enumerate(sizes):
-        out[:, i] = rng.integers(half, size - half, size=(n, per_image, 2))
+    levels = level_sizes(size)
+    out = np.empty((n, len(levels), per_image, 2), np.int32)
+    for i, (h, w) in enumerate(levels):
+        out[:, i] = rng.integers(half, np.array([h - half, w - half]), size=(n, per_image, 2))
     return out
 
 
@@ -180,8 +205,8 @@ def swd_levels(real: list[np.ndarray], fake: list[np.ndarray],
             for r, f, d in zip(real, fake, directions, strict=True)]
 
 
-def results(name: str, resolution: int, per_level: list[float]) -> dict[str, float]:
+def results(name: str, size: Size, per_level: list[float]) -> dict[str, float]:
     """{name: average over levels, name_<res>: each level}, as the official table lists."""
-    keys = result_keys(name, resolution)
+    keys = result_keys(name, size)
     return {keys[0]: float(np.mean(per_level)),
             **{k: float(v) for k, v in zip(keys[1:], per_level, strict=True)}}

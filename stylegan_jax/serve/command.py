@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     s = engine.spec
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
-    print(f"{args.name or name}: {s.family} {s.resolution}x{s.resolution}, buckets "
+    print(f"{args.name or name}: {s.family} {s.width}x{s.height}, buckets "
           f"{','.join(map(str, engine.buckets))} warmed up in {seconds:.1f} s", flush=True)
     names = ", ".join(d.name for d in edits.directions)
     print(f"sliders: {names} ({edits.source})" if names else f"sliders: none ({edits.source})",

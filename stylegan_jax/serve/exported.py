@@ -31,8 +31,10 @@ class ExportedEngine(BucketEngine):
             raise ValueError(f"{path}: exported with --input {m['input']}; serve needs an "
                              "artifact taking z (export with --input z)")
         self.manifest = m
-        self.spec = Spec(m["family"], m["resolution"], m["channels"], m["z_dim"], m["c_dim"],
-                         truncates=m["truncation"], moves=False)
+        res = m["resolution"]  # manifests written before rectangles are square
+        aspect = (m.get("height", res) // res, m.get("width", res) // res)
+        self.spec = Spec(m["family"], res, m["channels"], m["z_dim"], m["c_dim"],
+                         truncates=m["truncation"], moves=False, aspect=aspect)
         self.noise_mode = m["noise_mode"]
 
     def _kwargs(self, z, c, psi, seed) -> dict:
@@ -55,7 +57,7 @@ class ExportedEngine(BucketEngine):
     def _run(self, b: int, args) -> np.ndarray:
         z, c, psis, seeds, _, _ = args
         s = self.spec
-        out = np.empty((b, s.resolution, s.resolution, s.channels), np.uint8)
+        out = np.empty((b, s.height, s.width, s.channels), np.uint8)
         for ix in self._groups(psis, seeds):
             size = self.bucket(len(ix))  # every bucket ran once in warm_up
             pad = np.concatenate([ix, np.repeat(ix[:1], size - len(ix))])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylegan_jax.models.registry import Network
+from stylegan_jax.models.registry import Network, image_shape
 from stylegan_jax.serve.attribution_queue import AttributionQueue, Threshold
 from stylegan_jax.tools import attribution, projection
 
@@ -50,8 +50,8 @@ class NetworkProjector:
 
     def warm_up(self) -> None:
         G = self.net.module
-        self._project(np.zeros((1, G.img_resolution, G.img_resolution, G.img_channels),
-                               np.uint8), 1)
+        size = image_shape(G)
+        self._project(np.zeros((1, size.height, size.width, G.img_channels), np.uint8), 1)
 
     def project(self, target: np.ndarray) -> float:
         return float(self._project(np.asarray(target, np.uint8)[None], self.steps)[0])

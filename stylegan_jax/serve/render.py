@@ -38,13 +38,22 @@ class Spec:
     """What a client may ask of a network (reported by /api/info)."""
 
     family: str
-    resolution: int
+    resolution: int  # the shorter side (a square's side)
     channels: int
     z_dim: int
     c_dim: int
     truncates: bool  # ProGAN has no w_avg: ψ must be 1
     moves: bool = False  # StyleGAN3: its input can be translated and rotated
     class_names: tuple[str, ...] = ()  # label k's name, where the network's source records it
+    aspect: tuple[int, int] = (1, 1)  # (height, width) multiples of `resolution`
+
+    @property
+    def height(self) -> int:
+        return self.resolution * self.aspect[0]
+
+    @property
+    def width(self) -> int:
+        return self.resolution * self.aspect[1]
 
 
 def spec(net: Network, class_names: tuple[str, ...] | None = None) -> Spec:
@@ -53,11 +62,8 @@ def spec(net: Network, class_names: tuple[str, ...] | None = None) -> Spec:
     names = tuple(class_names or ())
     if names and len(names) != G.c_dim:
         raise ValueError(f"{len(names)} class names for a generator of {G.c_dim} classes")
-    if not family.image_shape(G).square:
-        raise ValueError(f"serve takes square generators so far; this one makes "
-                         f"{family.image_shape(G)} (W x H) images")
     return Spec(family.name, family.resolution(G), family.channels(G), G.z_dim, G.c_dim,
-                family.truncation, family.input_transform, names)
+                family.truncation, family.input_transform, names, family.image_shape(G).aspect)
 
 
 def ws_shape(net: Network) -> tuple[int, int]:

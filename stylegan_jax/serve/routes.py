@@ -25,6 +25,7 @@ from stylegan_jax.serve.batcher import Overloaded
 from stylegan_jax.serve.metrics import CONTENT_TYPE
 from stylegan_jax.serve.render import Spec
 from stylegan_jax.serve.state import STATIC, ServeState
+from stylegan_jax.shapes import ImageShape
 from stylegan_jax.tools.projection import fit_image
 
 ROUTES = {"/": "page", "/api/image": "image", "/api/info": "info",
@@ -89,7 +90,8 @@ async def page(request: Request) -> Response:
     spec = s.spec
     seed = secrets.randbelow(params.SEED_MAX + 1) if q.seed is None else q.seed
     link = _image_query(spec, seed, q)
-    values = dict(name=s.name, family=spec.family, resolution=spec.resolution, seed=seed,
+    values = dict(name=s.name, family=spec.family, width=spec.width, height=spec.height,
+                  seed=seed,
                   psi=repr(q.psi), class_idx="" if q.class_idx is None else q.class_idx,
                   classes=spec.c_dim, class_names=json.dumps(list(spec.class_names)),
                   truncates=str(spec.truncates).lower(), moves=str(spec.moves).lower(),
@@ -138,10 +140,11 @@ async def image(request: Request) -> Response:
     return Response(body, media_type=codec.MEDIA_TYPES[q.format], headers=headers)
 
 
-def _prepare_upload(body: bytes, resolution: int, channels: int):
-    """(the decoded upload, its uint8 target at the generator's size); runs in a thread."""
+def _prepare_upload(body: bytes, size: ImageShape, channels: int):
+    """(the decoded upload, its uint8 target at the generator's size: its largest centred
+    window of the generator's aspect ratio, resized); runs in a thread."""
     upload = uploads.decode(body)
-    return upload, fit_image(upload.image, resolution, channels)
+    return upload, fit_image(upload.image, size, channels)
 
 
 def _retry_after(s: ServeState) -> str:
@@ -164,7 +167,8 @@ async def attribute(request: Request) -> Response:
         with a.admit():
             body = await uploads.read_body(request)
             upload, target = await asyncio.get_running_loop().run_in_executor(
-                s.encoder, _prepare_upload, body, spec.resolution, spec.channels)
+                s.encoder, _prepare_upload, body, ImageShape(spec.height, spec.width),
+                spec.channels)
             del body
             t1 = time.perf_counter()
             result = await _result_unless_gone(request, a.submit(target))
@@ -205,6 +209,7 @@ async def info(request: Request) -> Response:
     spec = s.spec
     return JSONResponse({
         "name": s.name, "family": spec.family, "resolution": spec.resolution,
+        "width": spec.width, "height": spec.height,
         "channels": spec.channels, "classes": spec.c_dim,
         "class_names": list(spec.class_names), "z_dim": spec.z_dim,
         "psi_default": s.defaults.psi, "class_default": s.defaults.class_idx,

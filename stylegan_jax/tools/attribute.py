@@ -29,6 +29,7 @@ import numpy as np
 from stylegan_jax import atomic
 from stylegan_jax.generate import add_network_arguments, named_network_from_args
 from stylegan_jax.metrics import weight_files
+from stylegan_jax.models.registry import image_shape
 from stylegan_jax.tools import attribution, projection
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -55,8 +56,9 @@ def image_files(paths: list[Path], what: str = "IMAGES") -> list[Path]:
 
 
 def load_images(files: list[Path], module, what: str = "IMAGES") -> np.ndarray:
-    """uint8 [N, R, R, C]: each file centre-cropped and resized to the generator."""
-    return np.stack([projection.load_image(f, module.img_resolution, module.img_channels, what)
+    """uint8 [N, H, W, C]: each file centre-cropped to the generator's aspect ratio and
+    resized to its size."""
+    return np.stack([projection.load_image(f, image_shape(module), module.img_channels, what)
                      for f in files])
 
 

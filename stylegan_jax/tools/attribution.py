@@ -99,7 +99,7 @@ def project_batch(module, g_vars, targets: np.ndarray, num_steps: int, distance:
                   settings: projection.Settings = OFFICIAL,
                   progress: bool = True,
                   stats: tuple[np.ndarray, float] | None = None) -> Projected:
-    """Projects uint8 targets [N, H, W, C] (the generator's resolution and channels).
+    """Projects uint8 targets [N, H, W, C] (the generator's height, width and channels).
 
     `batch_size` images are optimised at once, each exactly as `projection.project`
     would alone with `seed` (its own w, noise buffers, Adam state, w noise); the last

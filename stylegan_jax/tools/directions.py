@@ -21,7 +21,7 @@ import numpy as np
 from stylegan_jax.data.sources import SourceConfig, open_indexed
 from stylegan_jax.generate import add_network_arguments, named_network_from_args
 from stylegan_jax.metrics import weight_files
-from stylegan_jax.models.registry import Network
+from stylegan_jax.models.registry import Network, image_shape
 from stylegan_jax.models.sampling import w_shape
 from stylegan_jax.tools import attribution, projection
 from stylegan_jax.tools import latent_directions as ld
@@ -47,7 +47,7 @@ def parse_folders(items: list[str]) -> list[tuple[str, Path]]:
 
 def folder_images(module, folders: list[tuple[str, Path]]
                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(uint8 images [N, R, R, C] fitted to the generator, labels [N], class names)."""
+    """(uint8 images [N, H, W, C] fitted to the generator, labels [N], class names)."""
     imgs, labels = [], []
     for k, (name, folder) in enumerate(folders):
         if not folder.is_dir():
@@ -63,9 +63,11 @@ def dataset_images(module, data: str, max_per_class: int | None
                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The images and labels of the bundled faces ('bundled': face / non-face) or of a
     labelled tfrecord dataset (`stylegan-jax dataset`), fitted to the generator."""
-    res, ch = module.img_resolution, module.img_channels
-    if data == "bundled":
-        source = SourceConfig(kind="bundled", resolution=res, channels=ch, labels=True)
+    size, ch = image_shape(module), module.img_channels
+    res = size.resolution
+    if data == "bundled":  # square faces: at the longer side, so a W x H crop keeps it all
+        source = SourceConfig(kind="bundled", resolution=max(size.height, size.width),
+                              channels=ch, labels=True)
     elif Path(data).is_dir():
         source = SourceConfig(kind="tfrecord", path=data)
     else:
@@ -79,7 +81,7 @@ def dataset_images(module, data: str, max_per_class: int | None
                              for k in range(src.num_classes)])
     level = res if res in src.levels else src.resolution
     raw = src.images_at(level).read(picked)
-    imgs = np.stack([projection.fit_image(img, res, ch) for img in raw])
+    imgs = np.stack([projection.fit_image(img, size, ch) for img in raw])
     return imgs, src.labels[picked].astype(np.int64), names
 
 

@@ -17,17 +17,19 @@ import numpy as np
 from stylegan_jax import images
 from stylegan_jax.generate import add_network_arguments, images_from_ws, network_from_args
 from stylegan_jax.metrics import lpips, weight_files
-from stylegan_jax.models.registry import Network
+from stylegan_jax.models.registry import Network, image_shape
+from stylegan_jax.shapes import ImageShape
 from stylegan_jax.tools import projection
 
 VIDEO_FPS = 10  # official: imageio writer, fps=10, libx264, 16 Mbit/s
 VIDEO_BITRATE = "16M"
 
 
-def load_target(path: str | Path, resolution: int, channels: int) -> np.ndarray:
-    """uint8 [resolution, resolution, channels]: the largest centred square of the image,
-    resized with PIL's Lanczos filter (official; smaller images are upscaled)."""
-    return projection.load_image(path, resolution, channels, "--target")
+def load_target(path: str | Path, size: int | ImageShape, channels: int) -> np.ndarray:
+    """uint8 [H, W, channels] for a generator of `size` (an int: size x size): the largest
+    centred window of the image with the generator's aspect ratio (a square's: the largest
+    centred square, official), resized with PIL's Lanczos filter (smaller ones upscaled)."""
+    return projection.load_image(path, size, channels, "--target")
 
 
 def load_lpips_weights(vgg16: str | Path | None = None, lpips_file: str | Path | None = None):
@@ -85,7 +87,8 @@ def _bool(text: str) -> bool:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_network_arguments(p)
     p.add_argument("--target", type=Path, required=True, metavar="FILE",
-                   help="image to project (any size: centre-cropped, resized with Lanczos)")
+                   help="image to project (any size: centre-cropped to the generator's aspect "
+                   "ratio, resized with Lanczos)")
     p.add_argument("--num-steps", type=int, default=1000,
                    help="optimisation steps (default: 1000, official)")
     p.add_argument("--seed", type=int, default=303,
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     net = network_from_args(args)
     projection.check_generator(net.module)
     G = net.module
-    target = load_target(args.target, G.img_resolution, G.img_channels)
+    target = load_target(args.target, image_shape(G), G.img_channels)
     lpips_vars = load_lpips_weights(args.vgg16_weights, args.lpips_weights)
     start = time.perf_counter()
     w_steps = projection.project(G, net.variables, lpips_vars, target, args.num_steps,

@@ -9,6 +9,11 @@ buffers being optimised. The whole step is one compiled function, vmapped over a
 independent images (`project` is a batch of one); the distance is LPIPS, or a mean
 squared error over a box pyramid where the LPIPS weights are missing (the schedule is the
 same).
+
+A W x H generator projects as a square one does: its target is the largest centred
+window of the generator's aspect ratio, the noise regulariser's octaves stop where the
+shorter side reaches 8, and LPIPS sees it area-downsampled by one integer factor on both
+axes when its shorter side exceeds 256 (the official code takes a square to 256x256).
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from stylegan_jax.data.images import BadImage, decode_image, resize, to_channels
 from stylegan_jax.metrics import image_ops, lpips, vgg
 from stylegan_jax.models.registry import family_of, image_shape, is_generator
 from stylegan_jax.models.sampling import mapping, synthesis
+from stylegan_jax.shapes import ImageShape
 
 LPIPS_MAX_SIZE = 256  # official: larger images are area-downsampled to 256 before VGG16
 W_AVG_SEED = 123  # official: np.random.RandomState(123) draws the w statistics' latents
 NOISE_REG_MIN_SIZE = 8  # official: the pyramid stops once a level is 8x8 or smaller
+# (a rectangle's: once its shorter side is 8 or smaller)
 
 
 @dataclass(frozen=True)
@@ -66,15 +73,16 @@ def w_noise_scale(step, num_steps, w_std, s: Settings = Settings()):
 
 
 def noise_regularizer(noise: dict[str, jax.Array]) -> jax.Array:
-    """Sum over buffers and octaves (down to 8x8, 2x2 average pooling) of the squared mean
-    shift-by-one autocorrelation along each axis (wrapping around, as torch.roll)."""
+    """Sum over buffers and octaves (down to 8x8, or a shorter side of 8 for a rectangle;
+    2x2 average pooling) of the squared mean shift-by-one autocorrelation along each axis
+    (wrapping around, as torch.roll)."""
     total = jnp.float32(0.0)
     for buf in noise.values():
         x = buf
         while True:
             total += jnp.square(jnp.mean(x * jnp.roll(x, 1, axis=1)))
             total += jnp.square(jnp.mean(x * jnp.roll(x, 1, axis=0)))
-            if x.shape[0] <= NOISE_REG_MIN_SIZE:
+            if min(x.shape) <= NOISE_REG_MIN_SIZE:
                 break
             h, w = x.shape
             x = x.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
@@ -112,9 +120,6 @@ def check_generator(module) -> None:
     if module.c_dim != 0:
         raise ValueError(f"projection needs an unconditional generator (c_dim 0, as the "
                          f"official projector), got c_dim {module.c_dim}")
-    if not image_shape(module).square:
-        raise ValueError(f"projection takes square generators so far; this one makes "
-                         f"{image_shape(module)} (W x H) images")
 
 
 def w_stats(module, variables, num_samples: int = 10000,
@@ -139,12 +144,19 @@ def w_stats(module, variables, num_samples: int = 10000,
 _mapping = jax.jit(mapping, static_argnames=("module", "psi", "cutoff"))
 
 
+def lpips_size(height: int, width: int) -> tuple[int, int]:
+    """The (height, width) LPIPS compares: a square larger than 256 at 256x256 (official),
+    a rectangle downsampled by the same integer factor on both axes, its shorter side to 256
+    (a power-of-two side stays a whole number of pixels)."""
+    factor = max(1, min(height, width) // LPIPS_MAX_SIZE)
+    return height // factor, width // factor
+
+
 def to_lpips_input(images: jax.Array) -> jax.Array:
-    """[N, H, W, 1|3] in [-1, 1] -> RGB, area-downsampled to 256 when larger (official)."""
-    x = image_ops.to_rgb(images.astype(jnp.float32))
-    if x.shape[1] > LPIPS_MAX_SIZE:
-        x = image_ops.resize_area(x, (LPIPS_MAX_SIZE, LPIPS_MAX_SIZE))
-    return x
+    """[N, H, W, 1|3] in [-1, 1] -> RGB, area-downsampled to `lpips_size` (official for a
+    square). RGBA would be composited over black, as the metrics do."""
+    x = image_ops.to_rgb(images.astype(jnp.float32), (-1.0, 1.0))
+    return image_ops.resize_area(x, lpips_size(*x.shape[1:3]))
 
 
 def lpips_taps(lpips_vars: dict, images: jax.Array) -> list[jax.Array]:
@@ -308,12 +320,13 @@ def target_features(distance: str, distance_vars, targets_uint8: jax.Array) -> l
 
 
 def check_target_shape(module, targets: np.ndarray) -> None:
-    """uint8 targets [N, H, W, C] must be at the generator's resolution and channels."""
-    want = (module.img_resolution, module.img_resolution, module.img_channels)
+    """uint8 targets [N, H, W, C] must be at the generator's height, width and channels."""
+    size = image_shape(module)
+    want = (size.height, size.width, module.img_channels)
     shape = tuple(np.shape(targets))
     if len(shape) != 4 or shape[1:] != want:
         got = shape[1:] if len(shape) == 4 else shape
-        raise ValueError(f"target image has shape {got}, the generator makes {want}")
+        raise ValueError(f"target image has shape {got} (H, W, C), the generator makes {want}")
 
 
 def optimize(module, g_vars: dict, distance: str, distance_vars, targets_uint8: np.ndarray,
@@ -350,23 +363,35 @@ def optimize(module, g_vars: dict, distance: str, distance_vars, targets_uint8: 
     return state, feats, ws
 
 
-def fit_image(image: np.ndarray, resolution: int, channels: int) -> np.ndarray:
-    """uint8 [resolution, resolution, channels] of a uint8 HWC image: its largest centred
-    square, resized with PIL's Lanczos filter (official; smaller images are upscaled)."""
+def crop_box(height: int, width: int, out_height: int, out_width: int
+             ) -> tuple[int, int, int, int]:
+    """(top, left, crop height, crop width): the largest centred window of an image
+    height x width with the aspect ratio out_width : out_height (for a square: its largest
+    centred square, as the official projector crops); sides rounded down."""
+    if width * out_height >= height * out_width:  # wider than the target: full height
+        ch, cw = height, height * out_width // out_height
+    else:
+        ch, cw = width * out_height // out_width, width
+    return (height - ch) // 2, (width - cw) // 2, ch, cw
+
+
+def fit_image(image: np.ndarray, size: int | ImageShape, channels: int) -> np.ndarray:
+    """uint8 [H, W, channels] of a uint8 HWC image for a generator of `size` (an int:
+    size x size): its largest centred window of the generator's aspect ratio (`crop_box`),
+    resized with PIL's Lanczos filter (official; smaller images are upscaled)."""
+    h, w = (size.height, size.width) if isinstance(size, ImageShape) else (size, size)
     image = to_channels(image, channels)
-    h, w, _ = image.shape
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    square = np.ascontiguousarray(image[top:top + s, left:left + s])
-    return resize(square, resolution, resolution, "lanczos")
+    top, left, ch, cw = crop_box(*image.shape[:2], h, w)
+    window = np.ascontiguousarray(image[top:top + ch, left:left + cw])
+    return resize(window, w, h, "lanczos")
 
 
-def load_image(path: str | Path, resolution: int, channels: int,
+def load_image(path: str | Path, size: int | ImageShape, channels: int,
                what: str = "--target") -> np.ndarray:
     """`fit_image` of an image file; errors name `what` (the flag) and the file."""
     path = Path(path)
     try:
-        return fit_image(decode_image(path.read_bytes()), resolution, channels)
+        return fit_image(decode_image(path.read_bytes()), size, channels)
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {path}: no such file") from None
     except IsADirectoryError:
@@ -387,7 +412,7 @@ def project(module, g_vars: dict, lpips_vars: dict, target_uint8: np.ndarray, nu
             ) -> np.ndarray:
     """The official `project()`: w after each step, [num_steps, w_dim] float32.
 
-    `target_uint8` is [H, W, C] at the generator's resolution and channels. The
+    `target_uint8` is [H, W, C] at the generator's height, width and channels. The
     optimised noise buffers are discarded, as the official script renders its outputs
     with the generator's own.
     """
