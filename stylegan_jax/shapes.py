@@ -64,6 +64,19 @@ class ImageShape:
         return cls(resolution * ah, resolution * aw)
 
 
+def check_aspect(aspect, field: str = "img_aspect") -> tuple[int, int]:
+    """A network's (height, width) multiples of the shorter side: (1, 1), (1, 2^k) or (2^k, 1);
+    ValueError naming `field` otherwise (bools and floats included)."""
+    if (isinstance(aspect, tuple | list) and len(aspect) == 2
+            and all(isinstance(a, int) and not isinstance(a, bool) for a in aspect)):
+        try:
+            return ImageShape.of(4, aspect).aspect
+        except ValueError:
+            pass
+    raise ValueError(f"{field} must be (height, width) multiples (1, 1), (1, 2^k) or (2^k, 1), "
+                     f"got {aspect!r}")
+
+
 def parse_size(value, what: str = "resolution") -> ImageShape:
     """An int R (R x R) or 'WxH' text (e.g. '512x256': 512 wide, 256 high) -> ImageShape;
     the error names `what`, the value and what is allowed."""

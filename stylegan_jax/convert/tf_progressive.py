@@ -16,6 +16,10 @@ tensors change layout, all because TF computes in NCHW:
 - pickles of the original ProGAN code (`tfutil.Network`) store the fused up-conv
   kernel as [k, k, out, in]; it is transposed to [k, k, in, out].
 
+A W x H network (`img_aspect`, this project's extension) reads NVIDIA's layout of the
+same tensors on its 4*ah x 4*aw start; no official build function makes one, so writing it
+for an official pickle (`variables_to_tf`) is refused.
+
 The `lod` variables are left out of the variables (lod is an input of our networks) and
 kept as the Network's `lod`, so a snapshot taken mid-growth renders as it was trained.
 """
@@ -33,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from stylegan_jax import shapes
 from stylegan_jax.convert.pickle_reader import TFNetwork
 from stylegan_jax.convert.safe_pickle import one_line, plain_value, short_repr
 from stylegan_jax.models import progan, stylegan
@@ -54,14 +59,15 @@ def _is_buffer(name: str) -> bool:
 
 def _to_ours(module: nn.Module, name: str, value: np.ndarray, legacy: bool) -> np.ndarray:
     leaf = name.rsplit("/", 1)[-1]
+    h, w = module.at(4)  # the 4x4 block's maps (4*ah x 4*aw on a rectangle)
     if isinstance(module, progan.Generator) and name == "4x4/Dense/weight" and value.ndim == 2:
         rows, cols = value.shape
-        ch = cols // 16
-        return value.reshape(rows, ch, 4, 4).transpose(0, 2, 3, 1).reshape(rows, cols)
+        ch = cols // (h * w)
+        return value.reshape(rows, ch, h, w).transpose(0, 2, 3, 1).reshape(rows, cols)
     if isinstance(module, _DISCRIMINATORS) and name == "4x4/Dense0/weight" and value.ndim == 2:
         rows, cols = value.shape
-        ch = rows // 16
-        return value.reshape(ch, 4, 4, cols).transpose(1, 2, 0, 3).reshape(rows, cols)
+        ch = rows // (h * w)
+        return value.reshape(ch, h, w, cols).transpose(1, 2, 0, 3).reshape(rows, cols)
     if leaf == "const" and value.ndim == 4 and value.shape[0] == 1:
         return value[0].transpose(1, 2, 0)
     if _is_buffer(name) and leaf != "dlatent_avg" and value.ndim == 4:
@@ -74,14 +80,15 @@ def _to_ours(module: nn.Module, name: str, value: np.ndarray, legacy: bool) -> n
 def _to_tf(module: nn.Module, name: str, value: np.ndarray) -> np.ndarray:
     """Inverse of `_to_ours` for the current (dnnlib) layout."""
     leaf = name.rsplit("/", 1)[-1]
+    h, w = module.at(4)
     if isinstance(module, progan.Generator) and name == "4x4/Dense/weight":
         rows, cols = value.shape
-        ch = cols // 16
-        return value.reshape(rows, 4, 4, ch).transpose(0, 3, 1, 2).reshape(rows, cols)
+        ch = cols // (h * w)
+        return value.reshape(rows, h, w, ch).transpose(0, 3, 1, 2).reshape(rows, cols)
     if isinstance(module, _DISCRIMINATORS) and name == "4x4/Dense0/weight":
         rows, cols = value.shape
-        ch = rows // 16
-        return value.reshape(4, 4, ch, cols).transpose(2, 0, 1, 3).reshape(rows, cols)
+        ch = rows // (h * w)
+        return value.reshape(h, w, ch, cols).transpose(2, 0, 1, 3).reshape(rows, cols)
     if leaf == "const" and value.ndim == 3:
         return value.transpose(2, 0, 1)[None]
     if _is_buffer(name) and leaf != "dlatent_avg" and value.ndim == 2:
@@ -94,8 +101,9 @@ def sample_inputs(module: nn.Module, batch: int = 2) -> tuple:
     if isinstance(module, _GENERATORS):
         return (jnp.zeros((batch, module.z_dim)), jnp.zeros((batch, module.c_dim)), 0.0)
     if isinstance(module, _DISCRIMINATORS):
-        r, c = module.img_resolution, module.img_channels
-        return (jnp.zeros((batch, r, r, c)), jnp.zeros((batch, module.c_dim)), 0.0)
+        h, w = module.at(module.img_resolution)
+        return (jnp.zeros((batch, h, w, module.img_channels)), jnp.zeros((batch, module.c_dim)),
+                0.0)
     raise TypeError(f"no sample inputs for {type(module).__name__}")
 
 
@@ -143,8 +151,23 @@ def variables_from_tf(
     return unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})
 
 
-def variables_to_tf(variables: Mapping, module: nn.Module) -> dict[str, np.ndarray]:
-    """Flax variables -> official TF variables (current layout, `lod` left out)."""
+def check_official(module: nn.Module, what: str = "network") -> None:
+    """ValueError for a W x H network (`img_aspect` other than (1, 1)): NVIDIA's TF
+    networks, and so their pickles, are square."""
+    ah, aw = shapes.check_aspect(module.img_aspect)
+    if (ah, aw) != (1, 1):
+        h, w = module.at(module.img_resolution)
+        raise ValueError(
+            f"{what} is a {w}x{h} (W x H) network (img_aspect={(ah, aw)}): the official "
+            "ProGAN / StyleGAN TF pickles hold square networks only; keep it as a "
+            "stylegan_jax network directory")
+
+
+def variables_to_tf(variables: Mapping, module: nn.Module,
+                    what: str = "network") -> dict[str, np.ndarray]:
+    """Flax variables -> official TF variables (current layout, `lod` left out), for an
+    official pickle: a W x H network is refused (`check_official`)."""
+    check_official(module, what)
     out = {}
     for key, value in flatten_dict(dict(variables)).items():
         if key[0] in ("params", "buffers"):
@@ -184,7 +207,8 @@ def module_kwargs_from_tf(build_func_name: str, static_kwargs: Mapping[str, Any]
             f"{sorted(BUILD_FUNCS)} (ProGAN and StyleGAN v1 networks; StyleGAN2's G_main "
             "imports with D_stylegan2 or D_main)")
     cls, defaults = BUILD_FUNCS[build_func_name]
-    fields = set(cls.__dataclass_fields__) - {"parent", "name", "axis_name"}
+    # img_aspect is this project's extension: no official build function takes it.
+    fields = set(cls.__dataclass_fields__) - {"parent", "name", "axis_name", "img_aspect"}
     out = dict(defaults)
     for key, value in static_kwargs.items():
         if key in _RUNTIME_KWARGS:

@@ -9,6 +9,12 @@ StyleGAN v1 (models/stylegan.py) reuses `grow_images` / `grow_scores`.
 Submodule and parameter names are the official TF variable scopes (`4x4/Dense`,
 `8x8/Conv0_up`, `ToRGB_lod0`, `FromRGB_lod1`, ...), so conversion is a layout change.
 Module fields are the official kwargs, defaults included (`fused_scale=True`).
+
+Beyond the official networks, `img_aspect` (height, width multiples of `resolution`, the
+shorter side; see stylegan_jax.shapes) makes them W x H: G's 4x4 start (ProGAN's dense
+layer, StyleGAN's constant) becomes 4*ah x 4*aw, every later block doubles both sides,
+and D ends on the same rectangle (its dense layer's fan-in is that of its flattened
+input, as officially). (1, 1) is the official square network, unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import jax.numpy as jnp
 
 from stylegan_jax.nn import ops
 from stylegan_jax.nn.layers import Conv2d, Dense, check_resolution
+from stylegan_jax.shapes import check_aspect
 
 SQRT2 = math.sqrt(2.0)
 
@@ -184,6 +191,11 @@ class OfficialShape:
     def max_lod(self) -> int:
         return check_resolution(self.resolution, "resolution") - 2
 
+    def at(self, res: int) -> tuple[int, int]:
+        """(height, width) of this network's feature maps whose shorter side is `res`."""
+        ah, aw = check_aspect(self.img_aspect)
+        return res * ah, res * aw
+
 
 class GeneratorBlock(nn.Module):
     """One resolution of `G_paper`: 4x4 (pixel norm, dense, conv) or (up-conv, conv)."""
@@ -195,6 +207,7 @@ class GeneratorBlock(nn.Module):
     pixelnorm_epsilon: float
     normalize_latents: bool
     fused_scale: bool
+    start: tuple[int, int] = (4, 4)  # (height, width) of the first block's maps
 
     @nn.compact
     def __call__(self, x):
@@ -209,8 +222,9 @@ class GeneratorBlock(nn.Module):
             if self.normalize_latents:
                 x = ops.normalize_2nd_moment(x, eps=self.pixelnorm_epsilon)
             # The official gain sqrt(2)/4 matches the original Theano implementation.
-            x = pn(Dense(self.fmaps * 16, activation=self.activation, gain=SQRT2 / 4,
-                         act_gain=1.0, out_shape=(4, 4, self.fmaps), name="Dense")(x))
+            h, w = self.start
+            x = pn(Dense(self.fmaps * h * w, activation=self.activation, gain=SQRT2 / 4,
+                         act_gain=1.0, out_shape=(h, w, self.fmaps), name="Dense")(x))
             return pn(Conv2d(self.fmaps, 3, name="Conv", **conv)(x))
         if self.fused_scale:
             x = pn(Conv2d(self.fmaps, 3, up=2, resample="fused", name="Conv0_up", **conv)(x))
@@ -238,6 +252,7 @@ class Generator(OfficialShape, nn.Module):
     pixelnorm_epsilon: float = 1e-8
     use_leakyrelu: bool = True
     fused_scale: bool = True
+    img_aspect: tuple[int, int] = (1, 1)  # images [resolution * ah, resolution * aw]
 
     def setup(self):
         log2 = check_resolution(self.resolution, "resolution")
@@ -250,7 +265,7 @@ class Generator(OfficialShape, nn.Module):
                 activation="lrelu" if self.use_leakyrelu else "relu",
                 use_pixelnorm=self.use_pixelnorm, pixelnorm_epsilon=self.pixelnorm_epsilon,
                 normalize_latents=self.normalize_latents, fused_scale=self.fused_scale,
-                name=scope(r),
+                start=self.at(4), name=scope(r),
             )
             for r in range(2, log2 + 1)
         }
@@ -259,11 +274,9 @@ class Generator(OfficialShape, nn.Module):
             for r in range(2, log2 + 1)
         }
 
-
     @property
     def z_dim(self) -> int:
         return self._nf(0) if self.latent_size is None else self.latent_size
-
 
     def __call__(self, latents, labels, lod=0.0):
         check_shape(latents, (None, self.z_dim), "latents")
@@ -322,10 +335,12 @@ class Discriminator(OfficialShape, nn.Module):
     fmap_max: int = 512
     mbstd_group_size: int = 4
     fused_scale: bool = True
+    img_aspect: tuple[int, int] = (1, 1)  # images [resolution * ah, resolution * aw]
 
     def setup(self):
         log2 = check_resolution(self.resolution, "resolution")
         _check_fused(self.fused_scale, (True, False))
+        check_aspect(self.img_aspect)
         nf = self._nf
         self.blocks = {
             scope(r): DiscriminatorBlock(
@@ -341,11 +356,8 @@ class Discriminator(OfficialShape, nn.Module):
             for r in range(2, log2 + 1)
         }
 
-
-
     def __call__(self, images, labels, lod=0.0):
-        r, c = self.resolution, self.num_channels
-        check_shape(images, (None, r, r, c), "images")
+        check_shape(images, (None, *self.at(self.resolution), self.num_channels), "images")
         check_shape(labels, (images.shape[0], self.label_size), "labels")
         lod = as_lod(lod)
         return grow_scores(self, images.astype(jnp.float32), lod, 2, self.max_lod,

@@ -306,7 +306,7 @@ def random_generator(resolution: int = 32, channels: int = 3, seed: int = 0,
     G = stylegan2.Generator(
         z_dim=64, c_dim=0, w_dim=64, img_resolution=resolution, img_channels=channels,
         mapping_layers=2, channel_base=2048, channel_max=64, conv_clamp=256.0,
-        img_aspect=stylegan2.check_aspect(aspect, "aspect"),
+        img_aspect=shapes.check_aspect(aspect, "aspect"),
     )
     key = jax.random.PRNGKey(seed)
     variables = G.init({"params": key, "noise": key}, jnp.zeros((1, 64)), jnp.zeros((1, 0)))

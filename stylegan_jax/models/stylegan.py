@@ -6,7 +6,8 @@ with ProGAN (models/progan.py). Submodule and variable names are the official TF
 `dlatent_avg`, `FromRGB_lod1`, ...); module fields are the official kwargs with their
 official defaults (`fused_scale='auto'`: fused resampling from 128x128 up;
 `blur_filter=(1, 2, 1)`). Variables: `params` and `buffers` (`dlatent_avg`, the
-stored noise inputs `G_synthesis/noise<i>`).
+stored noise inputs `G_synthesis/noise<i>`). `img_aspect` makes them W x H (see
+models/progan.py): the constant and the noise inputs are stretched by it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from stylegan_jax.models.progan import (
 )
 from stylegan_jax.nn import ops
 from stylegan_jax.nn.layers import NOISE_MODES, Conv2d, Dense, check_resolution
+from stylegan_jax.shapes import check_aspect
 
 NONLINEARITIES = ("lrelu", "relu")
 FUSED_SCALES = (True, False, "auto")
@@ -119,10 +121,12 @@ class SynthesisLayer(nn.Module):
     nonlinearity: str = "lrelu"
     use_pixel_norm: bool = False
     use_instance_norm: bool = True
+    const_shape: tuple[int, int] = (4, 4)  # (height, width) of the learned constant
 
     def setup(self):
         if self.kind == "const":
-            self.const = self.param("const", nn.initializers.ones_init(), (4, 4, self.features))
+            self.const = self.param("const", nn.initializers.ones_init(),
+                                    (*self.const_shape, self.features))
         else:
             self.conv = Conv2d(self.features, 3, use_bias=False, weight_gain=SQRT2,
                                up=2 if self.kind == "up" else 1, resample=self.resample)
@@ -165,6 +169,7 @@ class SynthesisBlock(nn.Module):
     nonlinearity: str = "lrelu"
     use_pixel_norm: bool = False
     use_instance_norm: bool = True
+    const_shape: tuple[int, int] = (4, 4)
 
     def setup(self):
         common = dict(
@@ -173,7 +178,8 @@ class SynthesisBlock(nn.Module):
             use_instance_norm=self.use_instance_norm,
         )
         if self.res == 2:
-            self.first = SynthesisLayer(self.fmaps, "const", name="Const", **common)
+            self.first = SynthesisLayer(self.fmaps, "const", name="Const",
+                                        const_shape=self.const_shape, **common)
             self.second = SynthesisLayer(self.fmaps, "conv", name="Conv", **common)
         else:
             self.first = SynthesisLayer(self.fmaps, "up", self.resample, name="Conv0_up",
@@ -201,9 +207,11 @@ class SynthesisNetwork(nn.Module):
     use_instance_norm: bool = True
     fused_scale: bool | str = "auto"
     blur_filter: tuple[float, ...] | None = (1, 2, 1)
+    aspect: tuple[int, int] = (1, 1)  # maps are [res * ah, res * aw]
 
     def setup(self):
         log2 = check_resolution(self.resolution, "resolution")
+        ah, aw = check_aspect(self.aspect, "img_aspect")
         if log2 < 3:
             raise ValueError(f"StyleGAN resolution must be >= 8 (as the official recursive "
                              f"structure), got {self.resolution}")
@@ -216,7 +224,8 @@ class SynthesisNetwork(nn.Module):
         self.blocks = {
             scope(r): SynthesisBlock(
                 res=r, fmaps=num_features(r - 1, self.fmap_base, self.fmap_decay, self.fmap_max),
-                resample=resample_mode(self.fused_scale, r), name=scope(r), **common,
+                resample=resample_mode(self.fused_scale, r), const_shape=(4 * ah, 4 * aw),
+                name=scope(r), **common,
             )
             for r in range(2, log2 + 1)
         }
@@ -226,7 +235,7 @@ class SynthesisNetwork(nn.Module):
         }
         if self.use_noise:
             self.noise_inputs = [
-                self.variable("buffers", f"noise{i}", _unit_normal(self, 2 ** (i // 2 + 2)))
+                self.variable("buffers", f"noise{i}", _unit_normal(self, self._noise_shape(i)))
                 for i in range(self.num_layers)
             ]
 
@@ -250,17 +259,21 @@ class SynthesisNetwork(nn.Module):
         x = block(self, 2, None)
         return grow_images(self, x, lod, 3, max_lod - 1, block, _torgb)
 
+    def _noise_shape(self, idx: int) -> tuple[int, int]:
+        """(height, width) of noise input `idx` (two per resolution from 4x4)."""
+        size = 2 ** (idx // 2 + 2)
+        return size * self.aspect[0], size * self.aspect[1]
+
     def _noise(self, idx: int, batch: int, noise_mode: str):
         if not self.use_noise or noise_mode == "none":
             return None
-        size = 2 ** (idx // 2 + 2)
         if noise_mode == "random":
-            return jax.random.normal(self.make_rng("noise"), (batch, size, size, 1))
+            return jax.random.normal(self.make_rng("noise"), (batch, *self._noise_shape(idx), 1))
         return self.noise_inputs[idx].value[None, :, :, None]
 
 
-def _unit_normal(module: nn.Module, size: int):
-    return lambda: jax.random.normal(module.make_rng("params"), (size, size))
+def _unit_normal(module: nn.Module, shape: tuple[int, int]):
+    return lambda: jax.random.normal(module.make_rng("params"), shape)
 
 
 def _torgb(m, res, x):
@@ -296,6 +309,7 @@ class Generator(OfficialShape, nn.Module):
     blur_filter: tuple[float, ...] | None = (1, 2, 1)
     dlatent_avg_beta: float | None = 0.995
     axis_name: str | None = None  # average the dlatent batch mean over this device axis
+    img_aspect: tuple[int, int] = (1, 1)  # images [resolution * ah, resolution * aw]
 
     def setup(self):
         self.synthesis = SynthesisNetwork(
@@ -303,7 +317,8 @@ class Generator(OfficialShape, nn.Module):
             resolution=self.resolution, fmap_base=self.fmap_base, fmap_decay=self.fmap_decay,
             fmap_max=self.fmap_max, use_noise=self.use_noise, nonlinearity=self.nonlinearity,
             use_pixel_norm=self.use_pixel_norm, use_instance_norm=self.use_instance_norm,
-            fused_scale=self.fused_scale, blur_filter=self.blur_filter, name="G_synthesis",
+            fused_scale=self.fused_scale, blur_filter=self.blur_filter,
+            aspect=check_aspect(self.img_aspect), name="G_synthesis",
         )
         if self.mapping_nonlinearity not in NONLINEARITIES:
             raise ValueError(f"mapping_nonlinearity must be one of {NONLINEARITIES}, "
@@ -325,7 +340,6 @@ class Generator(OfficialShape, nn.Module):
     @property
     def z_dim(self) -> int:
         return self.latent_size
-
 
     def mapping_fn(self, latents, labels):
         check_shape(latents, (None, self.latent_size), "latents")
@@ -425,10 +439,12 @@ class Discriminator(OfficialShape, nn.Module):
     mbstd_num_features: int = 1
     fused_scale: bool | str = "auto"
     blur_filter: tuple[float, ...] | None = (1, 2, 1)
+    img_aspect: tuple[int, int] = (1, 1)  # images [resolution * ah, resolution * aw]
 
     def setup(self):
         log2 = check_resolution(self.resolution, "resolution")
         _check_options(self.nonlinearity, self.fused_scale, self.blur_filter)
+        check_aspect(self.img_aspect)
         nf = self._nf
         blur = None if self.blur_filter is None else tuple(self.blur_filter)
         self.blocks = {
@@ -446,11 +462,8 @@ class Discriminator(OfficialShape, nn.Module):
             for r in range(2, log2 + 1)
         }
 
-
-
     def __call__(self, images, labels, lod=0.0):
-        r, c = self.resolution, self.num_channels
-        check_shape(images, (None, r, r, c), "images")
+        check_shape(images, (None, *self.at(self.resolution), self.num_channels), "images")
         check_shape(labels, (images.shape[0], self.label_size), "labels")
         lod = as_lod(lod)
         scores = grow_scores(self, images.astype(jnp.float32), lod, 2, self.max_lod,

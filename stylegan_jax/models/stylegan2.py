@@ -20,9 +20,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from stylegan_jax import shapes
 from stylegan_jax.nn import ops
 from stylegan_jax.nn.layers import NOISE_MODES, Conv2d, Dense, check_resolution
+from stylegan_jax.shapes import check_aspect
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 
@@ -30,18 +30,6 @@ ARCHITECTURES = ("orig", "skip", "resnet")
 def check_architecture(architecture: str, field: str = "architecture") -> None:
     if architecture not in ARCHITECTURES:
         raise ValueError(f"{field} must be one of {ARCHITECTURES}, got {architecture!r}")
-
-
-def check_aspect(aspect, field: str = "img_aspect") -> tuple[int, int]:
-    """(height, width) multiples of the shorter side: (1, 1), (1, 2^k) or (2^k, 1)."""
-    if (isinstance(aspect, tuple | list) and len(aspect) == 2
-            and all(isinstance(a, int) and not isinstance(a, bool) for a in aspect)):
-        try:
-            return shapes.ImageShape.of(4, aspect).aspect
-        except ValueError:
-            pass
-    raise ValueError(f"{field} must be (height, width) multiples (1, 1), (1, 2^k) or (2^k, 1), "
-                     f"got {aspect!r}")
 
 
 def channels_at(res: int, channel_base: int, channel_max: int) -> int:

@@ -13,6 +13,10 @@ is the run of groups with one resolution: it fixes the data resolution, the glob
 minibatch and the base learning rates, so the loop compiles one program per stage,
 while lod (the fade) is computed on the device from the state's image count.
 
+W x H images (a power-of-two aspect) grow as squares do: every resolution here is the
+shorter side (`data.resolution`, `lod_initial_resolution`, the per-resolution dicts' keys),
+and the reals at each level are the W x H images box-downscaled in both axes.
+
 Exact arithmetic: the host side works on integer image counts, so phase boundaries fall
 exactly where the official float formula puts them for any kimg with three decimals.
 """

@@ -100,12 +100,13 @@ def _apply_if_finite(params, grads, opt: AdamState, lr, cfg: StepConfig):
 
 
 def fade_reals(real_u8: jax.Array, lod: jax.Array, level: int, resolution: int) -> jax.Array:
-    """Official process_reals (FadeLOD + UpscaleLOD): uint8 [N, r, r, C] -> [-1, 1] at
-    `resolution`, crossfaded toward the 2x box-averaged image by lod - level."""
+    """Official process_reals (FadeLOD + UpscaleLOD): uint8 [N, r*ah, r*aw, C] -> [-1, 1]
+    with shorter side `resolution`, crossfaded toward the 2x box-averaged image by
+    lod - level (both axes alike, so a W x H image keeps its aspect)."""
     x = real_u8.astype(jnp.float32) / 127.5 - 1.0
     t = jnp.clip(lod - level, 0.0, 1.0)
     x = ops.lerp(x, ops.upscale2d_nearest(ops.downscale2d_box(x, 2), 2), t)
-    return ops.upscale2d_nearest(x, resolution // x.shape[1])
+    return ops.upscale2d_nearest(x, resolution // min(x.shape[1], x.shape[2]))
 
 
 def fake_images(nets: Networks, cfg: StepConfig, params, buffers, z, c, lod, level: int, key):

@@ -20,6 +20,7 @@ import ml_collections
 from stylegan_jax.models import registry, stylegan
 from stylegan_jax.models.registry import Networks
 from stylegan_jax.nn.layers import NOISE_MODES
+from stylegan_jax.shapes import ImageShape, data_shape
 from stylegan_jax.store.runs import networks_from_state
 from stylegan_jax.train.backends import AXIS, Backend
 from stylegan_jax.train.progressive import step as step_lib
@@ -54,7 +55,8 @@ def init_state(nets: Networks, seed: int) -> step_lib.ProgressiveState:
     z, c = jnp.zeros((1, G.z_dim)), jnp.zeros((1, G.c_dim))
     g_vars = G.init({"params": k_g, "noise": k_g}, z, c)
     n = max(D.mbstd_group_size, 1)
-    images = jnp.zeros((n, D.img_resolution, D.img_resolution, D.img_channels))
+    size = registry.image_shape(D)  # W x H where the data is
+    images = jnp.zeros((n, size.height, size.width, D.img_channels))
     d_vars = D.init(k_d, images, jnp.zeros((n, D.c_dim)))
     g_params, g_buffers = g_vars["params"], dict(g_vars.get("buffers", {}))
     return step_lib.ProgressiveState(
@@ -190,17 +192,19 @@ def _validate(config, num_devices: int, fail) -> None:
         if not t[field] > 0:
             fail(f"train.{field}", "expected a positive learning rate")
     schedule = Schedule.from_config(config)
+    aspect = data_shape(config.data).aspect  # the per-resolution dicts name the shorter side
     for r in schedule.resolutions():
+        at = ImageShape.of(r, aspect)  # W x H of the reals at this level
         mb = schedule.minibatch(r)
         field = "train.minibatch_dict" if r in dict(schedule.minibatch_dict) else \
             "train.batch_size"
         if not isinstance(mb, int) or mb < 1 or mb % num_devices:
-            fail(field, f"the minibatch {mb} at {r}x{r} must be a positive multiple of the "
+            fail(field, f"the minibatch {mb} at {at} must be a positive multiple of the "
                         f"{num_devices} devices")
         per_device, group = mb // num_devices, m.mbstd_group_size
         if group > 1 and per_device % min(group, per_device):
             fail("model.mbstd_group_size", f"must divide the per-device minibatch "
-                                           f"{per_device} at {r}x{r} (or exceed it)")
+                                           f"{per_device} at {at} (or exceed it)")
 
     # Optimizer, loss, EMA.
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
