@@ -77,6 +77,16 @@ def check_aspect(aspect, field: str = "img_aspect") -> tuple[int, int]:
                      f"got {aspect!r}")
 
 
+def require_square(resolution: int, aspect, what: str, formats: str) -> None:
+    """ValueError for a W x H network: `formats` (an official pickle format) hold square
+    networks only. `what` names the network, e.g. "'G_ema'"."""
+    ah, aw = check_aspect(aspect)
+    if (ah, aw) != (1, 1):
+        raise ValueError(f"{what} is a {ImageShape.of(resolution, (ah, aw))} (W x H) network "
+                         f"(img_aspect={(ah, aw)}): {formats} hold square networks only; keep "
+                         "it as a stylegan_jax network directory")
+
+
 def parse_size(value, what: str = "resolution") -> ImageShape:
     """An int R (R x R) or 'WxH' text (e.g. '512x256': 512 wide, 256 high) -> ImageShape;
     the error names `what`, the value and what is allowed."""

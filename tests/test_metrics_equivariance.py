@@ -115,6 +115,44 @@ def test_rotating_a_constant_image_has_the_closed_form_psnr():
             assert s[1] == 4 * 3 * 20 * 20
 
 
+def _waves(h: int, w: int, warp) -> np.ndarray:
+    """[4, h, w, 2] images of a band-limited field (three sinusoids of at most 0.13 cycles
+    per pixel) sampled at pixel centres q = warp(p), p centred and in pixels (x, y)."""
+    x, y = np.meshgrid(np.arange(w) + 0.5 - w / 2, np.arange(h) + 0.5 - h / 2)
+    q = warp(np.stack([x, y], -1))
+    freqs, phases = [[0.07, 0.03], [-0.05, 0.09], [0.11, -0.06]], [0.3, 1.1, -0.4]
+    v = sum(np.sin(2 * np.pi * (q @ np.array(f)) + ph)
+            for f, ph in zip(freqs, phases, strict=True)) / 3
+    return np.broadcast_to(v[None, :, :, None], (4, h, w, 2)).astype(np.float32)
+
+
+@pytest.mark.parametrize("hw", [(16, 32), (32, 16)], ids=["32x16", "16x32"])
+def test_rectangles_move_in_the_input_units(hw):
+    """On W x H images the metric's moves are a W x H StyleGAN3's input moves: a
+    translation t moves t * R pixels on both axes (R the shorter side), a rotation turns
+    the pixels about the centre. Images of one band-limited field, moved in closed form,
+    score far above (> 50 dB) what moves in fractions of each side / normalised
+    coordinates (the official operators' reading, a shear on rectangles) get (< 25 dB)."""
+    h, w = hw
+    r = min(h, w)
+    orig = _waves(h, w, lambda p: p)
+    t = np.float32([0.1, -0.07])
+    for mode, tt in (("int", np.round(t * r) / r), ("frac", t)):
+        right = _waves(h, w, lambda p, tt=tt: p - tt * r)
+        wrong = _waves(h, w, lambda p, tt=tt: p - tt * np.array([w, h]))
+        assert eq.psnr(np.asarray(_sums(mode, jnp.asarray(tt), orig, right))) > (
+            1e9 if mode == "int" else 50)
+        assert eq.psnr(np.asarray(_sums(mode, jnp.asarray(tt), orig, wrong))) < 25
+    a = 0.6
+    inv = np.linalg.inv(np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]))
+    s = np.array([w, h]) / r  # pixels per normalised unit, over the shorter side's
+    right = _waves(h, w, lambda p: p @ inv.T)
+    wrong = _waves(h, w, lambda p: (p / s) @ inv.T * s)
+    param = jnp.array([a, 0.0])
+    assert eq.psnr(np.asarray(_sums("rot", param, orig, right))) > 50
+    assert eq.psnr(np.asarray(_sums("rot", param, orig, wrong))) < 25
+
+
 def test_draws_follow_the_official_ranges():
     rng = np.random.default_rng(0)
     t_int = np.stack([eq.draw_param(rng, "int", 32) for _ in range(200)])

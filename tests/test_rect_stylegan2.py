@@ -344,7 +344,7 @@ def _config(family, resolution, raw=False):
 @pytest.mark.parametrize("raw", [False, True], ids=["aspect", "text"])
 def test_networks_from_config_sizes(raw):
     """W x H builds the stretched StyleGAN2 pair; an int still builds the square one; the
-    other families refuse W x H, naming config.data.resolution."""
+    other families build their W x H pairs from the same config fields."""
     G, D = registry.networks_from_config(_config("stylegan2", "64x16", raw), 0)
     assert (G.img_resolution, G.img_aspect, D.img_resolution, D.img_aspect) == (16, (1, 4),
                                                                                 16, (1, 4))
@@ -353,16 +353,16 @@ def test_networks_from_config_sizes(raw):
     G, D = registry.networks_from_config(_config("stylegan2", 32, raw), 0)
     assert (G.img_resolution, G.img_aspect, D.img_aspect) == (32, (1, 1), (1, 1))
     for family in ("stylegan3", "progan", "stylegan"):
-        with pytest.raises(ValueError, match=r"config.data.resolution gives 32x16 \(W x H\): "
-                                             r"config.family=.* builds square networks only"):
-            registry.networks_from_config(_config(family, "32x16", raw), 0)
+        G, D = registry.networks_from_config(_config(family, "32x16", raw), 0)
+        assert registry.image_shape(G) == registry.image_shape(D) == ImageShape(16, 32)
     if raw:
         with pytest.raises(ValueError, match=r"config.data.resolution: got '48x16'"):
             registry.networks_from_config(_config("stylegan2", "48x16", raw), 0)
 
 
 def test_image_shape_of_every_family():
-    """ProGAN, StyleGAN v1 and StyleGAN3 networks are square; StyleGAN2's are stretched."""
+    """Every family's networks are square at their default img_aspect (1, 1); a random
+    StyleGAN2 stretched by (2, 1) is 4 wide and 8 high."""
     square = [progan.Generator(num_channels=3, resolution=16),
               progan.Discriminator(num_channels=3, resolution=16),
               stylegan.Generator(num_channels=3, resolution=32),

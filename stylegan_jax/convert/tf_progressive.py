@@ -154,13 +154,8 @@ def variables_from_tf(
 def check_official(module: nn.Module, what: str = "network") -> None:
     """ValueError for a W x H network (`img_aspect` other than (1, 1)): NVIDIA's TF
     networks, and so their pickles, are square."""
-    ah, aw = shapes.check_aspect(module.img_aspect)
-    if (ah, aw) != (1, 1):
-        h, w = module.at(module.img_resolution)
-        raise ValueError(
-            f"{what} is a {w}x{h} (W x H) network (img_aspect={(ah, aw)}): the official "
-            "ProGAN / StyleGAN TF pickles hold square networks only; keep it as a "
-            "stylegan_jax network directory")
+    shapes.require_square(module.resolution, module.img_aspect, what,
+                          "the official ProGAN / StyleGAN TF pickles")
 
 
 def variables_to_tf(variables: Mapping, module: nn.Module,

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from stylegan_jax import shapes
 from stylegan_jax.convert.safe_pickle import short_repr
 from stylegan_jax.models import stylegan2
 
@@ -209,13 +210,8 @@ def official_init_kwargs(module, what: str = "network") -> dict[str, Any]:
     """The stylegan2-ada-pytorch constructor kwargs that rebuild `module`; ValueError for
     a W x H network (`img_aspect` other than (1, 1)), which no official format can hold."""
     if isinstance(module, stylegan2.Generator | stylegan2.Discriminator):
-        ah, aw = module.img_aspect
-        if (ah, aw) != (1, 1):
-            r = module.img_resolution
-            raise ValueError(
-                f"{what} is a {r * aw}x{r * ah} (W x H) network (img_aspect={(ah, aw)}): the "
-                "official StyleGAN2 formats hold square networks only; keep it as a "
-                "stylegan_jax network directory")
+        shapes.require_square(module.img_resolution, module.img_aspect, what,
+                              "the official StyleGAN2 formats")
     if isinstance(module, stylegan2.Generator):
         return dict(
             z_dim=module.z_dim, c_dim=module.c_dim, w_dim=module.w_dim,

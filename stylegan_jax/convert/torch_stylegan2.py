@@ -246,7 +246,7 @@ def export_official(networks: Mapping[str, Network], dest) -> Path:
     """
     sg3_nets = {name for name, net in networks.items()
                 if isinstance(net.module, stylegan3.Generator)}
-    kwargs = {name: sg3.official_init_kwargs(net.module) if name in sg3_nets
+    kwargs = {name: sg3.official_init_kwargs(net.module, f"'{name}'") if name in sg3_nets
               else official_init_kwargs(net.module, f"'{name}'")
               for name, net in networks.items()}
     with new_directory(dest) as tmp:

@@ -7,7 +7,8 @@ included). `w_avg`, `freqs`, `phases`, `transform` and `magnitude_ema` are buffe
 The `up_filter` / `down_filter` buffers are not stored: they are compared with the
 filters our layer specs design (the official design, `nn.filter_design`) and refused
 if they differ, so a network never runs with filters other than the ones it was
-trained with.
+trained with. A W x H generator (`img_aspect`) has the square one's tensors, but no
+official format: writing its official kwargs is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from stylegan_jax import shapes
 from stylegan_jax.convert.torch_kwargs import ConversionError
 from stylegan_jax.models import stylegan3
 from stylegan_jax.models.registry import Network
@@ -89,8 +91,11 @@ def network_from_record(record, what: str = "G") -> Network:
     return Network(G, state_dict_to_variables(record.state_dict(), G, what))
 
 
-def official_init_kwargs(G: stylegan3.Generator) -> dict[str, Any]:
-    """The official `networks_stylegan3.Generator` kwargs that rebuild G."""
+def official_init_kwargs(G: stylegan3.Generator, what: str = "network") -> dict[str, Any]:
+    """The official `networks_stylegan3.Generator` kwargs that rebuild G; ValueError for a
+    W x H generator (`img_aspect` other than (1, 1)): the official SynthesisNetwork builds
+    squares only, so no official format can hold it."""
+    shapes.require_square(G.img_resolution, G.img_aspect, what, "the official StyleGAN3 formats")
     out = dict(z_dim=G.z_dim, c_dim=G.c_dim, w_dim=G.w_dim, img_resolution=G.img_resolution,
                img_channels=G.img_channels,
                mapping_kwargs=dict(num_layers=G.mapping_layers,
@@ -122,7 +127,8 @@ def layer_specs_of(G: stylegan3.Generator):
     return stylegan3.layer_specs(
         G.img_resolution, G.img_channels, G.channel_base, G.channel_max,
         num_layers=G.num_layers, num_critical=G.num_critical, margin_size=G.margin_size,
-        conv_kernel=G.conv_kernel, use_radial_filters=G.use_radial_filters)
+        conv_kernel=G.conv_kernel, use_radial_filters=G.use_radial_filters,
+        aspect=G.img_aspect)
 
 
 def _to_ours(name: str, value: np.ndarray) -> np.ndarray:

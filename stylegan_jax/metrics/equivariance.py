@@ -11,6 +11,15 @@ operator, is compared with the second inside the operator's valid region:
   oriented filter on a 4x upsampled image; the generator's rotated image gets the same
   band limit (the "pseudo-rotation") before the comparison.
 
+On a W x H generator (StyleGAN3 `img_aspect`) the moves are the generator's own, in its
+input's units, in which the image's shorter side R is 1 and pixels are square: a translation
+t moves the image by t R pixels along either axis (drawn as on the square: |t| <= 1/8, whole
+pixels for `int`), and a rotation turns the image about its centre by the angle in pixels
+(a rectangle's corners leave the frame and the mask drops them). The image operators keep
+the official definitions (fractions of each side, normalised coordinates, equal to the
+above on squares); `error_sums` converts. Rotating in each side's normalised coordinates
+instead would be a shear-and-scale on a rectangle, which no input transform makes.
+
 PSNR = 20 log10(2) - 10 log10(MSE), the images' range being [-1, 1]; the squared errors
 and the mask are summed over every pixel, channel and sample before the ratio. There
 is no cap: an exactly equivariant generator scores +inf, as the official code's does.
@@ -201,19 +210,27 @@ def _grid_sample(y: jax.Array, gx: jax.Array, gy: jax.Array) -> jax.Array:
     return out
 
 
-def affine_transformation(x: jax.Array, mat, up: int = 4, **filter_kwargs
-                          ) -> tuple[jax.Array, jax.Array]:
-    """x resampled by the affine `mat` (3x3, normalised image coordinates): band-limited
-    `up`-times upsampling, then bilinear sampling of the transformed grid; the mask keeps
-    pixels whose nearest upsampled sample is a filter width inside the image (official
-    `apply_affine_transformation`)."""
+def affine_transformation(x: jax.Array, mat, up: int = 4, isotropic: bool = False,
+                          **filter_kwargs) -> tuple[jax.Array, jax.Array]:
+    """x resampled by the affine `mat` (3x3): band-limited `up`-times upsampling, then
+    bilinear sampling of the transformed grid; the mask keeps pixels whose nearest
+    upsampled sample is a filter width inside the image (official
+    `apply_affine_transformation`). `mat` acts on normalised image coordinates ([-1, 1]
+    per side, translations in fractions of each side: the official definition) or, with
+    `isotropic`, on centred coordinates in units of the shorter side (square pixels, as
+    the band-limit filter reads it); the two agree on squares."""
     _, h, w, _ = x.shape
     mat = jnp.asarray(mat, jnp.float32)
     f = affine_bandlimit_filter(mat, up=up, **filter_kwargs)
     p = f.shape[0] // 2
     k = f.shape[0]
+    # Normalised coordinate i is 2 s_i times the isotropic one (s = shorter side / side).
+    r = min(h, w)
+    s = jnp.array([r / w, r / h] if isotropic else [1.0, 1.0], jnp.float32)
     theta = jnp.linalg.inv(mat)[:2]
-    theta = theta.at[:, 2].multiply(2).at[:, 2].add(jnp.array([1 / up / w, 1 / up / h]))
+    theta = jnp.concatenate([theta[:, :2] * (s[:, None] / s[None, :]),
+                             theta[:, 2:] * (2 * s[:, None])], axis=1)
+    theta = theta.at[:, 2].add(jnp.array([1 / up / w, 1 / up / h]))
     theta = theta * jnp.array([[w / (w + p / up * 2)], [h / (h + p / up * 2)]])
     # Upsampled and padded by p: official upsample2d(x, f, up, padding=p).
     y = _upfir(x, f, up, (p + (k + up - 1) // 2, p + (k - up) // 2), gain=up**2)
@@ -233,9 +250,12 @@ def affine_transformation(x: jax.Array, mat, up: int = 4, **filter_kwargs
     return z, m[None, :, :, None]
 
 
-def fractional_rotation(x: jax.Array, angle, a: int = 3) -> tuple[jax.Array, jax.Array]:
-    """x rotated by `angle` (radians; official `apply_fractional_rotation`)."""
-    return affine_transformation(x, rotation_matrix(angle), a=a, amax=a * 2)
+def fractional_rotation(x: jax.Array, angle, a: int = 3, isotropic: bool = False
+                        ) -> tuple[jax.Array, jax.Array]:
+    """x rotated by `angle` (radians; official `apply_fractional_rotation`); `isotropic`:
+    in pixels rather than normalised coordinates (see affine_transformation)."""
+    return affine_transformation(x, rotation_matrix(angle), a=a, amax=a * 2,
+                                 isotropic=isotropic)
 
 
 def fractional_pseudo_rotation(x: jax.Array, angle, a: int = 3) -> tuple[jax.Array, jax.Array]:
@@ -259,8 +279,9 @@ def check_mode(mode: str) -> None:
 
 
 def draw_param(rng: np.random.Generator, mode: str, resolution: int) -> np.ndarray:
-    """One group's random transform: [2] translation (fractions of the image; whole
-    pixels for 'int') or [2] = (angle in radians, 0) for 'rot'."""
+    """One group's random transform: [2] translation (in the input's units: fractions of
+    the shorter side `resolution`; whole pixels for 'int') or [2] = (angle in radians, 0)
+    for 'rot'."""
     check_mode(mode)
     if mode == "rot":
         angle = (rng.random(dtype=np.float32) * 2 - 1) * np.float32(ROTATE_MAX * np.pi)
@@ -282,16 +303,20 @@ def input_transform(mode: str, param: jax.Array) -> jax.Array:
 
 def error_sums(mode: str, param: jax.Array, orig: jax.Array, moved: jax.Array) -> jax.Array:
     """[2] float32: the masked squared error between `orig` moved in image space and the
-    generator's `moved` image, and the mask's sum (over every pixel, channel, sample)."""
+    generator's `moved` image, and the mask's sum (over every pixel, channel, sample).
+    `param` is in the input's units (the images' shorter side is 1; see the module)."""
     check_mode(mode)
+    _, h, w, _ = orig.shape
+    r = min(h, w)  # powers of two: the scalings below are exact (1 on squares)
+    tx, ty = param[0] * (r / w), param[1] * (r / h)  # fractions of the width / height
     if mode == "rot":
-        ref, ref_mask = fractional_rotation(orig, param[0])
+        ref, ref_mask = fractional_rotation(orig, param[0], isotropic=True)
         moved, pseudo_mask = fractional_pseudo_rotation(moved, param[0])
         mask = ref_mask * pseudo_mask
     elif mode == "int":
-        ref, mask = integer_translation(orig, param[0], param[1])
+        ref, mask = integer_translation(orig, tx, ty)
     else:
-        ref, mask = fractional_translation(orig, param[0], param[1])
+        ref, mask = fractional_translation(orig, tx, ty)
     n, _, _, c = orig.shape
     return jnp.stack([jnp.sum(jnp.square(ref - moved) * mask), jnp.sum(mask) * n * c])
 

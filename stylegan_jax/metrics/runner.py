@@ -45,7 +45,6 @@ from stylegan_jax.metrics.parallel import (
 )
 from stylegan_jax.metrics.registry import MetricSpec, parse_metric
 from stylegan_jax.metrics.sampler import LabelFn, Sampler, quantize
-from stylegan_jax.models.registry import image_shape
 from stylegan_jax.models.sampling import synthesize
 
 RealIterFactory = Callable[[], Iterable[np.ndarray]]
@@ -165,14 +164,7 @@ class MetricRunner:
     def plan(self, specs: Sequence[MetricSpec]) -> None:
         """Decides the passes (and what each keeps) for all `specs` before any runs."""
         gen: dict[str, tuple[int, dict[str, tuple[bool, bool]]]] = {}
-        module = self.G.module
-        # Only networks with an img_aspect make rectangles; any other generator is square.
-        shape = image_shape(module) if getattr(module, "img_aspect", (1, 1)) != (1, 1) else None
         for s in specs:
-            if s.kind in SQUARE_ONLY and shape is not None:
-                raise ValueError(f"{s.name}: takes square images so far; this generator makes "
-                                 f"{shape} (W x H). FID, KID, precision/recall, IS, PPL, SWD "
-                                 "and MS-SSIM take any shape")
             if s.kind == "eq":
                 modes = self._plan_eq.get(s.num_gen, ())
                 self._plan_eq[s.num_gen] = modes + (s.mode,) * (s.mode not in modes)
@@ -301,9 +293,6 @@ class MetricRunner:
             evaluation=dict(seed=self.seed, truncation_psi=self.sampler.psi,
                             noise_mode=self.sampler.noise_mode, batch_size=self.batch_size,
                             devices=self.devices.count, processes=jax.process_count()))
-
-
-SQUARE_ONLY = ("eq",)  # StyleGAN3's equivariance: defined here for square images only
 
 
 def _features(runner: MetricRunner, spec: MetricSpec) -> tuple[FeatureStats, FeatureStats]:

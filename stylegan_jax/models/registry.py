@@ -113,12 +113,6 @@ def image_shape(module: nn.Module) -> shapes.ImageShape:
     return shapes.ImageShape.of(res, getattr(module, "img_aspect", (1, 1)))
 
 
-def takes_rectangles(family: Family) -> bool:
-    """Whether a family's G and D can be built W x H (both classes have `img_aspect`)."""
-    return all("img_aspect" in cls.__dataclass_fields__
-               for cls in (family.generator, family.discriminator))
-
-
 def family_label(module: nn.Module) -> str:
     """'stylegan2.Generator'-style name of any stored network class (for messages)."""
     return f"{type(module).__module__.rsplit('.', 1)[-1]}.{type(module).__name__}"
@@ -192,21 +186,6 @@ def config_image_shape(data) -> shapes.ImageShape:
                          f"{data.get('aspect', None)!r}: {e}") from None
 
 
-def image_size(size, family: str) -> shapes.ImageShape:
-    """A size (an int R, 'WxH' text or a shapes.ImageShape) as the shape `family` can
-    build (W x H where its networks take `img_aspect`, else square only)."""
-    if not isinstance(size, shapes.ImageShape):
-        size = shapes.parse_size(size, "config.data.resolution")
-    if not size.square and not takes_rectangles(family_named(family)):
-        raise ValueError(f"config.data.resolution gives {size} (W x H): config.family="
-                         f"{family!r} builds square networks only")
-    return size
-
-
-def _aspect_kwargs(cls: type[nn.Module], size: shapes.ImageShape) -> dict[str, Any]:
-    return {"img_aspect": size.aspect} if "img_aspect" in cls.__dataclass_fields__ else {}
-
-
 def stylegan2_networks(model_cfg, size, img_channels: int, c_dim: int,
                        family: str = "stylegan2", batch_size: int | None = None,
                        axis_name: str | None = None) -> Networks:
@@ -214,12 +193,13 @@ def stylegan2_networks(model_cfg, size, img_channels: int, c_dim: int,
 
     `size`: the images (an int R, 'WxH' text or a shapes.ImageShape, such as
     `config_image_shape(config.data)`); W x H builds the square network of the shorter side
-    stretched by its aspect (StyleGAN2 only). StyleGAN3 (`family='stylegan3'`) pairs the
+    stretched by its aspect. StyleGAN3 (`family='stylegan3'`) pairs the
     alias-free generator with this discriminator, as officially; its magnitude EMA halves
     every `magnitude_ema_kimg` kimg of the global `batch_size` (official beta
     0.5 ** (batch / 20000)).
     """
-    size = image_size(size, family)
+    if not isinstance(size, shapes.ImageShape):
+        size = shapes.parse_size(size, "config.data.resolution")
     common = dict(img_resolution=size.resolution, img_channels=img_channels,
                   conv_clamp=model_cfg.conv_clamp, num_bf16_res=model_cfg.num_bf16_res)
     d_channels = dict(channel_base=model_cfg.channel_base, channel_max=model_cfg.channel_max)
@@ -233,7 +213,7 @@ def stylegan2_networks(model_cfg, size, img_channels: int, c_dim: int,
             channel_max=model_cfg.channel_max * scale, num_layers=model_cfg.num_layers,
             conv_kernel=model_cfg.conv_kernel, use_radial_filters=model_cfg.use_radial_filters,
             magnitude_ema_beta=0.5 ** (batch_size / (model_cfg.magnitude_ema_kimg * 1000)),
-            axis_name=axis_name, **_aspect_kwargs(stylegan3.Generator, size), **common)
+            axis_name=axis_name, img_aspect=size.aspect, **common)
     else:
         G = stylegan2.Generator(z_dim=model_cfg.z_dim, c_dim=c_dim, w_dim=model_cfg.w_dim,
                                 mapping_layers=model_cfg.mapping_layers,
@@ -256,7 +236,7 @@ def parse_fused_scale(value):
 def progressive_networks(config, c_dim: int, axis_name: str | None = None) -> Networks:
     """G and D of a ProGAN / StyleGAN v1 config, with the official kwargs from `config.model`."""
     m, ch = config.model, config.data.channels
-    size = image_size(config_image_shape(config.data), config.family)
+    size = config_image_shape(config.data)
     res = size.resolution
     fmaps = dict(fmap_base=m.fmap_base, fmap_decay=float(m.fmap_decay), fmap_max=m.fmap_max)
     if config.family == "progan":
@@ -265,11 +245,11 @@ def progressive_networks(config, c_dim: int, axis_name: str | None = None) -> Ne
             normalize_latents=m.normalize_latents, use_pixelnorm=m.use_pixelnorm,
             pixelnorm_epsilon=float(m.pixelnorm_epsilon), use_leakyrelu=m.use_leakyrelu,
             fused_scale=parse_fused_scale(m.fused_scale),
-            **_aspect_kwargs(progan.Generator, size), **fmaps)
+            img_aspect=size.aspect, **fmaps)
         D = progan.Discriminator(num_channels=ch, resolution=res, label_size=c_dim,
                                  mbstd_group_size=m.mbstd_group_size,
                                  fused_scale=parse_fused_scale(m.fused_scale),
-                                 **_aspect_kwargs(progan.Discriminator, size), **fmaps)
+                                 img_aspect=size.aspect, **fmaps)
         return Networks(G, D)
     blur = None if not m.blur_filter else tuple(float(x) for x in m.blur_filter)
     G = stylegan.Generator(
@@ -280,12 +260,12 @@ def progressive_networks(config, c_dim: int, axis_name: str | None = None) -> Ne
         use_noise=m.use_noise, nonlinearity=m.nonlinearity, use_pixel_norm=m.use_pixel_norm,
         use_instance_norm=m.use_instance_norm, fused_scale=parse_fused_scale(m.fused_scale),
         blur_filter=blur, dlatent_avg_beta=float(m.dlatent_avg_beta), axis_name=axis_name,
-        **_aspect_kwargs(stylegan.Generator, size), **fmaps)
+        img_aspect=size.aspect, **fmaps)
     D = stylegan.Discriminator(
         num_channels=ch, resolution=res, label_size=c_dim, nonlinearity=m.nonlinearity,
         mbstd_group_size=m.mbstd_group_size, mbstd_num_features=m.mbstd_num_features,
         fused_scale=parse_fused_scale(m.fused_scale), blur_filter=blur,
-        **_aspect_kwargs(stylegan.Discriminator, size), **fmaps)
+        img_aspect=size.aspect, **fmaps)
     return Networks(G, D)
 
 

@@ -10,6 +10,14 @@ them.
 
 `stylegan3-t` is `conv_kernel=3, use_radial_filters=False`; `stylegan3-r` is
 `conv_kernel=1, use_radial_filters=True` with doubled `channel_base` / `channel_max`.
+
+`img_aspect` (height, width multiples of `img_resolution`; see stylegan_jax.shapes) makes a
+W x H network: the square one whose every layer covers `aspect` times the square's signal
+per axis. NVIDIA's layers take [width, height] sizes; along an axis of multiple a a layer is
+sampling_rate * a + 2 * margin samples (the last two layers R * a), the Fourier input's
+grid spans size / sampling_rate input units, and cutoffs, filters and channels are the
+square network's. Layer names and every variable's shape are the square network's (the
+shorter side's sizes), so square weights load into a W x H network unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from stylegan_jax.nn import ops
 from stylegan_jax.nn.filter_design import design_lowpass
 from stylegan_jax.nn.filtered_lrelu import filtered_lrelu
 from stylegan_jax.nn.layers import Dense
+from stylegan_jax.shapes import check_aspect
 
 NOISE_MODES = ("random", "const", "none")  # accepted for API parity; StyleGAN3 has no noise
 
@@ -39,7 +48,7 @@ class LayerSpec(NamedTuple):
     is_critically_sampled: bool
     in_channels: int
     out_channels: int
-    in_size: int
+    in_size: int  # along the shorter side (the square network's size; names the layer)
     out_size: int
     in_sampling_rate: int
     out_sampling_rate: int
@@ -54,6 +63,8 @@ class LayerSpec(NamedTuple):
     down_taps: int
     down_radial: bool
     padding: tuple[int, int, int, int]  # (x0, x1, y0, y1) on the upsampled image
+    in_hw: tuple[int, int]  # (height, width) of the input and output feature maps
+    out_hw: tuple[int, int]
 
     def up_filter(self) -> np.ndarray | None:
         return design_lowpass(self.up_taps, self.in_cutoff, self.in_half_width * 2,
@@ -66,9 +77,10 @@ class LayerSpec(NamedTuple):
 
 class InputSpec(NamedTuple):
     channels: int
-    size: int
+    size: int  # along the shorter side
     sampling_rate: float
     bandwidth: float
+    hw: tuple[int, int]  # (height, width) of the Fourier features
 
 
 def layer_specs(
@@ -86,12 +98,16 @@ def layer_specs(
     filter_size: int = 6,
     lrelu_upsampling: int = 2,
     use_radial_filters: bool = False,
+    aspect: tuple[int, int] = (1, 1),
 ) -> tuple[InputSpec, list[LayerSpec]]:
     """The official progression: cutoffs and minimum stopbands grow geometrically from
     the first layer to the last non-critical one; sampling rates, transition bands,
     sizes (with margin), channels, resampling factors, filter lengths and paddings
-    follow from them."""
+    follow from them. `aspect` (height, width multiples) sizes each axis: sampling
+    rate * multiple + 2 * margin (the last two layers img_resolution * multiple), padded
+    per axis as the official layer pads its [width, height]."""
     check_resolution(img_resolution)
+    ah, aw = check_aspect(aspect)
     if num_layers <= num_critical:
         raise ValueError(f"num_layers ({num_layers}) must exceed num_critical ({num_critical})")
     if conv_kernel < 1:
@@ -103,12 +119,18 @@ def layer_specs(
     stopbands = first_stopband * (last_stopband / first_stopband) ** exponents
     sampling_rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, img_resolution))))
     half_widths = np.maximum(stopbands, sampling_rates / 2) - cutoffs
-    sizes = sampling_rates + margin_size * 2
-    sizes[-2:] = img_resolution
+    # Per axis (x, y), as the official [width, height] sizes.
+    sizes = np.stack([sampling_rates * a + margin_size * 2 for a in (aw, ah)], 1)
+    sizes[-2:] = [img_resolution * aw, img_resolution * ah]
     channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
     channels[-1] = img_channels
 
-    inp = InputSpec(int(channels[0]), int(sizes[0]), float(sampling_rates[0]), float(cutoffs[0]))
+    def hw(i):
+        return int(sizes[i, 1]), int(sizes[i, 0])
+
+    short = sizes[:, 0 if aw <= ah else 1].astype(int)
+    inp = InputSpec(int(channels[0]), int(short[0]), float(sampling_rates[0]),
+                    float(cutoffs[0]), hw(0))
     specs = []
     for idx in range(num_layers + 1):
         prev = max(idx - 1, 0)
@@ -120,12 +142,12 @@ def layer_specs(
         up, down = int(np.rint(tmp_rate / in_rate)), int(np.rint(tmp_rate / out_rate))
         up_taps = filter_size * up if up > 1 and not is_torgb else 1
         down_taps = filter_size * down if down > 1 and not is_torgb else 1
-        in_size, out_size = int(sizes[prev]), int(sizes[idx])
-        # Appendix C.3: shift the sample grid to the symmetric interpretation.
-        pad_total = (out_size - 1) * down + 1 - (in_size + kernel - 1) * up
-        pad_total += up_taps + down_taps - 2
+        # Appendix C.3: shift the sample grid to the symmetric interpretation (per axis).
+        pad_total = (sizes[idx] - 1) * down + 1 - (sizes[prev] + kernel - 1) * up
+        pad_total = pad_total.astype(int) + up_taps + down_taps - 2
         pad_lo = (pad_total + up) // 2
         pad_hi = pad_total - pad_lo
+        in_size, out_size = int(short[prev]), int(short[idx])
         specs.append(LayerSpec(
             name=f"L{idx}_{out_size}_{int(channels[idx])}", is_torgb=is_torgb,
             is_critically_sampled=critical, in_channels=int(channels[prev]),
@@ -135,7 +157,8 @@ def layer_specs(
             in_half_width=float(half_widths[prev]), out_half_width=float(half_widths[idx]),
             conv_kernel=kernel, up=up, down=down, up_taps=up_taps, down_taps=down_taps,
             down_radial=bool(use_radial_filters and not critical),
-            padding=(pad_lo, pad_hi, pad_lo, pad_hi),
+            padding=(int(pad_lo[0]), int(pad_hi[0]), int(pad_lo[1]), int(pad_hi[1])),
+            in_hw=hw(prev), out_hw=hw(idx),
         ))
     return inp, specs
 
@@ -163,13 +186,15 @@ class TransformAffine(nn.Module):
 
 
 class SynthesisInput(nn.Module):
-    """Fourier features [N, size, size, C], rotated and translated per sample by an
-    affine of w, after the user's inverse `transform` (3x3, in image coordinates)."""
+    """Fourier features [N, height, width, C], rotated and translated per sample by an
+    affine of w, after the user's inverse `transform` (3x3, in input units: the image's
+    shorter side is 1)."""
 
     channels: int
-    size: int
+    size: int  # along the shorter side
     sampling_rate: float
     bandwidth: float
+    hw: tuple[int, int] | None = None  # (height, width); None: size x size
 
     @nn.compact
     def __call__(self, w: jax.Array) -> jax.Array:
@@ -200,8 +225,9 @@ class SynthesisInput(nn.Module):
         amplitudes = jnp.clip(1 - (jnp.linalg.norm(freqs, axis=2) - self.bandwidth)
                               / (self.sampling_rate / 2 - self.bandwidth), 0, 1)
         # Pixel centres in units of the sampling rate (affine_grid, align_corners=False).
-        coords = (np.arange(self.size) + 0.5 - self.size / 2) / self.sampling_rate
-        gx, gy = np.meshgrid(coords, coords)  # [H, W]: x varies along W
+        h, w = self.hw or (self.size, self.size)
+        gx, gy = np.meshgrid(*((np.arange(n) + 0.5 - n / 2) / self.sampling_rate
+                               for n in (w, h)))  # [H, W]: x varies along W
         grid = jnp.asarray(np.stack([gx, gy], -1), jnp.float32)  # [H, W, 2]
         x = sum(grid[None, :, :, k, None] * ops.column(freqs, k, axis=2)[:, None, None, :]
                 for k in range(2)) + phases[:, None, None, :]  # [N, H, W, C]
@@ -242,8 +268,8 @@ class SynthesisLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array, update_emas: bool = False) -> jax.Array:
         s = self.spec
-        if x.shape[1:] != (s.in_size, s.in_size, s.in_channels):
-            raise ValueError(f"{s.name}: input must be [N, {s.in_size}, {s.in_size}, "
+        if x.shape[1:] != (*s.in_hw, s.in_channels):
+            raise ValueError(f"{s.name}: input must be [N, {s.in_hw[0]}, {s.in_hw[1]}, "
                              f"{s.in_channels}], got {tuple(x.shape)}")
         ema = self.variable("buffers", "magnitude_ema", lambda: jnp.ones((), jnp.float32))
         if update_emas and not self.is_initializing():
@@ -273,7 +299,8 @@ class SynthesisLayer(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-    """Per-layer ws [N, num_layers + 2, w_dim] -> image [N, H, W, C] (float32)."""
+    """Per-layer ws [N, num_layers + 2, w_dim] -> image [N, H, W, C] (float32), H x W
+    the img_resolution square stretched by img_aspect."""
 
     w_dim: int
     img_resolution: int
@@ -291,6 +318,7 @@ class SynthesisNetwork(nn.Module):
     num_bf16_res: int = 0
     axis_name: str | None = None
     per_image_styles: bool = False
+    img_aspect: tuple[int, int] = (1, 1)  # (height, width) multiples of img_resolution
 
     @property
     def num_ws(self) -> int:
@@ -301,7 +329,7 @@ class SynthesisNetwork(nn.Module):
             self.img_resolution, self.img_channels, self.channel_base, self.channel_max,
             num_layers=self.num_layers, num_critical=self.num_critical,
             margin_size=self.margin_size, conv_kernel=self.conv_kernel,
-            use_radial_filters=self.use_radial_filters,
+            use_radial_filters=self.use_radial_filters, aspect=self.img_aspect,
         )
 
     @nn.compact
@@ -333,7 +361,8 @@ class SynthesisNetwork(nn.Module):
 class Generator(nn.Module):
     """StyleGAN3 generator: `mapping` (StyleGAN2's, 2 layers, w_avg beta 0.998) then
     `synthesis`. `update_emas=True` (with mutable=['buffers']) updates w_avg and every
-    layer's magnitude_ema, as the official generator does in training."""
+    layer's magnitude_ema, as the official generator does in training. Images are
+    [N, img_resolution * ah, img_resolution * aw, img_channels], (ah, aw) = img_aspect."""
 
     z_dim: int
     c_dim: int
@@ -358,9 +387,11 @@ class Generator(nn.Module):
     # Styles normalised per image instead of over the batch (the official rule): every image
     # as if rendered alone, in one batched program (exported generators).
     per_image_styles: bool = False
+    img_aspect: tuple[int, int] = (1, 1)  # (height, width) multiples of img_resolution
 
     def setup(self):
         check_resolution(self.img_resolution)
+        aspect = check_aspect(self.img_aspect)
         if self.img_channels < 1:
             raise ValueError(f"img_channels must be >= 1, got {self.img_channels}")
         self.synthesis = SynthesisNetwork(
@@ -372,6 +403,7 @@ class Generator(nn.Module):
             use_radial_filters=self.use_radial_filters, conv_clamp=self.conv_clamp,
             magnitude_ema_beta=self.magnitude_ema_beta, num_bf16_res=self.num_bf16_res,
             axis_name=self.axis_name, per_image_styles=self.per_image_styles,
+            img_aspect=aspect,
         )
         self.mapping = MappingNetwork(
             z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim, num_ws=self.num_ws,

@@ -13,7 +13,6 @@ import ml_collections
 
 import stylegan_jax.configs
 from stylegan_jax.metrics import registry
-from stylegan_jax.models.registry import family_named, takes_rectangles
 from stylegan_jax.shapes import data_shape, parse_size
 from stylegan_jax.store.checkpoints import BestBy, higher_is_better
 from stylegan_jax.store.runs import best_rule
@@ -102,12 +101,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         fail("data.resolution", "expected a power of two >= 8 (the shorter side; "
              "--config.data.resolution=WxH sets it and data.aspect)")
     try:
-        size = data_shape(config.data)
+        data_shape(config.data)
     except ValueError as e:
         fail("data.aspect", str(e))
-    if not size.square and not takes_rectangles(family_named(config.family)):
-        fail("data.aspect", f"{size} is not square: the {config.family} family builds "
-             "square networks only")
     if config.data.channels not in (1, 3, 4):
         fail("data.channels", "expected 1, 3 or 4 (RGBA)")
     threads = config.data.get("threads", 0)
