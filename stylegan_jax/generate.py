@@ -27,7 +27,11 @@ from stylegan_jax.models.sampling import (
     w_shape,
     with_transform,
 )
-from stylegan_jax.store.load import class_names, load_generator
+from stylegan_jax.store.load import class_names, label_kind, load_generator
+
+# What conditions a generator: a class index, a label vector [c_dim] (a network trained on
+# label vectors, or any c a conditional network takes), or None (unconditional).
+Condition = int | np.ndarray | None
 
 
 def parse_seeds(text: str, what: str = "--seeds") -> list[int]:
@@ -56,14 +60,28 @@ def batches(n: int, batch_size: int, desc: str) -> Iterator[slice]:
         yield slice(i, min(i + batch_size, n))
 
 
+def conditioning(class_idx: Condition, c_dim: int, n: int) -> np.ndarray:
+    """The generator's c for n images, float32 [n, c_dim]: a class one-hot, or a label vector
+    (float [c_dim]) as it is."""
+    if not isinstance(class_idx, np.ndarray):
+        return labels_for(class_idx, c_dim, n)
+    vector = np.asarray(class_idx, np.float32)
+    if c_dim == 0:
+        raise ValueError("--label given, but the generator is unconditional")
+    if vector.shape != (c_dim,):
+        raise ValueError(f"--label has {vector.size} numbers; this generator takes {c_dim}")
+    return np.repeat(vector[None], n, axis=0)
+
+
 def ws_for_seeds(net: Network, seeds: list[int], truncation_psi: float = 1.0,
-                 truncation_cutoff: int | None = None, class_idx: int | None = None
+                 truncation_cutoff: int | None = None, class_idx: Condition = None
                  ) -> np.ndarray:
-    """float32 ws [N, num_ws, w_dim] of the seeds' z (the official seeding), truncated."""
+    """float32 ws [N, num_ws, w_dim] of the seeds' z (the official seeding), truncated;
+    `class_idx`: a class or a label vector (`conditioning`)."""
     G = net.module
     w_shape(G)
     z = jnp.asarray(latents_for_seeds(seeds, G.z_dim))
-    c = jnp.asarray(labels_for(class_idx, G.c_dim, len(seeds)))
+    c = jnp.asarray(conditioning(class_idx, G.c_dim, len(seeds)))
     return np.asarray(mapping_jit(G, net.variables, z, c, psi=float(truncation_psi),
                                cutoff=truncation_cutoff))
 
@@ -121,12 +139,13 @@ def generate_images(
     seeds: list[int],
     truncation_psi: float = 1.0,
     truncation_cutoff: int | None = None,
-    class_idx: int | None = None,
+    class_idx: Condition = None,
     noise_mode: str = "const",
     batch_size: int = 16,
     lod: float | None = None,
 ) -> np.ndarray:
-    """uint8 NHWC images, one per seed.
+    """uint8 NHWC images, one per seed; `class_idx`: a class index or a label vector
+    (`conditioning`).
 
     `lod` (level of detail, 0 = full resolution; default: the network's own) applies to
     ProGAN and StyleGAN v1 generators; ProGAN has no truncation and no noise inputs.
@@ -137,7 +156,7 @@ def generate_images(
     if not family.truncation and (truncation_psi != 1 or truncation_cutoff is not None):
         raise ValueError("ProGAN generators have no truncation (--trunc must be 1)")
     z = latents_for_seeds(seeds, G.z_dim)
-    c = labels_for(class_idx, G.c_dim, len(seeds))
+    c = conditioning(class_idx, G.c_dim, len(seeds))
     if family.batch_styles:
         # Its styles are normalised over the batch (demodulation cancels that up to
         # rounding): one seed per call, as NVIDIA's gen_images.py and `serve` render them.
@@ -185,23 +204,66 @@ def network_from_args(args: argparse.Namespace) -> Network:
 
 
 def add_class_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--class", dest="class_idx", default=None, metavar="NAME|INDEX",
-                   help="class of a conditional generator: a name its training data gave "
-                   "(the dataset tool's class folders or class_names) or an index")
+    """--class NAME|INDEX or --label V1,V2,...: what a conditional generator renders."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--class", dest="class_idx", default=None, metavar="NAME|INDEX",
+                       help="class of a conditional generator: a name its training data gave "
+                       "(the dataset tool's class folders or class_names) or an index")
+    group.add_argument("--label", default=None, metavar="V1,V2,...",
+                       help="label vector of a generator trained on label vectors (dataset."
+                       "json [path, [0.2, 0.8, ...]]): c_dim comma-separated numbers, used as "
+                       "c as they are (any conditional generator takes one)")
+
+
+def parse_label(text: str, c_dim: int) -> np.ndarray:
+    """`--label 0.2,0.8,...` -> float32 [c_dim]; errors name the flag and what was expected."""
+    expected = f"{c_dim} comma-separated numbers (this generator's c_dim)"
+    if c_dim == 0:
+        raise ValueError("--label given, but the generator is unconditional")
+    try:
+        vector = np.asarray([float(v) for v in text.split(",")], np.float32)
+    except ValueError:
+        raise ValueError(f"--label {text!r}: not numbers; expected {expected}") from None
+    if vector.shape != (c_dim,):
+        raise ValueError(f"--label {text!r} has {vector.size} numbers; expected {expected}")
+    if not np.isfinite(vector).all():
+        raise ValueError(f"--label {text!r}: expected finite numbers")
+    return vector
+
+
+def _source(args: argparse.Namespace) -> Path:
+    return args.network or getattr(args, "workdir", None) or pretrained.path()
 
 
 def class_names_from_args(args: argparse.Namespace, net: Network) -> tuple[str, ...] | None:
     """The class names the network's source records (`store.load.class_names`), if any."""
     if args.random_init or net.module.c_dim == 0:
         return None
-    return class_names(args.network or getattr(args, "workdir", None) or pretrained.path())
+    return class_names(_source(args))
 
 
-def class_from_args(args: argparse.Namespace, net: Network) -> int | None:
-    """`--class NAME|INDEX` as an index (names: `class_names_from_args`)."""
-    value = getattr(args, "class_idx", None)
+def label_kind_from_args(args: argparse.Namespace, net: Network) -> str | None:
+    """'class' or 'vector' where the network's source records what it was trained on
+    (`store.load.label_kind`), else None."""
+    if args.random_init or net.module.c_dim == 0:
+        return None
+    return label_kind(_source(args))
+
+
+def class_from_args(args: argparse.Namespace, net: Network) -> Condition:
+    """`--class NAME|INDEX` as an index (names: `class_names_from_args`), or `--label` as a
+    float32 vector [c_dim]. A network trained on label vectors takes --label only."""
+    value, label = getattr(args, "class_idx", None), getattr(args, "label", None)
+    c_dim = net.module.c_dim
+    if label is not None:
+        return parse_label(label, c_dim)
+    if c_dim and label_kind_from_args(args, net) == "vector":
+        given = "" if value is None else f"--class {value!r}: "
+        raise ValueError(f"{given}this generator was trained on label vectors; pass --label "
+                         f"with {c_dim} comma-separated numbers (e.g. --label "
+                         f"{','.join(['0'] * min(c_dim, 4))}{',...' if c_dim > 4 else ''})")
     names = None if value is None else class_names_from_args(args, net)
-    return resolve_class(value, net.module.c_dim, names)
+    return resolve_class(value, c_dim, names)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

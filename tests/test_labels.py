@@ -127,10 +127,9 @@ def test_labelled_data_trained_unconditionally_is_refused(conditional_run, tmp_p
 def test_ignoring_labels_is_said_at_start(conditional_run):
     _, dataset, _, _ = conditional_run
     config = _config(dataset, False, ignore=True)
-    source, c_dim, names = inputs.open_source(config)
-    assert (c_dim, names) == (0, ())
-    assert inputs.label_summary(config, names, inputs.class_counts(source, c_dim)).startswith(
-        "Labels: IGNORED")
+    _, labels = inputs.open_source(config)
+    assert (labels.c_dim, labels.class_names, labels.kind) == (0, (), None)
+    assert inputs.label_summary(config, labels).startswith("Labels: IGNORED")
 
 
 def test_the_run_prints_its_label_set(conditional_run):

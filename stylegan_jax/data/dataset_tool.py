@@ -8,9 +8,11 @@
 Images are cropped (none / center-crop / center-crop-wide, as the official tools), resized with
 the Pillow filter --resize-filter names (default lanczos, as the official stylegan2-ada tool;
 never upscaled; the manifest records it as ``resize_filter``), converted to 1, 3 or 4 (RGBA)
-channels
-and stored as raw pixels (format: ``shards.py``). Bad files stop the run with a message naming
-them, or are skipped and listed with --skip-bad. The dataset is built in a hidden directory
+channels and stored as raw pixels (format: ``shards.py``). Labels come from the official
+dataset.json (class indices, or label vectors of numbers: ``data/inputs.py``), class folders
+or a TFDS feature; the manifest records their ``label_kind`` ('class' or 'vector') and
+``label_dim``. Bad files stop the run with a message naming them, or are skipped and listed
+with --skip-bad. The dataset is built in a hidden directory
 beside --dest and renamed into place only when complete, so an interrupted run never leaves
 something that looks finished.
 """
@@ -328,8 +330,11 @@ def _convert(
                 f"images of the source, e.g. {unmatched[:3]} (--skip-bad ignores them)"
             )
     has_labels = labels_by_name is not None or listing.num_classes is not None
-    num_classes = listing.num_classes or (max(labels) + 1 if has_labels else 0)
+    vectors = has_labels and isinstance(labels[0], list)
+    num_classes = 0 if vectors else listing.num_classes or (max(labels) + 1 if has_labels
+                                                              else 0)
     class_names = listing.class_names if has_labels else None
+    kind = ("vector" if vectors else "class") if has_labels else None
     return {
         "format": FORMAT,
         "count": len(names),
@@ -340,6 +345,8 @@ def _convert(
         "channels": channels,
         "resize_filter": resize_filter,
         "labels": labels if has_labels else None,
+        "label_kind": kind,
+        "label_dim": len(labels[0]) if vectors else num_classes,
         "num_classes": num_classes,
         "class_names": class_names,
         "levels": level_entries,
@@ -388,14 +395,17 @@ def _summary(manifest: dict[str, Any], dest: str) -> str:
     n, (ah, aw) = manifest["count"], manifest["aspect"]
     r = manifest["resolution"]
     shards = sum(len(v["shards"]) for v in manifest["levels"].values())
+    vectors = manifest.get("label_kind") == "vector"
+    labelled = (f"{manifest['label_dim']}-number label vectors" if vectors
+                else f"{manifest['num_classes']} classes")
     lines = [
         f"wrote {n} images ({r * aw}x{r * ah}, {manifest['channels']} channel(s), "
-        f"{manifest['num_classes']} classes, levels {sorted(map(int, manifest['levels']))}, "
+        f"{labelled}, levels {sorted(map(int, manifest['levels']))}, "
         f"resize filter {manifest['resize_filter']}) to {dest} in {shards} shards",
         f"skipped {len(manifest['skipped'])} bad files; ignored "
         f"{len(manifest['ignored'])} files without an image extension",
     ]
-    if manifest["labels"] is not None:
+    if manifest["labels"] is not None and not vectors:
         counts = collections.Counter(manifest["labels"])
         names = manifest["class_names"] or [str(k) for k in range(manifest["num_classes"])]
         lines.append("classes: " + ", ".join(f"{k} {name} ({counts.get(k, 0)} images)"

@@ -10,12 +10,22 @@ names (this project's addition; the official tools ignore the key)::
 
 or, with ``labels="folders"``, from the first sub-folder of each image's path: the sorted
 folder names are the classes, so ``cats/1.png`` and ``dogs/7.png`` are classes 0 and 1.
+
+A label may also be a vector of numbers, as the official tools accept (continuous or multi-hot
+conditions, used as the generator's c as they are)::
+
+    {"labels": [["00000/img00000000.png", [0.2, 0.8, 0.0]], ...]}
+
+Every vector has the same length (the generator's c_dim) and finite values, stored as
+float32; a file mixes no class indices with vectors.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
@@ -39,7 +49,7 @@ class Input:
     name: str  # path relative to the source root with '/', as dataset.json names it
     where: str  # full location for error messages
     load: Callable[[], np.ndarray]
-    label: int | None = None
+    label: int | list[float] | None = None  # a class index, or a label vector
 
 
 @dataclasses.dataclass
@@ -49,7 +59,7 @@ class Listing:
     inputs: Iterator[Input]
     total: int | None  # for the progress bar; None when unknown
     ignored: list[str]  # files without an image extension
-    labels: dict[str, int] | None  # from dataset.json or the class folders
+    labels: dict[str, int] | dict[str, list[float]] | None  # dataset.json or class folders
     labels_where: str
     num_classes: int | None = None  # known up front for TFDS and class folders
     class_names: list[str] | None = None  # label k's name, where the source names it
@@ -61,11 +71,12 @@ def image_extensions() -> set[str]:
 
 
 def parse_labels(text: bytes | str, where: str
-                 ) -> tuple[dict[str, int] | None, list[str] | None]:
-    """dataset.json -> ({relative path: class}, class names or None); errors name the entry
-    and what was expected."""
+                 ) -> tuple[dict[str, int] | dict[str, list[float]] | None, list[str] | None]:
+    """dataset.json -> ({relative path: class or float32 vector}, class names or None); errors
+    name the entry and what was expected."""
     expected = ('expected {"labels": [["path/relative.png", int], ...]} or {"labels": null}, '
-                'optionally with "class_names": ["name of class 0", ...]')
+                'optionally with "class_names": ["name of class 0", ...]; or label vectors '
+                '{"labels": [["path/relative.png", [0.2, 0.8]], ...]}')
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -77,21 +88,58 @@ def parse_labels(text: bytes | str, where: str
         return None, names
     if not isinstance(data["labels"], list):
         raise DatasetError(f"{where}: 'labels' is a {type(data['labels']).__name__}; {expected}")
-    labels: dict[str, int] = {}
-    for i, entry in enumerate(data["labels"]):
-        ok = (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-              and isinstance(entry[1], int) and not isinstance(entry[1], bool) and entry[1] >= 0)
-        if not ok:
-            raise DatasetError(
-                f'{where}: labels[{i}] is {entry!r}; expected ["path", class index >= 0]'
-            )
+    entries = data["labels"]
+    vectors = bool(entries) and isinstance(entries[0], list) and len(entries[0]) == 2 \
+        and isinstance(entries[0][1], list)
+    if vectors and names is not None:
+        raise DatasetError(f"{where}: 'class_names' names classes, but the labels are vectors")
+    labels: dict = {}
+    dim = len(entries[0][1]) if vectors else None
+    for i, entry in enumerate(entries):
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+            raise DatasetError(f'{where}: labels[{i}] is {entry!r}; expected ["path", label]')
         if entry[0] in labels:
             raise DatasetError(f"{where}: {entry[0]!r} is labelled twice")
+        if vectors:
+            labels[entry[0]] = _label_vector(entry[1], dim, f"{where}: labels[{i}] "
+                                             f"({entry[0]!r})")
+            continue
+        if not _is_int(entry[1]) or entry[1] < 0:
+            raise DatasetError(
+                f'{where}: labels[{i}] is {entry!r}; expected ["path", class index >= 0] like '
+                'labels[0] (a file holds class indices or label vectors, not both)'
+            )
         if names is not None and entry[1] >= len(names):
             raise DatasetError(f"{where}: labels[{i}] has class {entry[1]}, but class_names "
                                f"names {len(names)} classes")
         labels[entry[0]] = entry[1]
     return labels, names
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _label_vector(value, dim: int, what: str) -> list[float]:
+    """A label vector of dataset.json as float32 values (Python floats, exact), checked: a
+    list of `dim` (>= 1) finite numbers."""
+    if not isinstance(value, list):
+        raise DatasetError(f"{what} is {value!r}; expected a label vector like labels[0] "
+                           f"({dim} numbers): a file holds class indices or vectors, not both")
+    if not value or len(value) != dim:
+        raise DatasetError(f"{what} has {len(value)} numbers; every label vector must have "
+                           f"{dim} (the length of labels[0])" if dim else
+                           f"{what} is an empty label vector; expected >= 1 numbers")
+    bad = [x for x in value
+           if not isinstance(x, numbers.Real) or isinstance(x, bool) or not math.isfinite(x)]
+    if bad:
+        raise DatasetError(f"{what} holds {bad[0]!r}; label vectors hold finite numbers")
+    with np.errstate(over="ignore"):  # an overflow becomes inf, refused below
+        out = np.asarray(value, np.float64).astype(np.float32)
+    if not np.isfinite(out).all():
+        raise DatasetError(f"{what}: {value!r} overflows float32; label vectors hold finite "
+                           "float32 numbers")
+    return out.tolist()
 
 
 def _class_names(names, where: str) -> list[str] | None:

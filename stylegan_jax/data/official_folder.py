@@ -2,7 +2,8 @@
 runs with the official code (its ``training/dataset.py`` ImageFolderDataset reads it)::
 
     dest/00000/img00000000.png ... dest/00000/img00000999.png, dest/00001/img00001000.png, ...
-    dest/dataset.json            {"labels": [["00000/img00000000.png", 0], ...]} or
+    dest/dataset.json            {"labels": [["00000/img00000000.png", 0], ...]},
+                                 [[..., [0.2, 0.8]], ...] for label vectors, or
                                  {"labels": null} when the source has no labels
 
 the layout its ``dataset_tool.py`` writes: PNGs (mode L for 1 channel, RGB for 3) named by
@@ -88,7 +89,7 @@ def write_official_folder(
                 file.write_bytes(buf.getvalue())
         labels = None
         if indexed.labels is not None:
-            labels = [[official_name(i), int(c)] for i, c in enumerate(indexed.labels)]
+            labels = [[official_name(i), c] for i, c in enumerate(indexed.labels.tolist())]
         (tmp / "dataset.json").write_text(json.dumps({"labels": labels}))
         if dest.is_dir():
             dest.rmdir()  # empty, checked above; rmdir refuses if that changed meanwhile

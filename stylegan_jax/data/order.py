@@ -19,7 +19,8 @@ from stylegan_jax.data.shards import DatasetError
 
 
 class Batch(NamedTuple):
-    """One process's batch: images uint8 [B, R, R, C], labels int32 [B] (class indices)."""
+    """One process's batch: images uint8 [B, H, W, C]; labels int32 [B] (class indices) or,
+    for a source with label vectors, float32 [B, dim]."""
 
     images: Any
     labels: Any
@@ -162,7 +163,7 @@ def tfds_batches(
             f"TFDS {source.name!r} split {source.split!r}: process {process_index} of "
             f"{process_count} has no examples"
         )
-    decode = src.tfds_decode_fn(resolution, channels)
+    decode = src.tfds_decode_fn(resolution, channels, source.aspect, source.transform)
     local_start = start // process_count
 
     def generate():

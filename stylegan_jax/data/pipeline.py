@@ -10,8 +10,10 @@ Usage in a training loop::
         checkpoint["data_position"] = pipe.position()  # {"examples": n}
 
 Labels are class indices (int32; all 0 when num_classes == 0); one-hot them on the device with
-``jax.nn.one_hot(labels, pipe.num_classes)``. Transfers are asynchronous, so calling
-``to_global_array`` before dispatching the step overlaps the copy with the previous step.
+``jax.nn.one_hot(labels, pipe.num_classes)``. A dataset with label vectors serves them as
+float32 [B, pipe.label_dim] (``pipe.vector_labels``), the generator's c as they are.
+Transfers are asynchronous, so calling ``to_global_array`` before dispatching the step overlaps
+the copy with the previous step.
 
 Order, for sources with random access (bundled, tfrecord): one global stream of examples,
 epoch e being ``np.random.default_rng([seed, e]).permutation(N)`` and epochs following each
@@ -136,8 +138,12 @@ class Pipeline:
         prefetch: int,
         class_names: tuple[str, ...] | None = None,
         aspect: tuple[int, int] = (1, 1),
+        label_dim: int | None = None,
     ):
         self.resolution, self.channels, self.num_classes = resolution, channels, num_classes
+        # c_dim of a conditional generator: num_classes, or the label vectors' length
+        self.label_dim = num_classes if label_dim is None else label_dim
+        self.vector_labels = self.label_dim > 0 and num_classes == 0
         self.aspect = aspect  # images are [resolution * aspect[0], resolution * aspect[1]]
         self.class_names = class_names  # label k's name where the source names it, else None
         self.count, self.local_batch, self.threads = count, local_batch, len(make_iters)
@@ -284,10 +290,11 @@ def make_pipeline(
             asked or None,
         )
         make_iters = [make_iter]
-        count, class_names, aspect = None, None, (1, 1)
+        count, class_names, aspect, label_dim = None, None, source.aspect, num_classes
     else:
         indexed = src.open_indexed(source)
         top, channels, num_classes = indexed.resolution, indexed.channels, indexed.num_classes
+        label_dim = indexed.label_dim
         class_names, aspect = indexed.class_names, indexed.aspect
         res = _serving_resolution(resolution, top)
         count = indexed.count
@@ -319,6 +326,7 @@ def make_pipeline(
         prefetch=prefetch,
         class_names=class_names,
         aspect=aspect,
+        label_dim=label_dim,
     )
 
 

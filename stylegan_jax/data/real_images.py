@@ -44,7 +44,8 @@ class RealImages:
 
     name: the source in error messages. key: filesystem-safe, equal for the same data on any
     run and process, different when the images differ (the real-statistics cache's name).
-    count: images in the source (None only when TFDS cannot tell). num_classes: 0 = no labels.
+    count: images in the source (None only when TFDS cannot tell). num_classes: 0 = no class
+    labels. label_dim: the length of the data's label vectors (0: none).
     """
 
     name: str
@@ -59,6 +60,7 @@ class RealImages:
     # manifest_sha256 (tfrecord), resize_filter (the dataset tool's, or how the source
     # resizes), source details.
     details: dict = dataclasses.field(default_factory=dict)
+    label_dim: int = 0
 
     @property
     def identity(self) -> dict:
@@ -66,7 +68,7 @@ class RealImages:
         the images were resized."""
         return dict(source=self.name, key=self.key, resolution=self.resolution,
                     channels=self.channels, count=self.count, num_classes=self.num_classes,
-                    **self.details)
+                    **({"label_dim": self.label_dim} if self.label_dim else {}), **self.details)
 
     def batches(
         self, batch_size: int, process_index: int | None = None, process_count: int | None = None
@@ -88,13 +90,16 @@ class RealImages:
         return self._read(int(batch_size), int(process_index), int(process_count))
 
     def label_fn(self, c_dim: int) -> Callable[[np.random.Generator, int], np.ndarray] | None:
-        """None if c_dim == 0; else fn(rng, n) -> float32 one-hot [n, c_dim], the labels of n
-        uniformly random items (the official ``dataset.get_label(rng.randint(len(dataset)))``).
+        """None if c_dim == 0; else fn(rng, n) -> float32 [n, c_dim], the labels of n
+        uniformly random items (the official ``dataset.get_label(rng.randint(len(dataset)))``):
+        one-hot classes, or the data's label vectors as they are.
 
         TFDS labels are read on the first call of fn (images left encoded), then kept.
         """
         if c_dim == 0:
             return None
+        if self.label_dim:
+            return self._vector_label_fn(c_dim)
         if self.num_classes == 0:
             raise ValueError(
                 f"{self.name}: the generator is conditional (c_dim={c_dim}) but the data has "
@@ -112,6 +117,18 @@ class RealImages:
             if labels is None or len(labels) == 0:
                 raise ValueError(f"{self.name}: no labels to draw from")
             return one_hot[labels[rng.integers(0, len(labels), n)]]
+
+        return draw
+
+    def _vector_label_fn(self, c_dim: int) -> Callable[[np.random.Generator, int], np.ndarray]:
+        if self.label_dim != c_dim:
+            raise ValueError(f"{self.name}: the data's label vectors have {self.label_dim} "
+                             f"numbers, the generator expects c_dim={c_dim}")
+        labels_of = self._labels
+
+        def draw(rng: np.random.Generator, n: int) -> np.ndarray:
+            labels = labels_of()
+            return np.asarray(labels[rng.integers(0, len(labels), n)], np.float32)
 
         return draw
 
@@ -196,8 +213,9 @@ def _open_indexed(source: src.SourceConfig, resolution: int | None) -> RealImage
     key = make_key(source.kind, label, res, indexed.channels, indexed.count, *content)
     num_classes = indexed.num_classes if indexed.labels is not None else 0
     count, channels = indexed.count, indexed.channels
+    label_dim = indexed.label_dim if indexed.vector_labels else 0
     return RealImages(name, key, count, res, channels, num_classes, read, lambda: indexed.labels,
-                      details)
+                      details, label_dim)
 
 
 def tfds_count(builder, split: str) -> int | None:
@@ -232,7 +250,7 @@ def _open_tfds(source: src.SourceConfig, resolution: int | None) -> RealImages:
         ds = src.tfds_encoded(builder, source.split, source.image_key, None, 0, shuffle_files=False)
         ds = ds.shard(process_count, process_index)
         ds = ds.map(
-            src.tfds_decode_fn(res, channels),
+            src.tfds_decode_fn(res, channels, source.aspect, source.transform),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
@@ -251,6 +269,11 @@ def _open_tfds(source: src.SourceConfig, resolution: int | None) -> RealImages:
     version = str(builder.info.version)
     details = dict(kind="tfds", dataset=builder.info.full_name, split=source.split,
                    resize_filter=src.TFDS_RESIZE)
+    # W x H images differ from the square ones: so do their key and record (squares: as before)
+    shape = () if source.aspect == (1, 1) and source.transform == "center-crop" else (
+        list(source.aspect), source.transform)
+    if shape:
+        details.update(aspect=list(source.aspect), transform=source.transform)
     key = make_key(
         "tfds",
         f"{source.name}-{source.split}-{version}",
@@ -260,5 +283,6 @@ def _open_tfds(source: src.SourceConfig, resolution: int | None) -> RealImages:
         builder.info.full_name,
         source.split,
         source.image_key,
+        *shape,
     )
     return RealImages(name, key, count, res, channels, num_classes, read, labels, details)

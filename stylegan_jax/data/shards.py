@@ -9,8 +9,10 @@ A dataset directory holds::
 Raw pixels make "decoding" a memcpy, which is what lets two cores feed eight accelerators.
 Every record of one level has the same length, so record i of a shard starts at
 i * record_bytes: the pipeline reads any image by offset through a memory map, needs no
-tensorflow, and resumes anywhere at no cost. Labels (ints aligned with the record order) live
-in the manifest because an int64 feature would make the records vary in length. Any TFRecord
+tensorflow, and resumes anywhere at no cost. Labels (aligned with the record order) live in
+the manifest because a label feature would make the records vary in length: ``label_kind``
+'class' (``labels`` are class indices, ``num_classes``, optional ``class_names``) or 'vector'
+(``labels`` are lists of ``label_dim`` float32 values, the generator's c as they are). Any TFRecord
 reader still parses the shards::
 
     spec = {'image': tf.io.FixedLenFeature([], tf.string)}
@@ -282,6 +284,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     labels = manifest.get("labels")
     if labels is not None and len(labels) != manifest["count"]:
         raise DatasetError(f"{file}: {len(labels)} labels for {manifest['count']} images")
+    _check_label_kind(manifest, file)
     names = manifest.get("class_names")
     if names is not None and (not isinstance(names, list)
                               or len(names) != manifest.get("num_classes", 0)
@@ -302,3 +305,33 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
             f"{manifest['resize_filter']!r}"
         )
     return manifest
+
+
+def _check_label_kind(manifest: dict[str, Any], file: Path) -> None:
+    """Sets ``label_kind`` and ``label_dim`` where a manifest written before label vectors
+    lacks them (its labels are classes); checks that vector labels are `label_dim` finite
+    numbers each."""
+    labels = manifest.get("labels")
+    kind = manifest.setdefault("label_kind", None if labels is None else "class")
+    if kind not in ((None,) if labels is None else ("class", "vector")):
+        raise DatasetError(f"{file}: field 'label_kind' is {kind!r}, expected "
+                           + ("null (no labels)" if labels is None else "'class' or 'vector'"))
+    dim = manifest.setdefault("label_dim", manifest.get("num_classes", 0) if kind == "class"
+                              else 0)
+    if kind != "vector":
+        return
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise DatasetError(f"{file}: field 'label_dim' must be an int >= 1, got {dim!r}")
+    try:
+        values = np.asarray(labels, np.float64)
+        good = values.shape == (len(labels), dim) and bool(np.isfinite(values).all())
+    except (TypeError, ValueError):  # ragged, or not numbers
+        good = False
+    if good:
+        return
+    for i, label in enumerate(labels):  # name the first bad one
+        if (not isinstance(label, list) or len(label) != dim
+                or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in label)
+                or not np.isfinite(label).all()):
+            raise DatasetError(f"{file}: labels[{i}] is {label!r}; expected a vector of "
+                               f"{dim} finite numbers (label_dim)")

@@ -18,6 +18,7 @@ import numpy as np
 from stylegan_jax.data import images as image_ops
 from stylegan_jax.data import tf_runtime
 from stylegan_jax.data.shards import DatasetError, ShardedImages, read_manifest
+from stylegan_jax.shapes import ImageShape
 
 KINDS = ("bundled", "tfrecord", "tfds")
 BUNDLED_RESOLUTION = 32
@@ -27,6 +28,7 @@ BUNDLED_CLASS_NAMES = ("face", "non-face")  # the labelled bundled source's labe
 # How each source resizes, as the scores computed on its images record it.
 BUNDLED_RESIZE = "Pillow bicubic up from the 25x25 crops (box when smaller)"
 TFDS_RESIZE = "centre crop, tf.image.resize area (down) or bicubic (up)"
+TFDS_TRANSFORMS = ("center-crop", "pad-to-ratio")  # the dataset tool's, as tf.data ops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,9 @@ class SourceConfig:
     image_key / label_key: TFDS feature names; label_key must be a ClassLabel (or None).
     resolution / channels: bundled and tfds output (defaults 32 and 1 for bundled, channels 3
     for tfds); a tfrecord dataset takes them from its manifest and checks them if given.
+    aspect / transform: tfds only: (height, width) multiples of resolution (shapes.py; W x H
+    images) and how an image reaches that ratio, as the dataset tool's --transform:
+    'center-crop' (the largest centred crop) or 'pad-to-ratio' (black bands).
     shuffle_buffer: tfds only, examples held by the tf.data shuffle after the file shuffle.
     """
 
@@ -58,6 +63,8 @@ class SourceConfig:
     channels: int | None = None
     shuffle_buffer: int = 4096
     labels: bool = False
+    aspect: tuple[int, int] = (1, 1)
+    transform: str = "center-crop"
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -74,6 +81,16 @@ class SourceConfig:
             raise ValueError(f"source channels must be 1 or 3, got {self.channels}")
         if self.labels not in (False, True):
             raise ValueError(f"source labels must be true or false, got {self.labels!r}")
+        aspect = tuple(self.aspect)
+        object.__setattr__(self, "aspect", aspect)  # a list from JSON or a ConfigDict
+        if aspect != (1, 1) or self.transform != "center-crop":
+            if self.kind != "tfds":
+                raise ValueError(f"source aspect and transform are for kind 'tfds' (a tfrecord "
+                                 f"dataset has its shape in its manifest), not {self.kind!r}")
+            ImageShape.of(4, aspect)  # (1, 2^k) or (2^k, 1)
+            if self.transform not in TFDS_TRANSFORMS:
+                raise ValueError(f"source transform must be one of {TFDS_TRANSFORMS}, got "
+                                 f"{self.transform!r}")
         if self.labels and self.kind != "bundled":
             raise ValueError(
                 f"source labels=True is for kind 'bundled', not {self.kind!r} (tfrecord labels "
@@ -99,10 +116,16 @@ def source_from_config(data) -> dict[str, Any]:
     if data.source == "tfrecord":
         return dict(kind="tfrecord", path=data.path)
     if data.source == "tfds":
-        return dict(kind="tfds", name=data.path, split=data.split,
-                    data_dir=data.data_dir or None, manual_dir=data.manual_dir or None,
-                    resolution=data.resolution, channels=data.channels,
-                    label_key="label" if data.use_labels else None)
+        source = dict(kind="tfds", name=data.path, split=data.split,
+                      data_dir=data.data_dir or None, manual_dir=data.manual_dir or None,
+                      resolution=data.resolution, channels=data.channels,
+                      label_key="label" if data.use_labels else None)
+        aspect = tuple(data.get("aspect", None) or (1, 1))
+        if aspect != (1, 1):
+            source["aspect"] = aspect
+        if data.get("transform", None):
+            source["transform"] = data.transform
+        return source
     raise ValueError(
         f"config.data.source={data.source!r}: expected bundled, tfrecord or tfds")
 
@@ -172,18 +195,29 @@ class ArrayImages:
 
 @dataclasses.dataclass
 class IndexedSource:
-    """A source with random access: count images, labels aligned with them."""
+    """A source with random access: count images, labels aligned with them: class indices
+    (int32 [count], `num_classes` classes) or label vectors (float32 [count, dim], the
+    generator's c as they are; num_classes 0)."""
 
     count: int
     resolution: int
     channels: int
-    labels: np.ndarray | None  # int32 [count] or None
+    labels: np.ndarray | None  # int32 [count], float32 [count, dim] or None
     num_classes: int
     levels: tuple[int, ...]  # resolutions stored (or computed) without further work
     images_at: Any  # resolution -> object with .read(indices, flips)
     class_names: tuple[str, ...] | None = None  # label k's name, where the source knows it
     aspect: tuple[int, int] = (1, 1)  # (height, width) multiples of `resolution` (shapes.py)
     resize_filter: str | None = None  # the dataset tool's (its manifest), None: unknown
+
+    @property
+    def vector_labels(self) -> bool:
+        return self.labels is not None and self.labels.ndim == 2
+
+    @property
+    def label_dim(self) -> int:
+        """The c_dim a conditional generator takes: the classes, or the vectors' length."""
+        return int(self.labels.shape[1]) if self.vector_labels else self.num_classes
 
 
 def open_indexed(source: SourceConfig) -> IndexedSource:
@@ -226,7 +260,8 @@ def open_indexed(source: SourceConfig) -> IndexedSource:
         count=int(manifest["count"]),
         resolution=int(manifest["resolution"]),
         channels=int(manifest["channels"]),
-        labels=None if labels is None else np.asarray(labels, np.int32),
+        labels=None if labels is None else np.asarray(
+            labels, np.float32 if manifest["label_kind"] == "vector" else np.int32),
         num_classes=int(manifest.get("num_classes", 0)),
         levels=tuple(sorted(int(k) for k in levels)),
         images_at=images_at,
@@ -331,25 +366,38 @@ def tfds_encoded(
     return ds.map(pick)
 
 
-def tfds_decode_fn(resolution: int, channels: int):
-    """tf function: encoded image -> uint8 [R, R, C], centre-cropped square, area-resized.
+def tfds_decode_fn(resolution: int, channels: int, aspect: tuple[int, int] = (1, 1),
+                   transform: str = "center-crop"):
+    """tf function: encoded image -> uint8 [R * aspect[0], R * aspect[1], C] (shapes.py),
+    brought to the target's ratio as the dataset tool's --transform (centre crop, or black
+    bands for pad-to-ratio), then area-resized.
 
     Area resizing is the box filter when shrinking; smaller images are upsampled bicubically.
     """
     tf = tf_runtime.import_tensorflow()
+    th, tw = resolution * aspect[0], resolution * aspect[1]
+    if transform not in TFDS_TRANSFORMS:
+        raise ValueError(f"source transform must be one of {TFDS_TRANSFORMS}, got {transform!r}")
 
     def decode(encoded, label):
         image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
         h, w = tf.shape(image)[0], tf.shape(image)[1]
-        side = tf.minimum(h, w)
-        image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
-        size = [resolution, resolution]
+        wider = w * th >= h * tw  # than the target: crop columns, or pad rows
+        if transform == "center-crop":
+            ch = tf.where(wider, h, w * th // tw)
+            cw = tf.where(wider, h * tw // th, w)
+            image = tf.image.crop_to_bounding_box(image, (h - ch) // 2, (w - cw) // 2, ch, cw)
+        else:
+            ch = tf.maximum(tf.where(wider, w * th // tw, h), h)
+            cw = tf.maximum(tf.where(wider, w, h * tw // th), w)
+            image = tf.image.pad_to_bounding_box(image, (ch - h) // 2, (cw - w) // 2, ch, cw)
+        size = [th, tw]
         image = tf.cond(
-            side >= resolution,
+            ch >= th,
             lambda: tf.image.resize(image, size, method="area"),
             lambda: tf.image.resize(image, size, method="bicubic"),
         )
         image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-        return tf.ensure_shape(image, [resolution, resolution, channels]), label
+        return tf.ensure_shape(image, [th, tw, channels]), label
 
     return decode

@@ -125,10 +125,13 @@ class Checkpoints:
 
     `writer=False` (generate, metrics, convert) leaves the directory as it is; a writer
     (the trainer) also removes Orbax's temporary directories of unfinished saves.
+    `run_meta`: what every save's metadata records about the run beside the meta it is
+    given (e.g. the label kind, which tells generate whether the network takes a vector).
     """
 
     def __init__(self, directory: str | Path, keep_last: int, keep_every: int | None,
-                 async_save: bool = True, best: BestBy | None = None, writer: bool = True):
+                 async_save: bool = True, best: BestBy | None = None, writer: bool = True,
+                 run_meta: dict | None = None):
         directory = Path(directory).absolute()  # Orbax needs absolute paths
         preserve = [policies.LatestN(max(1, keep_last))]
         if keep_every:
@@ -146,6 +149,7 @@ class Checkpoints:
             cleanup_tmp_directories=writer,
         )
         self.best = best
+        self.run_meta = dict(run_meta or {})
         self.failed = False  # a write failed (and was reported)
         logging.getLogger("absl").addFilter(_QUIET_ORBAX)  # once
         self.directory = directory
@@ -179,7 +183,7 @@ class Checkpoints:
         self._writing(lambda: self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=ocp.args.JsonSave(data_position),
-            meta=ocp.args.JsonSave(meta),
+            meta=ocp.args.JsonSave({**self.run_meta, **meta}),
         ), metrics=metrics if self.best is not None else None, force=True))
 
     def wait(self) -> None:

@@ -70,3 +70,18 @@ def class_names(source: str | Path) -> tuple[str, ...] | None:
         return runs.class_names_at(*found)
     names = network_dir_info(source).get("class_names")
     return tuple(names) if names else None
+
+
+def label_kind(source: str | Path) -> str | None:
+    """'vector' where a conditional generator's source records that it was trained on label
+    vectors (a training workdir's checkpoint, a converted directory's info `label_kind`),
+    'class' where it records classes, else None (unconditional, or unknown: official pickles
+    and directories converted from them say nothing)."""
+    source = Path(source)
+    if source.suffix == ".pkl":
+        return None
+    found = runs.checkpoint_path(source)
+    if found is not None:
+        return runs.label_kind_at(*found)
+    info = network_dir_info(source)
+    return info.get("label_kind") or ("class" if info.get("class_names") else None)

@@ -15,6 +15,7 @@ import numpy as np
 
 from stylegan_jax import images
 from stylegan_jax.generate import (
+    Condition,
     add_class_argument,
     add_network_arguments,
     class_from_args,
@@ -37,10 +38,11 @@ def mix_ws(row_ws: np.ndarray, col_ws: np.ndarray, styles: list[int]) -> np.ndar
 
 def style_mix(net: Network, row_seeds: list[int], col_seeds: list[int], styles: list[int],
               truncation_psi: float = 1.0, noise_mode: str = "const",
-              class_idx: int | None = None, batch_size: int = 16
+              class_idx: Condition = None, batch_size: int = 16
               ) -> tuple[dict[int, np.ndarray], np.ndarray]:
     """({seed: its own image}, mixed images [R, C, H, W, ch]), uint8; all rendered by one
-    compiled synthesis program. Truncation (psi) applies to every layer, as officially."""
+    compiled synthesis program; `class_idx`: a class or a label vector
+    (generate.conditioning). Truncation (psi) applies to every layer, as officially."""
     num_ws, _ = w_shape(net.module)
     bad = [s for s in styles if not 0 <= s < num_ws]
     if bad:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from stylegan_jax import images
 from stylegan_jax.generate import (
+    Condition,
     add_class_argument,
     add_network_arguments,
     class_from_args,
@@ -107,9 +108,10 @@ def keyframe_seeds(seeds: list[int], grid: tuple[int, int], num_keyframes: int |
 def walk_frames(net: Network, seeds: list[int], grid: tuple[int, int] = (1, 1),
                 num_keyframes: int | None = None, w_frames: int = 120, kind: str = "cubic",
                 truncation_psi: float = 1.0, noise_mode: str = "const",
-                shuffle_seed: int | None = None, class_idx: int | None = None,
+                shuffle_seed: int | None = None, class_idx: Condition = None,
                 batch_size: int = 16) -> Iterator[np.ndarray]:
-    """The video's uint8 frames [H*h, W*w, ch], num_keyframes * w_frames of them. Each
+    """The video's uint8 frames [H*h, W*w, ch], num_keyframes * w_frames of them, of class
+    or label vector `class_idx` (generate.conditioning). Each
     compiled call renders the cells of ceil(batch_size / cells) frames (the last call
     padded, so one program renders all)."""
     if w_frames < 1:

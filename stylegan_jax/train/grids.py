@@ -1,10 +1,13 @@
 """The run's image grids under workdir/samples (process 0): the reals, and G EMA's fakes
 for the fixed seeds 0..n-1, as the official snapshots. A conditional run's grids hold one
-class per row (as the official `setup_snapshot_image_grid`), named in a strip on the left."""
+class per row (as the official `setup_snapshot_image_grid`), named in a strip on the left; a
+run on label vectors holds one of the data's vectors per row (the first distinct ones of the
+data's seeded order), written in the strip and, in full, to samples/grid_labels.json."""
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +19,10 @@ from PIL import Image, ImageDraw, ImageFont
 from stylegan_jax import images
 from stylegan_jax.augment import augment
 from stylegan_jax.models.sampling import latents_for_seeds, synthesize
-from stylegan_jax.train.inputs import one_hot
+from stylegan_jax.train.inputs import conditioning
+from stylegan_jax.train.labels import format_vector
+
+LABELS_FILE = "grid_labels.json"  # a vector-labelled run's row vectors, under samples/
 
 
 class Grids:
@@ -24,24 +30,49 @@ class Grids:
     later ones are silent, and training goes on."""
 
     def __init__(self, samples: Path, z_dim: int, c_dim: int, seeds: int,
-                 log: Callable[[str], None], class_names: tuple[str, ...] = ()):
+                 log: Callable[[str], None], class_names: tuple[str, ...] = (),
+                 label_vectors: np.ndarray | None = None):
+        """label_vectors: a vector-labelled run's candidates for the rows, float32 [K, c_dim]
+        (`inputs.grid_label_vectors`): row r takes vector r % K."""
         self.samples, self.log, self.failed = samples, log, False
         self.n = max(1, seeds)
         self.rows, self.cols = images.grid_shape(self.n)
         self.c_dim, self.class_names = c_dim, tuple(class_names)
+        self.row_vectors = None
+        if label_vectors is not None:
+            label_vectors = np.asarray(label_vectors, np.float32)
+            if label_vectors.ndim != 2 or label_vectors.shape[1] != c_dim or not len(
+                    label_vectors):
+                raise ValueError(f"grid label vectors must be [K >= 1, {c_dim}], got shape "
+                                 f"{label_vectors.shape}")
+            self.row_vectors = label_vectors[np.arange(self.rows) % len(label_vectors)]
+        self._labels_written = False
         self.z = jnp.asarray(latents_for_seeds(list(range(self.n)), z_dim))
-        self.c = jnp.asarray(one_hot(self.row_classes()[np.arange(self.n) // self.cols], c_dim))
+        self.c = jnp.asarray(conditioning(self.row_classes()[np.arange(self.n) // self.cols],
+                                          c_dim))
 
     def row_classes(self) -> np.ndarray:
-        """The class of each grid row: 0, 1, ..., c_dim - 1, 0, ... (all 0: unconditional)."""
+        """The label of each grid row: classes 0, 1, ..., c_dim - 1, 0, ... (all 0:
+        unconditional), or a vector-labelled run's row vectors [rows, c_dim]."""
+        if self.row_vectors is not None:
+            return self.row_vectors
         return np.arange(self.rows) % max(self.c_dim, 1)
 
+    def row_names(self) -> list[str] | None:
+        """Each row's label as its strip shows it (None: no strip)."""
+        if self.row_vectors is not None:
+            return [format_vector(v) for v in self.row_vectors]
+        if self.class_names:
+            return [self.class_names[k] for k in self.row_classes()]
+        return None
+
     def grid(self, imgs: np.ndarray) -> np.ndarray:
-        """The grid image of n uint8 images; with class names, each row's on its left."""
+        """The grid image of n uint8 images; with class names or label vectors, each row's
+        on its left."""
         grid = images.make_grid(imgs, self.cols)
-        if not self.class_names:
+        names = self.row_names()
+        if names is None:
             return grid
-        names = [self.class_names[k] for k in self.row_classes()]
         return np.concatenate([name_strip(names, imgs.shape[1], imgs.shape[-1]), grid], 1)
 
     def fakes(self, G) -> np.ndarray:
@@ -61,6 +92,10 @@ class Grids:
         try:
             path.parent.mkdir(exist_ok=True)
             images.save_image(grid, path)
+            if self.row_vectors is not None and not self._labels_written:
+                rows = [{"row": r, "label": v.tolist()} for r, v in enumerate(self.row_vectors)]
+                (self.samples / LABELS_FILE).write_text(json.dumps(rows, indent=1) + "\n")
+                self._labels_written = True
         except OSError as e:
             if not self.failed:
                 self.log(f"warning: cannot write the image grid {path} ({e}); training goes "

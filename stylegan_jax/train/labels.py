@@ -6,6 +6,10 @@ The compiled steps draw rows of a one-hot `label_table` uniformly, so the table 
 each class in proportion to its count: counts divided by their greatest common divisor
 (exact; a balanced dataset gives the identity), or, should that exceed `max_rows`, the
 proportions rounded to `max_rows` rows by largest remainders.
+
+Label vectors (continuous or multi-hot conditions) are the generator's c as they are: the
+table holds the data's vectors themselves, one row per image (a seeded uniform choice of
+`max_rows` of them for a larger dataset).
 """
 
 from __future__ import annotations
@@ -61,3 +65,44 @@ def label_table(counts: np.ndarray, max_rows: int = 65536) -> np.ndarray:
         rows[rest] += 1
     classes = np.repeat(np.arange(counts.size), rows)
     return np.eye(counts.size, dtype=np.float32)[classes]
+
+
+def vector_table(vectors: np.ndarray, max_rows: int = 65536, seed: int = 0) -> np.ndarray:
+    """float32 [K, dim] rows whose uniform draw is the draw of a random image's label vector:
+    every image's (K = N), or `max_rows` images chosen without replacement (seeded)."""
+    vectors = np.asarray(vectors, np.float32)
+    if vectors.ndim != 2 or len(vectors) == 0:
+        raise ValueError(f"label vectors must be [N >= 1, dim], got shape {vectors.shape}")
+    if len(vectors) > max_rows:
+        rows = np.random.default_rng(seed).choice(len(vectors), max_rows, replace=False)
+        vectors = vectors[np.sort(rows)]
+    return vectors
+
+
+def is_multi_hot(vectors: np.ndarray) -> bool:
+    """Every value 0 or 1 (attributes switched on or off, e.g. CelebA's 40)."""
+    return bool(np.isin(vectors, (0, 1)).all())
+
+
+def vector_summary(vectors: np.ndarray, shown: int = 16) -> str:
+    """'N images, dim-number label vectors (multi-hot), per dimension min/mean/max: ...' for
+    the first `shown` dimensions."""
+    vectors = np.asarray(vectors, np.float32)
+    n, dim = vectors.shape
+    lo, mean, hi = vectors.min(0), vectors.mean(0), vectors.max(0)
+    stats = ", ".join(f"{k} {lo[k]:.3g}/{mean[k]:.3g}/{hi[k]:.3g}" for k in range(min(dim, shown)))
+    more = f", ... ({dim - shown} more)" if dim > shown else ""
+    kind = " (multi-hot)" if is_multi_hot(vectors) else ""
+    return (f"{dim}-number label vectors{kind} of {n} images; per dimension min/mean/max: "
+            f"{stats}{more}")
+
+
+def format_vector(vector: np.ndarray, limit: int = 48) -> str:
+    """A label vector as a short text for a grid row: the indices set in a multi-hot one
+    ('on: 1,4'), else its values; cut to `limit` characters with '...'."""
+    vector = np.asarray(vector, np.float32)
+    if is_multi_hot(vector):
+        text = "on: " + (",".join(str(k) for k in np.flatnonzero(vector)) or "none")
+    else:
+        text = " ".join(f"{v:.3g}" for v in vector)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -121,9 +121,9 @@ def open_run(config: ml_collections.ConfigDict, workdir: str | Path, devices, lo
     workdir = prepare_workdir(workdir, config)
     main_process = jax.process_index() == 0
     say = log if main_process else lambda _: None
-    source, c_dim, class_names = inputs.open_source(config)
-    counts = inputs.class_counts(source, c_dim)
-    labels_line = inputs.label_summary(config, class_names, counts)
+    source, labels = inputs.open_source(config)
+    c_dim, class_names = labels.c_dim, labels.class_names
+    labels_line = inputs.label_summary(config, labels)
     if labels_line:
         say(labels_line)
     evaluator = None
@@ -132,7 +132,7 @@ def open_run(config: ml_collections.ConfigDict, workdir: str | Path, devices, lo
     trainer = trainer_class(config.family)(config, c_dim)
     keep_every = int(config.log.keep_every_kimg * 1000) or None
     ckpts = Checkpoints(workdir / "checkpoints", config.log.keep_last, keep_every,
-                        best=config_lib.best_by(config))
+                        best=config_lib.best_by(config), run_meta=labels.meta())
     fresh, (host_state, data_state, meta) = _restore_or_init(config, trainer, ckpts, say)
     nimg = int(host_state.nimg)
     watch = watchdog.WatchState.from_meta(meta.get("watchdog"))
@@ -150,9 +150,9 @@ def open_run(config: ml_collections.ConfigDict, workdir: str | Path, devices, lo
         ckpts=ckpts, evaluator=evaluator,
         writer=StatsWriter(workdir, config.log.tensorboard, warn=log) if main_process else None,
         grids=Grids(workdir / "samples", trainer.z_dim, c_dim, config.log.grid_seeds, log,
-                    class_names),
+                    class_names, inputs.grid_label_vectors(config, source, labels)),
         source=source, c_dim=c_dim, class_names=class_names,
-        label_table=inputs.fake_label_table(backend, counts),
+        label_table=inputs.fake_label_table(backend, labels, config.seed),
         fresh=fresh, state=backend.put_state(host_state), step=int(host_state.step), nimg=nimg,
         tick=int(meta.get("tick", 0)), stage=stage, pipe=pipe,
         schedule=Schedule.at(config, nimg, meta.get("next_eval"), evaluator is not None),
