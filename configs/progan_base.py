@@ -41,6 +41,7 @@ def data_section() -> ml_collections.ConfigDict:
     d.manual_dir = ""  # tfds manual_dir (celeb_a_hq)
     d.resolution = 32  # the final resolution; lower levels are box-downsampled
     d.aspect = (1, 1)  # (height, width) multiples of resolution: --config.data.resolution=WxH
+    d.transform = "center-crop"  # bundled/tfds to a W x H ratio: center-crop | pad-to-ratio
     d.channels = 1
     d.xflip = True  # official mirror_augment
     d.use_labels = False

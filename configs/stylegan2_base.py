@@ -23,6 +23,7 @@ def base() -> ml_collections.ConfigDict:
     c.data.manual_dir = ""  # tfds manual_dir (celeb_a_hq)
     c.data.resolution = 32
     c.data.aspect = (1, 1)  # (height, width) multiples of resolution: --config.data.resolution=WxH
+    c.data.transform = "center-crop"  # bundled/tfds to a W x H ratio: center-crop | pad-to-ratio
     c.data.channels = 1
     c.data.xflip = True  # mirror augmentation (official --mirror)
     c.data.use_labels = False

@@ -112,21 +112,23 @@ def test_parity_command_end_to_end(tmp_path):
     out = tmp_path / "parity"
     argv = [sys.executable, "-m", "stylegan_jax.cli", "parity", "--official", str(checkout),
             "--official-python", str(python), "--out", str(out), "--seeds", "0,1",
-            "--kimg", "0.064", "--every", "0.032", "--metrics", "swd64,msssim16",
+            "--kimg", "0.032", "--every", "0.032", "--metrics", "swd64,msssim16",
             "--skip-kimg", "0", "--config.train.batch_size=16",
             "--config.model.channel_max=16"]
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    # One device: the runs' programs compile and step faster than over 8 fake devices.
+    flags = os.environ.get("XLA_FLAGS", "").replace("device_count=8", "device_count=1")
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent), XLA_FLAGS=flags)
     first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode in (0, 1), first.stdout + first.stderr
     data = sorted((out / "data").rglob("*.png"))
     assert len(data) == 100 and json.loads((out / "data" / "dataset.json").read_text()) == {
         "labels": None}
     spec = json.loads((out / "official" / "seed1" / "spec.json").read_text())
-    assert spec["random_seed"] == 1 and spec["snapshot_kimg"] == [0.032, 0.064]
+    assert spec["random_seed"] == 1 and spec["snapshot_kimg"] == [0.032]
     evals = [json.loads(line) for line in (out / "evals.jsonl").read_text().splitlines()]
     assert sorted((e["side"], e["seed"], e["kimg"]) for e in evals) == sorted(
         (side, seed, k) for side in ("official", "ours") for seed in (0, 1)
-        for k in (0.032, 0.064))
+        for k in (0.032,))
     for e in evals:
         assert set(e["results"]) == {"swd64", "swd64_32", "swd64_16", "msssim16"}
         prov = e["provenance"]["swd64"]

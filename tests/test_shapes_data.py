@@ -159,3 +159,33 @@ def test_metrics_see_rgba_composited_over_black():
                                want * 2 - 1, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="1, 3 or 4 channels"):
         image_ops.to_rgb(rgba[..., :2])
+
+
+def test_bundled_faces_come_at_w_x_h():
+    """The bundled crops at a config's W x H: centre-cropped from the square upscaled to the
+    longer side, or padded with black bands around the square at the shorter side (PIL
+    references); the config's transform reaches the source."""
+    import skimage.data
+
+    from stylegan_jax.data import sources
+
+    crops = np.rint(np.clip(skimage.data.lfw_subset(), 0, 1) * 255).astype(np.uint8)[:3]
+    wide = sources.bundled_faces(16, 1, aspect=(1, 2))  # 32 wide, 16 high, centre crop
+    assert wide.shape == (100, 16, 32, 1)
+    for got, crop in zip(wide, crops, strict=False):
+        big = np.asarray(PIL.Image.fromarray(crop).resize((32, 32), PIL.Image.BICUBIC))
+        np.testing.assert_array_equal(got[..., 0], big[8:24])
+    tall = sources.bundled_faces(16, 1, aspect=(2, 1), transform="pad-to-ratio")
+    assert tall.shape == (100, 32, 16, 1)
+    for got, crop in zip(tall, crops, strict=False):
+        small = np.asarray(PIL.Image.fromarray(crop).resize((16, 16), PIL.Image.BOX))
+        np.testing.assert_array_equal(got[8:24, :, 0], small)
+        assert not got[:8].any() and not got[24:].any()
+    config = config_lib.load_config("quickstart", ["--config.data.resolution=16x32",
+                                                   "--config.data.transform=pad-to-ratio"])
+    src = sources.SourceConfig.from_dict(sources.source_from_config(config.data))
+    indexed = sources.open_indexed(src)
+    assert (indexed.resolution, indexed.aspect) == (16, (2, 1))
+    np.testing.assert_array_equal(indexed.images_at(16).read(np.arange(100)), tall)
+    with pytest.raises(ValueError, match="source aspect and transform are for kinds"):
+        sources.SourceConfig(kind="tfrecord", path="x", aspect=(1, 2))

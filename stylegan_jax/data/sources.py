@@ -45,8 +45,8 @@ class SourceConfig:
     image_key / label_key: TFDS feature names; label_key must be a ClassLabel (or None).
     resolution / channels: bundled and tfds output (defaults 32 and 1 for bundled, channels 3
     for tfds); a tfrecord dataset takes them from its manifest and checks them if given.
-    aspect / transform: tfds only: (height, width) multiples of resolution (shapes.py; W x H
-    images) and how an image reaches that ratio, as the dataset tool's --transform:
+    aspect / transform: bundled and tfds: (height, width) multiples of resolution (shapes.py;
+    W x H images) and how an image reaches that ratio, as the dataset tool's --transform:
     'center-crop' (the largest centred crop) or 'pad-to-ratio' (black bands).
     shuffle_buffer: tfds only, examples held by the tf.data shuffle after the file shuffle.
     """
@@ -84,9 +84,9 @@ class SourceConfig:
         aspect = tuple(self.aspect)
         object.__setattr__(self, "aspect", aspect)  # a list from JSON or a ConfigDict
         if aspect != (1, 1) or self.transform != "center-crop":
-            if self.kind != "tfds":
-                raise ValueError(f"source aspect and transform are for kind 'tfds' (a tfrecord "
-                                 f"dataset has its shape in its manifest), not {self.kind!r}")
+            if self.kind == "tfrecord":
+                raise ValueError("source aspect and transform are for kinds 'bundled' and "
+                                 "'tfds' (a tfrecord dataset has its shape in its manifest)")
             ImageShape.of(4, aspect)  # (1, 2^k) or (2^k, 1)
             if self.transform not in TFDS_TRANSFORMS:
                 raise ValueError(f"source transform must be one of {TFDS_TRANSFORMS}, got "
@@ -110,36 +110,45 @@ class SourceConfig:
 def source_from_config(data) -> dict[str, Any]:
     """A training config's `data` section -> the source dict the data pipeline takes
     (`SourceConfig.from_dict`)."""
-    if data.source == "bundled":
-        source = dict(kind="bundled", resolution=data.resolution, channels=data.channels)
-        return dict(source, labels=True) if data.use_labels else source
     if data.source == "tfrecord":
         return dict(kind="tfrecord", path=data.path)
-    if data.source == "tfds":
+    if data.source == "bundled":
+        source = dict(kind="bundled", resolution=data.resolution, channels=data.channels)
+        if data.use_labels:
+            source["labels"] = True
+    elif data.source == "tfds":
         source = dict(kind="tfds", name=data.path, split=data.split,
                       data_dir=data.data_dir or None, manual_dir=data.manual_dir or None,
                       resolution=data.resolution, channels=data.channels,
                       label_key="label" if data.use_labels else None)
-        aspect = tuple(data.get("aspect", None) or (1, 1))
-        if aspect != (1, 1):
-            source["aspect"] = aspect
-        if data.get("transform", None):
-            source["transform"] = data.transform
-        return source
-    raise ValueError(
-        f"config.data.source={data.source!r}: expected bundled, tfrecord or tfds")
+    else:
+        raise ValueError(
+            f"config.data.source={data.source!r}: expected bundled, tfrecord or tfds")
+    aspect = tuple(data.get("aspect", None) or (1, 1))
+    if aspect != (1, 1):
+        source["aspect"] = aspect
+    if data.get("transform", None):
+        source["transform"] = data.transform
+    return source
 
 
 @functools.lru_cache(maxsize=8)
-def _bundled(resolution: int, channels: int) -> np.ndarray:
-    """All 200 crops of lfw_subset() (100 faces, then 100 non-faces), read-only uint8."""
+def _bundled(resolution: int, channels: int, aspect: tuple[int, int] = (1, 1),
+             transform: str = "center-crop") -> np.ndarray:
+    """All 200 crops of lfw_subset() (100 faces, then 100 non-faces), read-only uint8
+    [200, R * aspect[0], R * aspect[1], C]."""
     # Function-level: scikit-image is heavy and only the bundled faces need it.
     import skimage.data
 
     # lfw_subset(): 25x25 grayscale floats in [0, 1].
     crops = np.rint(np.clip(skimage.data.lfw_subset(), 0, 1) * 255).astype(np.uint8)
-    filt = "bicubic" if resolution > crops.shape[1] else "box"
-    out = np.stack([image_ops.resize(f[..., None], resolution, resolution, filt) for f in crops])
+    # The square crops go to the side the ratio keeps (the longer one for a centre crop, the
+    # shorter for bands), then to the ratio as the dataset tool's --transform takes them.
+    side = resolution * (max(aspect) if transform == "center-crop" else 1)
+    filt = "bicubic" if side > crops.shape[1] else "box"
+    out = np.stack([image_ops.transform_image(image_ops.resize(f[..., None], side, side, filt),
+                                              resolution, transform, aspect=aspect)
+                    for f in crops])
     out = image_ops.to_channels(out, channels) if channels == 3 else out
     out.setflags(write=False)
     return out
@@ -152,26 +161,29 @@ def _check_bundled(resolution: int, channels: int) -> None:
 
 
 def bundled_faces(
-    resolution: int = BUNDLED_RESOLUTION, channels: int = BUNDLED_CHANNELS
+    resolution: int = BUNDLED_RESOLUTION, channels: int = BUNDLED_CHANNELS,
+    aspect: tuple[int, int] = (1, 1), transform: str = "center-crop",
 ) -> np.ndarray:
     """The 100 LFW face crops scikit-image ships, as read-only uint8 [100, R, R, C].
 
     The crops are 25x25 grayscale: 32 is the nearest power of two that keeps every pixel
     (bicubic upsampling; box filter when smaller), and 1 channel keeps what the data has
-    (channels=3 repeats the plane for an RGB model).
+    (channels=3 repeats the plane for an RGB model). `aspect` and `transform` make W x H
+    images as the dataset tool's --transform (center-crop or pad-to-ratio) would.
     """
     _check_bundled(resolution, channels)
-    return _bundled(resolution, channels)[:BUNDLED_FACES]
+    return _bundled(resolution, channels, tuple(aspect), transform)[:BUNDLED_FACES]
 
 
 def bundled_labelled(
-    resolution: int = BUNDLED_RESOLUTION, channels: int = BUNDLED_CHANNELS
+    resolution: int = BUNDLED_RESOLUTION, channels: int = BUNDLED_CHANNELS,
+    aspect: tuple[int, int] = (1, 1), transform: str = "center-crop",
 ) -> tuple[np.ndarray, np.ndarray]:
     """All 200 crops of ``lfw_subset()`` and their labels: (read-only uint8 [200, R, R, C],
     int32 [200]), label 0 (face) for crops 0..99 and 1 (non-face) for 100..199; see
     ``BUNDLED_CLASS_NAMES``. The first 100 images are ``bundled_faces``'s."""
     _check_bundled(resolution, channels)
-    images = _bundled(resolution, channels)
+    images = _bundled(resolution, channels, tuple(aspect), transform)
     labels = (np.arange(len(images)) >= BUNDLED_FACES).astype(np.int32)
     labels.setflags(write=False)
     return images, labels
@@ -182,7 +194,8 @@ class ArrayImages:
 
     def __init__(self, array: np.ndarray):
         self.array = array
-        self.count, self.resolution, _, self.channels = array.shape
+        self.count, h, w, self.channels = array.shape
+        self.resolution = min(h, w)  # the shorter side, as ShardedImages
 
     def read(
         self, indices: np.ndarray, flips: np.ndarray | None = None, out: np.ndarray | None = None
@@ -224,10 +237,11 @@ def open_indexed(source: SourceConfig) -> IndexedSource:
     """Opens a bundled or tfrecord source for random access."""
     if source.kind == "bundled":
         res, channels = source.resolution or BUNDLED_RESOLUTION, source.channels or BUNDLED_CHANNELS
+        shape = dict(aspect=source.aspect, transform=source.transform)
         if source.labels:
-            faces, labels = bundled_labelled(res, channels)
+            faces, labels = bundled_labelled(res, channels, **shape)
         else:
-            faces, labels = bundled_faces(res, channels), None
+            faces, labels = bundled_faces(res, channels, **shape), None
         return IndexedSource(
             count=len(faces),
             resolution=res,
@@ -237,6 +251,7 @@ def open_indexed(source: SourceConfig) -> IndexedSource:
             levels=(res,),
             images_at=lambda r: ArrayImages(faces),
             class_names=BUNDLED_CLASS_NAMES if source.labels else None,
+            aspect=source.aspect,
         )
     if source.kind != "tfrecord":
         raise ValueError(f"source kind {source.kind!r} has no random access")
