@@ -282,7 +282,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "resolution, 1 = half, fractional = fade-in; default: the network's, "
                    "e.g. where a training snapshot had grown to)")
     p.add_argument("--translate", type=_pair, default=(0.0, 0.0), metavar="X,Y",
-                   help="StyleGAN3: translate the image (fractions of its size)")
+                   help="StyleGAN3: translate the image (fractions of its shorter side)")
     p.add_argument("--rotate", type=float, default=0.0, metavar="DEG",
                    help="StyleGAN3: rotate the image (degrees)")
     p.add_argument("--batch-size", type=int, default=16, help="images per compiled call")

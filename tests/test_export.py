@@ -295,26 +295,27 @@ def test_bench_export_prints_a_row_per_format(capsys):
     assert sum(line.startswith("| stablehlo |") for line in out) == 1
 
 
-@pytest.mark.slow  # a full-size official StyleGAN3 synthesis network through two converters
-def test_official_stylegan3_pickle_exports_to_onnx_with_nvidias_images(tmp_path):
-    """An official-layout StyleGAN3 pickle -> `export --format onnx --input w` -> onnxruntime
-    on the reference ws: NVIDIA's images within one 8-bit level."""
-    from official_fixtures import nchw_to_nhwc, subdict
-    from official_pickle import dump, records_from_state_dict
-    from test_stylegan3_official import FILES, official_generator, official_kwargs
+def test_a_w_x_h_stylegan3_exports_to_onnx_with_nvidias_images(tmp_path):
+    """NVIDIA's StyleGAN3 layers built 32x16 (tests/data/stylegan3_rect, the recorded
+    weights in a network directory) -> `export --format onnx --input w` -> onnxruntime on
+    the reference ws: NVIDIA's images within one 8-bit level, W x H kept."""
+    from official_fixtures import DATA, load, nchw_to_nhwc, subdict
 
-    path = next(f for f in FILES if not official_generator(f)[0].get("transform"))
-    meta, arrays, _, _ = official_generator(path)
-    rec = records_from_state_dict("Generator", official_kwargs(meta), subdict(arrays, "G/"))
-    rec.module_src = "class SynthesisInput(torch.nn.Module): pass\n"
-    dump({"G": rec, "G_ema": rec, "D": None, "training_set_kwargs": {}}, tmp_path / "n.pkl")
+    from stylegan_jax.convert.torch_stylegan3 import generator_kwargs, state_dict_to_variables
+    from stylegan_jax.models import stylegan3
+
+    meta, arrays = load(DATA / "stylegan3_rect" / "stylegan3_t_16_wide.npz")
+    G = stylegan3.Generator(**generator_kwargs(meta["kwargs"]), img_aspect=tuple(meta["aspect"]))
+    v = state_dict_to_variables(subdict(arrays, "G/"), G)
+    save_networks(tmp_path / "net", {"G_ema": Network(G, v)})
     out = tmp_path / "sg3-onnx"
-    assert cli.main(["export", "--network", str(tmp_path / "n.pkl"), "--format", "onnx",
+    assert cli.main(["export", "--network", str(tmp_path / "net"), "--format", "onnx",
                      "--input", "w", "--out", str(out)]) == 0
     m, call = formats.open_artifact(out)
     assert (m["family"], m["input"], m["opset"]) == ("stylegan3", "w", 18)
     got = call(ws=np.asarray(arrays["io/ws_notrunc"], np.float32)).astype(np.float32)
     want = np.clip(np.asarray(nchw_to_nhwc(arrays["io/img_notrunc"])) * 127.5 + 128, 0, 255)
+    assert got.shape[1:3] == (16, 32)
     assert np.abs(got - want.reshape(got.shape)).max() <= 1.0
 
 

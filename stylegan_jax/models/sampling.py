@@ -116,7 +116,8 @@ def check_lod(net: Network, lod: float | None) -> float:
 
 def stylegan3_transform(translate=(0.0, 0.0), rotate: float = 0.0) -> np.ndarray:
     """The `synthesis.input.transform` that shows the image translated by `translate`
-    (fractions of the image) and rotated by `rotate` degrees: the inverse of that
+    (fractions of the image's shorter side, the input's unit: of the image on a square) and
+    rotated by `rotate` degrees: the inverse of that
     rotation-and-translation, as the official gen_images.py sets it."""
     a = np.deg2rad(rotate)
     m = np.array([[np.cos(a), np.sin(a), translate[0]],

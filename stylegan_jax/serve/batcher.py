@@ -29,7 +29,7 @@ Move = tuple[float, float, float]  # (translate x, translate y, rotate degrees):
 class Job:
     seed: int
     psi: float
-    class_idx: int | None
+    class_idx: int | np.ndarray | None  # a class, or a label vector float32 [c_dim]
     move: Move
     future: asyncio.Future = field(repr=False)
     offset: np.ndarray | None = field(default=None, repr=False)  # a latent edit, or none
@@ -45,9 +45,11 @@ class BatchStats:
 
 class Batcher:
     """`render(seeds, psis, classes, moves, offsets) -> uint8 [n, H, W, C]` behind an
-    asyncio queue (`offsets`: a latent edit [num_ws, w_dim] or None per request)."""
+    asyncio queue (`classes`: a class index or a label vector per request; `offsets`: a
+    latent edit [num_ws, w_dim] or None per request)."""
 
-    def __init__(self, render: Callable[[Sequence[int], Sequence[float], Sequence[int | None],
+    def __init__(self, render: Callable[[Sequence[int], Sequence[float],
+                                          Sequence[int | np.ndarray | None],
                                           Sequence[Move], Sequence[np.ndarray | None]],
                                          np.ndarray],
                  max_batch: int, window_s: float = 0.005, queue_limit: int = 256):
@@ -79,7 +81,7 @@ class Batcher:
         self._thread.shutdown(wait=True)
         self._worker = None
 
-    def submit(self, seed: int, psi: float, class_idx: int | None,
+    def submit(self, seed: int, psi: float, class_idx: int | np.ndarray | None,
                move: Move = (0.0, 0.0, 0.0), offset: np.ndarray | None = None
                ) -> asyncio.Future:
         """A future of the uint8 [H, W, C] image; raises Overloaded when the queue is full."""

@@ -16,20 +16,24 @@ import argparse
 import signal
 import socket
 from pathlib import Path
+from typing import NamedTuple
 
 import uvicorn
+from starlette.applications import Starlette
 
 from stylegan_jax.generate import (
     add_class_argument,
     add_network_arguments,
+    class_from_args,
     class_names_from_args,
+    label_kind_from_args,
     named_network_from_args,
 )
 from stylegan_jax.models import stylegan2
-from stylegan_jax.models.sampling import resolve_class
-from stylegan_jax.serve import projector, sliders
+from stylegan_jax.serve import params, projector, sliders
 from stylegan_jax.serve.app import create_app
-from stylegan_jax.serve.engine import Engine
+from stylegan_jax.serve.attribution_queue import AttributionQueue
+from stylegan_jax.serve.engine import BucketEngine, Engine
 from stylegan_jax.serve.exported import ExportedEngine
 from stylegan_jax.serve.params import Defaults
 
@@ -99,10 +103,19 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.batch_window_ms < 0:
-        raise ValueError(f"--batch-window-ms must be >= 0, got {args.batch_window_ms}")
-    sock = bind(args.host, args.port)
+class Served(NamedTuple):
+    """What the flags serve, before warm-up: nothing is compiled yet."""
+
+    app: Starlette
+    engine: BucketEngine
+    name: str
+    sliders: sliders.Sliders
+    attribution: AttributionQueue | None
+    attribution_off: str  # why there is no attribution, when there is none
+
+
+def build(args: argparse.Namespace) -> Served:
+    """The app of the flags; a bad flag fails here, before anything compiles."""
     if args.exported:
         if args.noise_mode != "const":
             raise ValueError("--noise-mode: an exported generator has its noise mode built in "
@@ -115,22 +128,39 @@ def run(args: argparse.Namespace) -> int:
         edits = sliders.none("an exported artifact takes z only: it has no ws to edit")
     else:
         net, name = named_network_from_args(args)
-        names = class_names_from_args(args, net)
-        engine = Engine(net, args.noise_mode, args.max_batch, names)
-        args.class_idx = resolve_class(args.class_idx, net.module.c_dim, names)
+        if args.class_idx is not None or args.label is not None:
+            # generate's rules and messages: a name -> its index, --label checked, --class
+            # refused (naming --label) on a network trained on label vectors.
+            condition = class_from_args(args, net)
+            if args.label is None:
+                args.class_idx = condition
+        engine = Engine(net, args.noise_mode, args.max_batch, class_names_from_args(args, net),
+                        label_kind_from_args(args, net))
         edits = sliders.for_network(net, args.directions, args.sliders)
     attribution, attribution_off = projector.attribution_for(
         net, args.attribute_steps, args.attribute_queue, args.attribute_threshold,
         args.attribute_calibration, args.vgg16_weights, args.lpips_weights)
-    app = create_app(engine, args.name or name, Defaults(args.trunc, args.class_idx),
+    app = create_app(engine, args.name or name, Defaults(args.trunc, args.class_idx, args.label),
                      args.batch_window_ms / 1000, args.queue_limit, sliders=edits,
                      attribution=attribution, attribution_off=attribution_off)
+    return Served(app, engine, args.name or name, edits, attribution, attribution_off)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_window_ms < 0:
+        raise ValueError(f"--batch-window-ms must be >= 0, got {args.batch_window_ms}")
+    sock = bind(args.host, args.port)
+    app, engine, name, edits, attribution, attribution_off = build(args)
     seconds = engine.warm_up()
     s = engine.spec
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
-    print(f"{args.name or name}: {s.family} {s.width}x{s.height}, buckets "
+    print(f"{name}: {s.family} {s.width}x{s.height}, buckets "
           f"{','.join(map(str, engine.buckets))} warmed up in {seconds:.1f} s", flush=True)
+    label = app.state.serve.defaults.label
+    if s.vector_labels:
+        print(f"labels: vectors of {s.c_dim} numbers (label=V1,V2,...), default "
+              f"{params.label_text(label)}", flush=True)
     names = ", ".join(d.name for d in edits.directions)
     print(f"sliders: {names} ({edits.source})" if names else f"sliders: none ({edits.source})",
           flush=True)

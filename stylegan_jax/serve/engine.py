@@ -11,8 +11,9 @@ import jax
 import numpy as np
 
 from stylegan_jax import images
+from stylegan_jax.generate import Condition, conditioning
 from stylegan_jax.models.registry import Network
-from stylegan_jax.models.sampling import labels_for, latents_for_seeds, stylegan3_transform
+from stylegan_jax.models.sampling import latents_for_seeds, stylegan3_transform
 from stylegan_jax.serve.batcher import Move
 from stylegan_jax.serve.render import Spec, make_render, spec, ws_shape
 
@@ -33,9 +34,10 @@ STILL: Move = (0.0, 0.0, 0.0)
 
 
 class BucketEngine(abc.ABC):
-    """Renders batches of (seed, ψ, class, move, w offset) as uint8 NHWC images with one
-    compiled program per bucket. Not thread-safe: one caller at a time (the batcher's generator
-    thread). Subclasses say how a bucket compiles and how a padded batch runs."""
+    """Renders batches of (seed, ψ, class or label vector, move, w offset) as uint8 NHWC images
+    with one compiled program per bucket (c is data: float32 [N, c_dim] either way). Not
+    thread-safe: one caller at a time (the batcher's generator thread). Subclasses say how a
+    bucket compiles and how a padded batch runs."""
 
     spec: Spec
     noise_mode: str
@@ -50,11 +52,11 @@ class BucketEngine(abc.ABC):
         return self.buckets[-1]
 
     def _inputs(self, seeds: Sequence[int], psis: Sequence[float],
-                classes: Sequence[int | None], moves: Sequence[Move] | None = None,
+                classes: Sequence[Condition], moves: Sequence[Move] | None = None,
                 offsets: Sequence[np.ndarray | None] | None = None):
         s = self.spec
         z = latents_for_seeds(list(seeds), s.z_dim)
-        c = np.concatenate([labels_for(k, s.c_dim, 1) for k in classes])
+        c = np.concatenate([conditioning(k, s.c_dim, 1) for k in classes])
         transforms = np.stack([stylegan3_transform((tx, ty), deg)
                                for tx, ty, deg in moves or [STILL] * len(seeds)])
         w_offsets = np.zeros((len(seeds), *self.ws_shape), np.float32)
@@ -94,9 +96,11 @@ class BucketEngine(abc.ABC):
         raise ValueError(f"batch of {n} is above the largest bucket {self.max_batch}")
 
     def __call__(self, seeds: Sequence[int], psis: Sequence[float],
-                 classes: Sequence[int | None], moves: Sequence[Move] | None = None,
+                 classes: Sequence[Condition], moves: Sequence[Move] | None = None,
                  offsets: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
         """uint8 [len(seeds), H, W, C]; the batch is padded with copies of its first item.
+        `classes`: a class index or a label vector (float32 [c_dim]) per image, as
+        `generate.conditioning` takes them.
         `moves` (default: none) translate and rotate StyleGAN3 images as `generate
         --translate X,Y --rotate DEG` does; `offsets` (default: none) are latent edits,
         float32 [num_ws, w_dim] or None each, added to the truncated ws."""
@@ -115,9 +119,9 @@ class Engine(BucketEngine):
     """The generator of a Network, rendered by `serve.render`."""
 
     def __init__(self, net: Network, noise_mode: str = "const", max_batch: int = 32,
-                 class_names: tuple[str, ...] | None = None):
+                 class_names: tuple[str, ...] | None = None, label_kind: str | None = None):
         super().__init__(max_batch)
-        self.spec, self.ws_shape = spec(net, class_names), ws_shape(net)
+        self.spec, self.ws_shape = spec(net, class_names, label_kind), ws_shape(net)
         self.noise_mode = noise_mode
         self._render = jax.jit(make_render(net, noise_mode))
         self._variables = jax.device_put(net.variables)

@@ -1,6 +1,8 @@
 // One face, a button for another, a permalink per face; StyleGAN3 images also rotate and
 // translate (the query's rotate and translate, as generate --rotate/--translate). Image URLs carry a seed, so the
 // server can let browsers cache them; a fresh seed comes from the browser's CSPRNG.
+// A network trained on label vectors takes its condition as text (the query's label=V1,V2,...)
+// instead of a class.
 // Sliders move the face along the server's latent directions (the query's edit=K:STRENGTH,...;
 // while one is dragged the image follows, debounced). The drop zone posts an image file to
 // /api/attribute and shows whether the network made it.
@@ -12,6 +14,7 @@
     seed: Number(app.dataset.seed),
     psi: app.dataset.psi,
     cls: app.dataset.class,
+    label: app.dataset.label,  // "": none (a class network renders its class)
     rotate: app.dataset.rotate,
     translate: app.dataset.translate.split(","),
     edit: parseEdit(app.dataset.edit),
@@ -31,7 +34,10 @@
   const directions = JSON.parse(app.dataset.directions);
   const strengthMax = Number(app.dataset.strengthMax);
   document.getElementById("psi-control").hidden = !truncates;
-  document.getElementById("class-control").hidden = classes === 0;
+  const vectorLabels = app.dataset.labelKind === "vector";
+  const labelInput = document.getElementById("label");
+  document.getElementById("class-control").hidden = classes === 0 || vectorLabels;
+  document.getElementById("label-control").hidden = !vectorLabels;
   document.getElementById("move-control").hidden = !moves;
   document.getElementById("translate-x").value = state.translate[0];
   document.getElementById("translate-y").value = state.translate[1];
@@ -47,6 +53,14 @@
     return out;
   }
 
+  function parseLabel(text) {  // " 0.2, 1" -> "0.2,1"; null unless `classes` finite numbers
+    const parts = text.split(",").map(function (p) { return p.trim(); });
+    const ok = parts.length === classes && parts.every(function (p) {
+      return p !== "" && Number.isFinite(Number(p)) && Math.abs(Number(p)) <= 3.4028234663852886e38;
+    });
+    return ok ? parts.join(",") : null;
+  }
+
   function editText() {  // direction order, zero strengths left out (the server's canonical form)
     return Object.keys(state.edit).map(Number).sort(function (a, b) { return a - b; })
       .filter(function (k) { return Number(state.edit[k]) !== 0; })
@@ -56,7 +70,8 @@
   function query() {
     const q = new URLSearchParams({ seed: String(state.seed) });
     if (truncates) q.set("psi", state.psi);
-    if (classes > 0) q.set("class", state.cls);
+    if (state.label) q.set("label", state.label);
+    else if (classes > 0) q.set("class", state.cls);
     if (moves && state.translate.some(function (v) { return Number(v) !== 0; })) {
       q.set("translate", state.translate.join(","));
     }
@@ -141,6 +156,19 @@
   });
   classSelect.addEventListener("change", function (e) {
     state.cls = e.target.value;
+    state.label = "";
+    show(false);
+  });
+  labelInput.addEventListener("change", function () {
+    const label = parseLabel(labelInput.value);
+    labelInput.setCustomValidity(label === null ?
+      "expected " + classes + " comma-separated finite numbers" : "");
+    if (label === null) {
+      labelInput.reportValidity();
+      return;
+    }
+    state.label = label;
+    labelInput.value = label;
     show(false);
   });
   document.getElementById("rotate").addEventListener("change", function (e) {
@@ -158,6 +186,7 @@
     if (e.state) {
       Object.assign(state, e.state);
       state.edit = { ...(e.state.edit || {}) };
+      labelInput.value = state.label || "";
       syncSliders();
       show(false);
     }

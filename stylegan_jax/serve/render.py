@@ -4,7 +4,8 @@ per sample -> images in [-1, 1].
 ψ is data here (not a static argument as in `generate`), so one compiled program serves
 every truncation. Each family truncates with its own official formula, and ψ = 1 keeps
 the untruncated ws exactly, so a served image is the image `stylegan-jax generate`
-makes for the same seed, ψ, class, noise mode (and StyleGAN3 translate / rotate).
+makes for the same seed, ψ, class or label vector (c is data too: one float32 row per
+sample), noise mode (and StyleGAN3 translate / rotate).
 
 Batch-independence: in the `const` and `none` modes a StyleGAN2 / StyleGAN / ProGAN image
 does not depend on the rest of its batch, so a batch is one call. In `random` mode every
@@ -46,6 +47,7 @@ class Spec:
     moves: bool = False  # StyleGAN3: its input can be translated and rotated
     class_names: tuple[str, ...] = ()  # label k's name, where the network's source records it
     aspect: tuple[int, int] = (1, 1)  # (height, width) multiples of `resolution`
+    vector_labels: bool = False  # trained on label vectors: c is a `label`, never a class
 
     @property
     def height(self) -> int:
@@ -56,14 +58,19 @@ class Spec:
         return self.resolution * self.aspect[1]
 
 
-def spec(net: Network, class_names: tuple[str, ...] | None = None) -> Spec:
+def spec(net: Network, class_names: tuple[str, ...] | None = None,
+         label_kind: str | None = None) -> Spec:
+    """`label_kind`: what the network's source says it was trained on ('class', 'vector' or
+    None: unknown / unconditional, as `store.load.label_kind` reads it)."""
     G = net.module
     family = family_of(G)
-    names = tuple(class_names or ())
+    vector = bool(G.c_dim) and label_kind == "vector"
+    names = () if vector else tuple(class_names or ())
     if names and len(names) != G.c_dim:
         raise ValueError(f"{len(names)} class names for a generator of {G.c_dim} classes")
     return Spec(family.name, family.resolution(G), family.channels(G), G.z_dim, G.c_dim,
-                family.truncation, family.input_transform, names, family.image_shape(G).aspect)
+                family.truncation, family.input_transform, names, family.image_shape(G).aspect,
+                vector)
 
 
 def ws_shape(net: Network) -> tuple[int, int]:

@@ -57,7 +57,10 @@ def _query_or_error(request: Request) -> params.ImageQuery | Response:
 def _image_query(spec: Spec, seed: int, q: params.ImageQuery) -> str:
     """The canonical query of an image: what a permalink needs, nothing at its default."""
     text = f"seed={seed}" + (f"&psi={q.psi!r}" if spec.truncates else "")
-    text += f"&class={q.class_idx}" if spec.c_dim else ""
+    if q.label is not None:
+        text += f"&label={params.label_text(q.label)}"
+    elif spec.c_dim:
+        text += f"&class={q.class_idx}"
     if q.translate != (0.0, 0.0):
         text += f"&translate={q.translate[0]!r},{q.translate[1]!r}"
     text += f"&rotate={q.rotate!r}" if q.rotate else ""
@@ -94,6 +97,8 @@ async def page(request: Request) -> Response:
                   seed=seed,
                   psi=repr(q.psi), class_idx="" if q.class_idx is None else q.class_idx,
                   classes=spec.c_dim, class_names=json.dumps(list(spec.class_names)),
+                  label_kind=_label_kind(spec) or "",
+                  label="" if q.label is None else params.label_text(q.label),
                   truncates=str(spec.truncates).lower(), moves=str(spec.moves).lower(),
                   translate=f"{q.translate[0]!r},{q.translate[1]!r}",
                   rotate=repr(q.rotate), edit=params.edit_text(q.edits),
@@ -115,7 +120,7 @@ async def image(request: Request) -> Response:
     s = _state(request)
     seed = secrets.randbelow(params.SEED_MAX + 1) if q.seed is None else q.seed
     try:
-        future = s.batcher.submit(seed, q.psi, q.class_idx, q.move, s.sliders.offset(q.edits))
+        future = s.batcher.submit(seed, q.psi, q.condition, q.move, s.sliders.offset(q.edits))
     except Overloaded as e:
         return _error(503, f"server busy: {e}; retry shortly", headers={"Retry-After": "1"})
     try:
@@ -132,6 +137,8 @@ async def image(request: Request) -> Response:
                "Content-Disposition": f'inline; filename="seed{seed:04d}.{q.format}"'}
     if q.class_idx is not None:
         headers["X-Class"] = str(q.class_idx)
+    if q.label is not None:
+        headers["X-Label"] = params.label_text(q.label)
     if s.spec.moves:
         headers |= {"X-Translate": f"{q.translate[0]!r},{q.translate[1]!r}",
                     "X-Rotate": repr(q.rotate)}
@@ -204,14 +211,25 @@ def _attribution_info(s: ServeState) -> dict:
             "max_pixels": uploads.MAX_PIXELS, "allowed": uploads.allowed()}
 
 
+def _label_kind(spec: Spec) -> str | None:
+    """What the network's c is: 'vector' (label vectors), 'class' (one-hot), None (none)."""
+    if not spec.c_dim:
+        return None
+    return "vector" if spec.vector_labels else "class"
+
+
 async def info(request: Request) -> Response:
     s = _state(request)
-    spec = s.spec
+    spec, label = s.spec, s.defaults.label
     return JSONResponse({
         "name": s.name, "family": spec.family, "resolution": spec.resolution,
         "width": spec.width, "height": spec.height,
         "channels": spec.channels, "classes": spec.c_dim,
         "class_names": list(spec.class_names), "z_dim": spec.z_dim,
+        "label_kind": _label_kind(spec), "label_dim": spec.c_dim,
+        "label_default": None if label is None else list(label),
+        "label_allowed": params.label_allowed(spec),
+        "class_allowed": params.class_allowed(spec),
         "psi_default": s.defaults.psi, "class_default": s.defaults.class_idx,
         "psi_allowed": params.psi_allowed(spec), "truncation": spec.truncates,
         "moves": spec.moves, "translate_allowed": params.translate_allowed(spec),

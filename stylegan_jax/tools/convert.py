@@ -14,7 +14,7 @@ from pathlib import Path
 from stylegan_jax.convert import pickles, tf_progressive, torch_stylegan2
 from stylegan_jax.convert.pickle_reader import UnsafePickleError, is_tf_pickle
 from stylegan_jax.models import stylegan2
-from stylegan_jax.store.load import class_names, load_networks
+from stylegan_jax.store.load import class_names, label_kind, load_networks
 from stylegan_jax.store.networks import save_networks
 from stylegan_jax.store.runs import checkpoint_path
 
@@ -47,9 +47,11 @@ def _run(args: argparse.Namespace) -> int:
         info = {"source": str(src.absolute())}
         if checkpoint_path(src) is not None:  # a training run: its networks as they are
             nets = load_networks(src)
-            names = class_names(src)
+            names, kind = class_names(src), label_kind(src)
             if names:
                 info["class_names"] = list(names)
+            if kind:  # a network trained on label vectors keeps refusing --class
+                info["label_kind"] = kind
         elif src.is_dir():
             nets = torch_stylegan2.networks_from_state_dicts(src)
         elif is_tf_pickle(src):

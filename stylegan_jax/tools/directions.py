@@ -73,6 +73,11 @@ def dataset_images(module, data: str, max_per_class: int | None
     else:
         raise FileNotFoundError(f"--data {data}: neither 'bundled' nor a dataset directory")
     src = open_indexed(source)
+    if src.vector_labels:
+        raise ValueError(f"--data {data}: its labels are vectors of {src.label_dim} numbers "
+                         "(label_kind 'vector'), not classes; --method labels fits one "
+                         "direction per class, so it needs class labels (`stylegan-jax "
+                         "dataset` from class folders or class indices)")
     if src.labels is None or src.num_classes < 2:
         raise ValueError(f"--data {data}: the dataset has no labels (write it with "
                          "`stylegan-jax dataset` from labelled images)")

@@ -464,6 +464,10 @@ def supervised(w: np.ndarray, labels: np.ndarray, names: Sequence[str],
         num_ws = w.shape[1] if num_ws is None else num_ws
         w = w[:, 0]
     labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.dtype.kind == "f":
+        raise ValueError(f"supervised: labels {list(labels.shape)} are label vectors (continuous "
+                         "or multi-hot conditions), not classes; one direction per class needs "
+                         "a class index per w")
     if w.ndim != 2 or labels.shape != (len(w),):
         raise ValueError(f"supervised: w must be [N, w_dim] (or [N, num_ws, w_dim]) with one "
                          f"label each, got w {list(w.shape)} and labels {list(labels.shape)}")
