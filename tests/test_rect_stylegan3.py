@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from official_fixtures import DATA, assert_close, load, nchw_to_nhwc, subdict
 from PIL import Image
+from test_stylegan3_official import _run_all
 
 from stylegan_jax import cli
 from stylegan_jax.convert import torch_stylegan2
@@ -60,19 +61,9 @@ def test_matches_nvidia_layers_at_w_x_h(path):
                  method=G.mapping_fn)
     assert_close("ws", ws, io["ws"], REL)
 
-    def synth(v, ws, update_emas=False):
-        return G.apply(v, ws, "const", update_emas, method=G.synthesis_fn,
-                       mutable=["buffers"] if update_emas else False)
-
-    @jax.jit
-    def run(v, ws, ws_nt, noise):
-        img_nt, pullback = jax.vjp(lambda w: synth(v, w), ws_nt)
-        _, updated = synth(v, ws_nt, update_emas=True)
-        return synth(v, ws), img_nt, pullback(noise)[0], updated["buffers"]
-
     noise = jnp.asarray(nchw_to_nhwc(io["noise"]))
-    img, img_nt, grad, buffers = run(v, jnp.asarray(io["ws"]), jnp.asarray(io["ws_notrunc"]),
-                                     noise)
+    img, img_nt, grad, buffers = _run_all(G)(v, jnp.asarray(io["ws"]),
+                                             jnp.asarray(io["ws_notrunc"]), noise)
     ah, aw = meta["aspect"]
     r = meta["kwargs"]["img_resolution"]
     assert img.shape[1:3] == (r * ah, r * aw) != (r, r)

@@ -2,7 +2,9 @@
 face real?" drop zone, and an image API.
 
 Loads a generator as every tool does (`generate.add_network_arguments`; default:
-the face network shipped with the package), finds its sliders' latent directions
+the face network shipped with the package; --class / --label: what a conditional one renders
+unless a request says, by generate's rules: a network trained on label vectors takes --label
+only, and without it renders the zero vector), finds its sliders' latent directions
 (--directions, else SeFa), compiles one program per batch bucket before accepting a
 connection, prints the URL and the warm-up time, then serves on uvicorn until SIGINT /
 SIGTERM, answering every request already accepted before it exits. Attribution
