@@ -310,3 +310,25 @@ def test_page_label_field_in_chromium(client, browser):
     assert page.evaluate("!document.getElementById('label').validity.valid")
     assert page.get_attribute("#face", "src") == src
     assert not errors, errors
+
+
+def test_an_exported_vector_network_keeps_its_label_kind(network_dir, tmp_path):
+    """`export` records what c means (label vectors here; class names where a source has
+    them), so `serve --exported` refuses class= on it as on the network itself."""
+    from stylegan_jax.export.artifact import read_manifest
+    from stylegan_jax.serve.exported import ExportedEngine
+
+    out = tmp_path / "exported"
+    assert cli.main(["export", "--network", str(network_dir), "--format", "stablehlo",
+                     "--out", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert manifest["label_kind"] == "vector" and "class_names" not in manifest
+    engine = ExportedEngine(out, max_batch=1)
+    assert engine.spec.vector_labels and engine.spec.c_dim == C_DIM
+    named = save_networks(tmp_path / "named", {"G_ema": vector_generator()},
+                          info={"class_names": ["a", "b", "c"]})
+    assert cli.main(["export", "--network", str(named), "--format", "stablehlo", "--out",
+                     str(tmp_path / "named-exported")]) == 0
+    manifest = read_manifest(tmp_path / "named-exported")
+    assert (manifest["label_kind"], manifest["class_names"]) == ("class", ["a", "b", "c"])
+    assert ExportedEngine(tmp_path / "named-exported", 1).spec.class_names == ("a", "b", "c")

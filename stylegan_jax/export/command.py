@@ -18,7 +18,12 @@ import time
 from pathlib import Path
 
 from stylegan_jax.export import artifact, formats, program
-from stylegan_jax.generate import add_network_arguments, named_network_from_args
+from stylegan_jax.generate import (
+    add_network_arguments,
+    class_names_from_args,
+    label_kind_from_args,
+    named_network_from_args,
+)
 from stylegan_jax.nn.layers import NOISE_MODES
 
 
@@ -39,6 +44,12 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"--out {args.out} already exists; pass --force to replace it")
     net, name = named_network_from_args(args)
     prog = program.build(net, args.input, args.noise_mode)
+    # What c means travels with the artifact: served or called, it is read as trained.
+    kind, names = label_kind_from_args(args, net), class_names_from_args(args, net)
+    if kind:
+        prog.details["label_kind"] = kind
+    if names:
+        prog.details["class_names"] = list(names)
     source = str(args.network or getattr(args, "workdir", None) or name)
     t0 = time.perf_counter()
     manifest = artifact.write(args.out, args.format, prog, write, source, args.force)

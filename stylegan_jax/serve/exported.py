@@ -34,7 +34,9 @@ class ExportedEngine(BucketEngine):
         res = m["resolution"]  # manifests written before rectangles are square
         aspect = (m.get("height", res) // res, m.get("width", res) // res)
         self.spec = Spec(m["family"], res, m["channels"], m["z_dim"], m["c_dim"],
-                         truncates=m["truncation"], moves=False, aspect=aspect)
+                         truncates=m["truncation"], moves=False, aspect=aspect,
+                         class_names=tuple(m.get("class_names", ())),
+                         vector_labels=m.get("label_kind") == "vector")
         self.noise_mode = m["noise_mode"]
 
     def _kwargs(self, z, c, psi, seed) -> dict:
