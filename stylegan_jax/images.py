@@ -35,6 +35,15 @@ def make_grid(images: np.ndarray, cols: int | None = None) -> np.ndarray:
     return canvas.reshape(rows * h, cols * w, c)
 
 
+def over_black(image: np.ndarray) -> np.ndarray:
+    """uint8 [..., 4] RGBA -> [..., 3] RGB composited over black (for formats without alpha:
+    JPEG, H.264), rounded to the nearest level; other images unchanged."""
+    if image.shape[-1] != 4:
+        return image
+    alpha = image[..., 3:].astype(np.float32) / 255
+    return np.rint(image[..., :3] * alpha).astype(np.uint8)
+
+
 def save_image(image: np.ndarray, path: str | Path) -> Path:
     """Saves one [H, W, C] uint8 image (C = 1, 3, or 4: RGBA, alpha kept) as PNG."""
     path = Path(path)

@@ -24,7 +24,7 @@ from test_serve import decode, serve_in_thread, wait_for
 from stylegan_jax import cli, pretrained
 from stylegan_jax.data.sources import bundled_faces
 from stylegan_jax.generate import images_from_ws
-from stylegan_jax.models.registry import Network
+from stylegan_jax.models.registry import Network, random_generator
 from stylegan_jax.models.sampling import latents_for_seeds, mapping_jit
 from stylegan_jax.serve import projector, sliders
 from stylegan_jax.serve.app import create_app
@@ -199,3 +199,23 @@ def test_an_upload_is_fitted_to_the_wide_generator(client, faces_wide):
                                      progress=False).distance[0]
     assert got["distance"] == pytest.approx(want, rel=1e-4)
     assert (got["image"]["width"], got["image"]["height"]) == (40, 30)
+
+
+def test_serve_keeps_alpha_in_png_and_composites_jpeg_over_black(tmp_path):
+    """An RGBA W x H generator served: the PNG is `generate`'s file, alpha kept, byte for
+    byte; the JPEG (no alpha) shows the colour composited over black (NumPy reference,
+    within JPEG's loss)."""
+    net = random_generator(8, channels=4, aspect=(1, 2))
+    network_dir = save_networks(tmp_path / "rgba", {"G_ema": net})
+    assert cli.main(["generate", "--network", str(network_dir), "--seeds", "3",
+                     "--outdir", str(tmp_path / "gen"), "--no-grid"]) == 0
+    png = (tmp_path / "gen" / "seed0003.png").read_bytes()
+    engine = Engine(net, max_batch=1)
+    engine.warm_up()
+    with serve_in_thread(create_app(engine, "rgba", sliders=None)) as c:
+        assert c.get("/api/image", params={"seed": 3}).content == png
+        jpeg = decode(c.get("/api/image", params={"seed": 3, "format": "jpeg"}).content)
+    rgba = np.asarray(Image.open(io.BytesIO(png))).astype(np.float64)
+    assert rgba.shape == (8, 16, 4) and rgba[..., 3].std() > 0
+    want = rgba[..., :3] * rgba[..., 3:] / 255
+    assert jpeg.shape == (8, 16, 3) and np.abs(jpeg - want).mean() < 6

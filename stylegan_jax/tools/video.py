@@ -162,12 +162,7 @@ def write_mp4(frames: Iterable[np.ndarray], output: str | Path, fps: float = 60,
 
 def _opaque(frame: np.ndarray) -> np.ndarray:
     """[H, W] for grayscale, RGB for colour; RGBA composited over black."""
-    if frame.shape[-1] == 1:
-        return frame[..., 0]
-    if frame.shape[-1] == 4:
-        alpha = frame[..., 3:].astype(np.float32) / 255
-        return np.rint(frame[..., :3] * alpha).astype(np.uint8)
-    return frame
+    return frame[..., 0] if frame.shape[-1] == 1 else images.over_black(frame)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
