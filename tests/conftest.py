@@ -29,6 +29,18 @@ if "SGJ_COMPILATION_CACHE" not in os.environ:
 import pytest  # noqa: E402 (after the environment above)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+    """Each module's compiled programs are dropped when it ends. A worker otherwise keeps
+    every executable of the ~100 modules it runs (gigabytes), and twice in a full run a late
+    module's compile crashed inside XLA's executable serialisation for the persistent cache
+    (SIGSEGV; never alone). Later modules reload from that cache instead of compiling."""
+    yield
+    import jax
+
+    jax.clear_caches()
+
+
 def pytest_collection_modifyitems(items):
     """Modules with a slow test run first (otherwise in their order): with pytest-xdist
     handing whole modules to workers, the long ones then overlap instead of ending the run
