@@ -345,8 +345,9 @@ def test_tfds_w_x_h_from_a_config(wide_tfds):
     with tfds.testing.mock_data(num_examples=16):
         source, run_labels = inputs.open_source(config)  # checks the served W x H
     assert SourceConfig.from_dict(source).aspect == (1, 2) and run_labels.c_dim == 0
-    with pytest.raises(ValueError, match="source aspect and transform are for kind 'tfds'"):
-        SourceConfig(kind="bundled", aspect=(1, 2))
+    with pytest.raises(ValueError, match="source aspect and transform are for kinds 'bundled' "
+                                         "and 'tfds'"):
+        SourceConfig(kind="tfrecord", path="x", aspect=(1, 2))
     with pytest.raises(ValueError, match="source transform must be one of"):
         SourceConfig(kind="tfds", name=wide_tfds, resolution=8, transform="none",
                      aspect=(1, 2))

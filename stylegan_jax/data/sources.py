@@ -124,10 +124,11 @@ def source_from_config(data) -> dict[str, Any]:
     else:
         raise ValueError(
             f"config.data.source={data.source!r}: expected bundled, tfrecord or tfds")
-    aspect = tuple(data.get("aspect", None) or (1, 1))
+    # Configs written before rectangles have neither field.
+    aspect = tuple(getattr(data, "aspect", None) or (1, 1))
     if aspect != (1, 1):
         source["aspect"] = aspect
-    if data.get("transform", None):
+    if getattr(data, "transform", None):
         source["transform"] = data.transform
     return source
 
