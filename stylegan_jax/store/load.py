@@ -58,30 +58,29 @@ def load_generator(source: str | Path, which: str | None = None) -> Network:
     return nets[generator_name(nets, which, source)]
 
 
-def class_names(source: str | Path) -> tuple[str, ...] | None:
-    """The names of a conditional generator's classes where its source records them (a
-    training workdir's checkpoint, a converted directory's info), else None (official
-    pickles carry no names)."""
+def _label_record(source: str | Path) -> dict:
+    """What a generator's source records about its labels: a training workdir's checkpoint
+    metadata (c_dim, class_names, label_kind), a converted directory's info (class_names,
+    label_kind); {} for an official pickle, which carries neither."""
     source = Path(source)
     if source.suffix == ".pkl":
-        return None
+        return {}
     found = runs.checkpoint_path(source)
-    if found is not None:
-        return runs.class_names_at(*found)
-    names = network_dir_info(source).get("class_names")
+    return (runs.meta_at(*found) or {}) if found is not None else network_dir_info(source)
+
+
+def class_names(source: str | Path) -> tuple[str, ...] | None:
+    """The names of a conditional generator's classes where its source records them, else
+    None (official pickles carry no names)."""
+    names = _label_record(source).get("class_names")
     return tuple(names) if names else None
 
 
 def label_kind(source: str | Path) -> str | None:
     """'vector' where a conditional generator's source records that it was trained on label
-    vectors (a training workdir's checkpoint, a converted directory's info `label_kind`),
-    'class' where it records classes, else None (unconditional, or unknown: official pickles
-    and directories converted from them say nothing)."""
-    source = Path(source)
-    if source.suffix == ".pkl":
-        return None
-    found = runs.checkpoint_path(source)
-    if found is not None:
-        return runs.label_kind_at(*found)
-    info = network_dir_info(source)
-    return info.get("label_kind") or ("class" if info.get("class_names") else None)
+    vectors, 'class' where it records classes (runs and directories from before label vectors:
+    a c_dim or class names), else None (unconditional, or unknown: official pickles and
+    directories converted from them say nothing)."""
+    record = _label_record(source)
+    return record.get("label_kind") or (
+        "class" if record.get("c_dim") or record.get("class_names") else None)

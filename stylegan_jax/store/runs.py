@@ -161,8 +161,9 @@ def networks_from_workdir(workdir: str | Path, step: int | str | None = None) ->
     return read_checkpoint(workdir, step).networks
 
 
-def _meta_at(workdir: str | Path, step: int | str | None) -> dict | None:
-    """A checkpoint's metadata (newest by default; None: no checkpoint yet)."""
+def meta_at(workdir: str | Path, step: int | str | None = None) -> dict | None:
+    """A checkpoint's metadata (newest by default; None: no checkpoint yet): c_dim,
+    class_names and label_kind among them (runs from before a field lack it)."""
     workdir = Path(workdir)
     ckpts = _checkpoints(workdir, read_config(workdir))
     try:
@@ -170,18 +171,3 @@ def _meta_at(workdir: str | Path, step: int | str | None) -> dict | None:
         return None if step is None else ckpts.read_meta(step)
     finally:
         ckpts.close()
-
-
-def class_names_at(workdir: str | Path, step: int | str | None = None) -> tuple[str, ...] | None:
-    """The class names a checkpoint's run trained with (its metadata; newest checkpoint by
-    default), or None when the run is unconditional or predates the field."""
-    names = (_meta_at(workdir, step) or {}).get("class_names")
-    return tuple(names) if names else None
-
-
-def label_kind_at(workdir: str | Path, step: int | str | None = None) -> str | None:
-    """What a checkpoint's generator is conditioned on: 'class', 'vector' (label vectors) or
-    None (unconditional). Runs from before label vectors record no kind: their labels are
-    classes."""
-    meta = _meta_at(workdir, step) or {}
-    return meta.get("label_kind") or ("class" if meta.get("c_dim") else None)
